@@ -1,0 +1,1 @@
+"""Benchmark harness for Launch: floors, peers and our platform, measured side by side."""

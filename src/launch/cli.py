@@ -1,0 +1,237 @@
+"""The ``launch`` command: run the server, manage API keys, inspect what you own, run benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="Launch: self-hosted model serving.")
+api_keys_app = typer.Typer(no_args_is_help=True, help="API keys (works on the data directory directly).")
+bundles_app = typer.Typer(no_args_is_help=True, help="Your model bundles.")
+endpoints_app = typer.Typer(no_args_is_help=True, help="Your model endpoints.")
+tasks_app = typer.Typer(no_args_is_help=True, help="Your async tasks.")
+app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(bundles_app, name="bundles")
+app.add_typer(endpoints_app, name="endpoints")
+app.add_typer(tasks_app, name="tasks")
+console = Console()
+
+ApiKeyOption = typer.Option(None, "--api-key", envvar="LAUNCH_API_KEY", help="API key (or LAUNCH_API_KEY).")
+EndpointOption = typer.Option(None, "--endpoint", envvar="LAUNCH_ENDPOINT",
+                              help="Server URL (or LAUNCH_ENDPOINT), default http://127.0.0.1:8000.")
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from launch import __version__
+
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True)) -> None:
+    """Launch: self-hosted model serving."""
+
+
+@app.command()
+def server(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    data_dir: Path = typer.Option(Path("launch-data"), help="Where the database, objects and logs live."),
+    public_url: str = typer.Option(None, help="Base URL clients use to reach this server (for signed URLs)."),
+    allow_private_fetch: bool = typer.Option(
+        False, help="Let workers fetch `url` inputs from loopback and private addresses (tests, trusted LANs)."),
+    log_level: str = typer.Option("info", help="Log level."),
+) -> None:
+    """Start the platform: gateway, control loop, database, object store, broker and workers."""
+    import logging
+
+    import uvicorn
+
+    from launch.server.app import build_app
+    from launch.server.settings import Settings
+
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    if public_url:
+        overrides["public_url"] = public_url
+    if allow_private_fetch:
+        overrides["fetch_allow_private"] = True
+    settings = Settings(**overrides)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(build_app(settings), host=host, port=port, loop="uvloop", http="httptools",
+                log_level=log_level, access_log=False, timeout_graceful_shutdown=30, backlog=4096)
+
+
+@api_keys_app.command("create")
+def api_keys_create(
+    user: str = typer.Option(..., help="The owner the key authenticates as."),
+    data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
+) -> None:
+    """Create an API key for USER; the key is the last line printed (shown once, stored hashed)."""
+    from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key
+    from launch.server.settings import Settings
+    from launch.stores.database import create_sync_engine, migrate
+
+    settings = Settings(data_dir=data_dir)
+    secret = settings.secret_key()  # creates the data directory on first use
+    url = settings.resolved_database_url
+    migrate(url)
+    key = new_api_key()
+    engine = create_sync_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert_key_statement(user, key_digest(secret, key)))
+    finally:
+        engine.dispose()
+    print(f"Created an API key for {user} (store it now; it is not shown again):", file=sys.stderr)
+    print(key)
+
+
+def _client(api_key: str | None, endpoint: str | None) -> Any:
+    from launch import LaunchClient
+
+    try:
+        return LaunchClient(api_key=api_key, endpoint=endpoint)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    if hasattr(obj, "model_endpoint"):
+        return asdict(obj.model_endpoint)
+    return obj
+
+
+def _show(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _run(action: Any) -> Any:
+    from launch.errors import APIError
+
+    try:
+        return action()
+    except APIError as exc:
+        console.print(f"[red]error {exc.status_code}: {exc.detail}[/red]")
+        raise typer.Exit(1) from None
+
+
+@bundles_app.command("list")
+def bundles_list(api_key: str = ApiKeyOption, endpoint: str = EndpointOption, as_json: bool = JsonOption) -> None:
+    """List your bundles."""
+    client = _client(api_key, endpoint)
+    rows = [_plain(b) for b in _run(client.list_model_bundles)]
+    _show(rows, ["name", "packaging_type", "requirements", "bundle_id"], as_json, "Model bundles")
+
+
+@bundles_app.command("get")
+def bundles_get(name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+                as_json: bool = JsonOption) -> None:
+    """Show one bundle."""
+    client = _client(api_key, endpoint)
+    row = _plain(_run(lambda: client.get_model_bundle(name)))
+    _show([row], ["name", "packaging_type", "location", "requirements", "env_params", "app_config"], as_json,
+          f"Bundle {name}")
+
+
+@bundles_app.command("delete")
+def bundles_delete(name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
+    """Delete a bundle (no endpoint may use it)."""
+    client = _client(api_key, endpoint)
+    _run(lambda: client.delete_model_bundle(name))
+    console.print(f"deleted bundle {name}")
+
+
+def _endpoint_row(e: Any) -> dict[str, Any]:
+    row = _plain(e)
+    workers = row.get("worker_settings") or {}
+    available, low, high = (workers.get(k) for k in ("available_workers", "min_workers", "max_workers"))
+    row["workers"] = f"{available or 0} ({low}-{high})"
+    return row
+
+
+@endpoints_app.command("list")
+def endpoints_list(api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+                   as_json: bool = JsonOption) -> None:
+    """List your endpoints."""
+    client = _client(api_key, endpoint)
+    rows = [_endpoint_row(e) for e in _run(client.list_model_endpoints)]
+    _show(rows, ["name", "endpoint_type", "bundle_name", "status", "workers"], as_json, "Model endpoints")
+
+
+@endpoints_app.command("get")
+def endpoints_get(name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+                  as_json: bool = JsonOption) -> None:
+    """Show one endpoint."""
+    client = _client(api_key, endpoint)
+    record = _run(lambda: client.connection.request("GET", f"/v1/model-endpoints/{name}"))
+    _show([record], ["name", "endpoint_type", "bundle_name", "status", "status_reason", "resource_settings",
+                     "worker_settings"], as_json, f"Endpoint {name}")
+
+
+@endpoints_app.command("delete")
+def endpoints_delete(name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
+    """Delete an endpoint (its workers drain and stop)."""
+    client = _client(api_key, endpoint)
+    _run(lambda: client.delete_model_endpoint(name))
+    console.print(f"deleting endpoint {name}")
+
+
+@endpoints_app.command("logs")
+def endpoints_logs(name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
+    """Print an endpoint's creation logs."""
+    client = _client(api_key, endpoint)
+    print(_run(lambda: client.read_endpoint_creation_logs(name)))
+
+
+@tasks_app.command("get")
+def tasks_get(task_id: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+              as_json: bool = JsonOption) -> None:
+    """Show an async task's status and result."""
+    client = _client(api_key, endpoint)
+    record = _run(lambda: client.connection.request("GET", f"/v1/async-tasks/{task_id}"))
+    _show([record], ["task_id", "status", "attempts", "result", "result_url", "traceback"], as_json, "Task")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmarks (bench/run in a source checkout; arguments are passed through)."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "run"
+    if not script.exists():
+        console.print("[red]bench/run not found: benchmarks run from a source checkout of Launch[/red]")
+        raise typer.Exit(2)
+    raise typer.Exit(subprocess.call([str(script), *ctx.args], env=os.environ.copy()))
+
+
+def main() -> None:
+    app()

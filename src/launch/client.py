@@ -1,0 +1,366 @@
+"""``LaunchClient``: bundles, endpoints, tasks and batch jobs, with the methods and signatures of the
+scale-launch 0.3.3 client, speaking Launch's native /v1 API."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import os
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cloudpickle
+
+from launch._transport import Transport
+from launch.errors import APIError
+from launch.model_bundle import ModelBundle
+from launch.model_endpoint import AsyncEndpoint, Endpoint, ModelEndpoint, SyncEndpoint
+
+LaunchModel_T = TypeVar("LaunchModel_T")
+DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
+
+
+def _name(obj: ModelBundle | ModelEndpoint | Endpoint | str) -> str:
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, Endpoint):
+        return obj.model_endpoint.name
+    return obj.name
+
+
+def _source(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj if inspect.isfunction(obj) or inspect.isclass(obj) else type(obj))
+    except (OSError, TypeError):
+        return ""
+
+
+def _app_config(app_config: dict[str, Any] | str | None) -> Any:
+    if isinstance(app_config, str):
+        import yaml  # type: ignore[import-untyped]
+
+        with open(app_config) as handle:
+            return yaml.safe_load(handle)
+    return app_config
+
+
+def _endpoint_object(record: dict[str, Any], client: LaunchClient) -> SyncEndpoint | AsyncEndpoint:
+    model_endpoint = ModelEndpoint.from_dict(record)
+    if record["endpoint_type"] == "async":
+        return AsyncEndpoint(model_endpoint, client)
+    if record["endpoint_type"] == "sync":
+        return SyncEndpoint(model_endpoint, client)
+    raise ValueError("Endpoint should be one of the types 'sync' or 'async'")
+
+
+class LaunchClient:
+    """Client of a Launch server.
+
+    ``api_key`` and ``endpoint`` default to the ``LAUNCH_API_KEY`` and ``LAUNCH_ENDPOINT`` environment
+    variables (then ``http://127.0.0.1:8000``).
+    """
+
+    def __init__(self, api_key: str | None = None, endpoint: str | None = None, self_hosted: bool = False) -> None:
+        api_key = api_key or os.environ.get("LAUNCH_API_KEY")
+        if not api_key:
+            raise ValueError("an API key is required: pass api_key= or set LAUNCH_API_KEY")
+        self.endpoint = (endpoint or os.environ.get("LAUNCH_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self.connection = Transport(self.endpoint, api_key)
+        self.self_hosted = self_hosted
+        self.upload_bundle_fn: Callable[[bytes, str], None] | None = None
+        self.upload_batch_csv_fn: Callable[[str, str], None] | None = None
+        self.bundle_location_fn: Callable[[], str] | None = None
+        self.batch_csv_location_fn: Callable[[], str] | None = None
+        self.endpoint_auth_decorator_fn: Callable[[dict[str, Any]], dict[str, Any]] = lambda x: x
+
+    def __repr__(self) -> str:
+        return f"LaunchClient(endpoint='{self.endpoint}')"
+
+    # -- self-hosted hooks (as in scale-launch 0.3.3) ------------------------------------------------
+    def register_upload_bundle_fn(self, upload_bundle_fn: Callable[[bytes, str], None]) -> None:
+        """Self-hosted mode: ``fn(serialized_bundle, location)`` uploads a bundle instead of the server."""
+        self.upload_bundle_fn = upload_bundle_fn
+
+    def register_upload_batch_csv_fn(self, upload_batch_csv_fn: Callable[[str, str], None]) -> None:
+        """Self-hosted mode: ``fn(csv_text, location)`` uploads a batch input file."""
+        self.upload_batch_csv_fn = upload_batch_csv_fn
+
+    def register_bundle_location_fn(self, bundle_location_fn: Callable[[], str]) -> None:
+        """Self-hosted mode: ``fn()`` returns the location a new bundle is uploaded to."""
+        self.bundle_location_fn = bundle_location_fn
+
+    def register_batch_csv_location_fn(self, batch_csv_location_fn: Callable[[], str]) -> None:
+        """Self-hosted mode: ``fn()`` returns the location a batch input file is uploaded to."""
+        self.batch_csv_location_fn = batch_csv_location_fn
+
+    def register_endpoint_auth_decorator(self, endpoint_auth_decorator_fn: Callable[[dict], dict]) -> None:
+        """``fn(payload) -> payload`` rewrites endpoint and batch job requests (e.g. to add fields)."""
+        self.endpoint_auth_decorator_fn = endpoint_auth_decorator_fn
+
+    # -- bundles ---------------------------------------------------------------------------------------
+    def _upload(self, data: bytes, location: str | None) -> str:
+        if self.self_hosted:
+            location = location or (self.bundle_location_fn() if self.bundle_location_fn else None)
+            if self.upload_bundle_fn is None or location is None:
+                raise ValueError("self-hosted mode needs upload_bundle_fn and a bundle location (fn or bundle_url)")
+            self.upload_bundle_fn(data, location)
+            return location
+        ticket = self.connection.request("POST", "/v1/uploads")
+        self.connection.put_bytes(ticket["upload_url"], data)
+        return str(ticket["location"])
+
+    def _create_bundle(self, payload: dict[str, Any]) -> ModelBundle:
+        return ModelBundle.from_dict(self.connection.request("POST", "/v1/model-bundles", json=payload))
+
+    def create_model_bundle(
+        self,
+        model_bundle_name: str,
+        env_params: dict[str, str],
+        *,
+        load_predict_fn: Callable[[LaunchModel_T], Callable[[Any], Any]] | None = None,
+        predict_fn_or_cls: Callable[[Any], Any] | None = None,
+        requirements: list[str] | None = None,
+        model: LaunchModel_T | None = None,
+        load_model_fn: Callable[[], LaunchModel_T] | None = None,
+        bundle_url: str | None = None,
+        app_config: dict[str, Any] | str | None = None,
+        globals_copy: dict[str, Any] | None = None,
+    ) -> ModelBundle:
+        """Upload and register a bundle made of exactly one of: ``predict_fn_or_cls``;
+        ``load_predict_fn`` + ``model``; ``load_predict_fn`` + ``load_model_fn``.
+
+        Workers call ``load_model_fn()`` (or take ``model``), then ``load_predict_fn(model)``, once, and serve
+        ``predict_fn(**args)`` (or ``predict_fn(bytes)`` for ``url`` inputs). ``requirements`` are pip lines
+        installed for the workers (``None`` or ``[]``: the server's own environment). Modules found in
+        ``globals_copy`` are pickled by value, so the server does not need them installed.
+        """
+        forms = [predict_fn_or_cls is not None, load_predict_fn is not None and model is not None,
+                 load_predict_fn is not None and load_model_fn is not None]
+        if sum(forms) != 1:
+            raise ValueError("A model bundle consists of exactly {predict_fn_or_cls}, {load_predict_fn + model}, "
+                             "or {load_predict_fn + load_model_fn}.")
+        for module in _modules(globals_copy):
+            cloudpickle.register_pickle_by_value(module)
+        bundle: Any
+        if predict_fn_or_cls is not None:
+            bundle, metadata = predict_fn_or_cls, {"predict_fn_or_cls": _source(predict_fn_or_cls)}
+        elif model is not None:
+            bundle = {"model": model, "load_predict_fn": load_predict_fn}
+            metadata = {"load_predict_fn": _source(load_predict_fn)}
+        else:
+            bundle = {"load_model_fn": load_model_fn, "load_predict_fn": load_predict_fn}
+            metadata = {"load_predict_fn": _source(load_predict_fn), "load_model_fn": _source(load_model_fn)}
+        location = self._upload(cloudpickle.dumps(bundle), bundle_url)
+        return self._create_bundle({
+            "name": model_bundle_name, "location": location, "packaging_type": "cloudpickle",
+            "metadata": metadata, "requirements": requirements or [], "env_params": env_params or {},
+            "app_config": _app_config(app_config),
+        })
+
+    def create_model_bundle_from_dirs(
+        self,
+        model_bundle_name: str,
+        base_paths: list[str],
+        requirements_path: str,
+        env_params: dict[str, str],
+        load_predict_fn_module_path: str,
+        load_model_fn_module_path: str,
+        app_config: dict[str, Any] | str | None = None,
+    ) -> ModelBundle:
+        """Package local directories as a zip bundle. Workers import ``load_model_fn_module_path`` and
+        ``load_predict_fn_module_path`` (dotted ``module.function`` paths inside those directories)."""
+        requirements = Path(requirements_path).read_text().splitlines()
+        location = self._upload(_zip_directories(base_paths), None)
+        return self._create_bundle({
+            "name": model_bundle_name, "location": location, "packaging_type": "zip",
+            "metadata": {"load_predict_fn_module_path": load_predict_fn_module_path,
+                         "load_model_fn_module_path": load_model_fn_module_path},
+            "requirements": requirements, "env_params": env_params or {}, "app_config": _app_config(app_config),
+        })
+
+    def list_model_bundles(self) -> list[ModelBundle]:
+        """The bundles you own."""
+        return [ModelBundle.from_dict(b) for b in self.connection.request("GET", "/v1/model-bundles")["bundles"]]
+
+    def get_model_bundle(self, model_bundle: ModelBundle | str) -> ModelBundle:
+        """One of your bundles, by name."""
+        return ModelBundle.from_dict(self.connection.request("GET", f"/v1/model-bundles/{_name(model_bundle)}"))
+
+    def clone_model_bundle_with_changes(self, existing_bundle: ModelBundle | str, new_bundle_name: str,
+                                        app_config: dict | None = None) -> ModelBundle:
+        """A copy of a bundle under a new name with a new ``app_config`` (None clears it)."""
+        record = self.connection.request("POST", f"/v1/model-bundles/{_name(existing_bundle)}/clone",
+                                         json={"new_name": new_bundle_name, "app_config": app_config})
+        return ModelBundle.from_dict(record)
+
+    def delete_model_bundle(self, model_bundle: ModelBundle | str) -> bool:
+        """Delete a bundle no endpoint uses; returns True."""
+        return bool(self.connection.request("DELETE", f"/v1/model-bundles/{_name(model_bundle)}")["deleted"])
+
+    # -- endpoints -------------------------------------------------------------------------------------
+    def create_model_endpoint(
+        self,
+        endpoint_name: str,
+        model_bundle: ModelBundle | str,
+        cpus: int = 3,
+        memory: str = "8Gi",
+        storage: str | None = None,
+        gpus: int = 0,
+        min_workers: int = 1,
+        max_workers: int = 1,
+        per_worker: int = 10,
+        gpu_type: str | None = None,
+        endpoint_type: str = "sync",
+        post_inference_hooks: list[Any] | None = None,
+        update_if_exists: bool = False,
+        labels: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Endpoint | None:
+        """Create an endpoint serving ``model_bundle`` and return it at once (it becomes READY when its
+        workers serve; poll ``status()``). With ``update_if_exists`` an existing endpoint is edited
+        instead and None is returned. ``per_worker`` is the number of concurrent requests one worker takes
+        before the autoscaler adds another (between ``min_workers`` and ``max_workers``; 0 min scales to
+        zero when idle)."""
+        if update_if_exists and self.get_model_endpoint(endpoint_name) is not None:
+            self.edit_model_endpoint(endpoint_name, model_bundle=model_bundle, cpus=cpus, memory=memory,
+                                     storage=storage, gpus=gpus, min_workers=min_workers, max_workers=max_workers,
+                                     per_worker=per_worker, gpu_type=gpu_type)
+            return None
+        if endpoint_type not in ("sync", "async"):
+            raise ValueError("endpoint_type must be 'sync' or 'async'")
+        payload = self.endpoint_auth_decorator_fn({
+            "name": endpoint_name, "bundle_name": _name(model_bundle), "endpoint_type": endpoint_type,
+            "cpus": cpus, "memory": memory, "storage": storage, "gpus": gpus, "gpu_type": gpu_type,
+            "min_workers": min_workers, "max_workers": max_workers, "per_worker": per_worker,
+            "post_inference_hooks": [str(getattr(h, "value", h)) for h in post_inference_hooks or []] or None,
+            "labels": labels or {}, "metadata": metadata or {},
+        })
+        return _endpoint_object(self.connection.request("POST", "/v1/model-endpoints", json=payload), self)
+
+    def edit_model_endpoint(
+        self,
+        model_endpoint: ModelEndpoint | Endpoint | str,
+        model_bundle: ModelBundle | str | None = None,
+        cpus: float | None = None,
+        memory: str | None = None,
+        storage: str | None = None,
+        gpus: int | None = None,
+        min_workers: int | None = None,
+        max_workers: int | None = None,
+        per_worker: int | None = None,
+        gpu_type: str | None = None,
+        post_inference_hooks: list[Any] | None = None,
+    ) -> None:
+        """Change an endpoint; fields left None stay as they are. A new bundle or new resources roll out
+        new workers before the old ones stop."""
+        payload = {
+            "bundle_name": _name(model_bundle) if model_bundle is not None else None, "cpus": cpus,
+            "memory": memory, "storage": storage, "gpus": gpus, "gpu_type": gpu_type if gpus != 0 else None,
+            "min_workers": min_workers, "max_workers": max_workers, "per_worker": per_worker,
+            "post_inference_hooks": [str(getattr(h, "value", h)) for h in post_inference_hooks]
+            if post_inference_hooks is not None else None,
+        }
+        payload = self.endpoint_auth_decorator_fn({k: v for k, v in payload.items() if v is not None})
+        self.connection.request("PUT", f"/v1/model-endpoints/{_name(model_endpoint)}", json=payload)
+
+    def _get_model_endpoint_record(self, endpoint_name: str) -> ModelEndpoint:
+        return ModelEndpoint.from_dict(self.connection.request("GET", f"/v1/model-endpoints/{endpoint_name}"))
+
+    def get_model_endpoint(self, endpoint_name: str) -> SyncEndpoint | AsyncEndpoint | None:
+        """The endpoint named ``endpoint_name``, or None if you have none by that name."""
+        try:
+            record = self.connection.request("GET", f"/v1/model-endpoints/{endpoint_name}")
+        except APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        return _endpoint_object(record, self)
+
+    def list_model_endpoints(self) -> list[Endpoint]:
+        """Your endpoints: async ones first, then sync ones."""
+        records = self.connection.request("GET", "/v1/model-endpoints")["endpoints"]
+        endpoints = [_endpoint_object(r, self) for r in records if r["endpoint_type"] in ("sync", "async")]
+        return [e for e in endpoints if isinstance(e, AsyncEndpoint)] + [
+            e for e in endpoints if isinstance(e, SyncEndpoint)
+        ]
+
+    def delete_model_endpoint(self, model_endpoint: ModelEndpoint | Endpoint | str) -> bool:
+        """Delete an endpoint: its workers drain and stop; unfinished tasks fail with a reason."""
+        return bool(self.connection.request("DELETE", f"/v1/model-endpoints/{_name(model_endpoint)}")["deleted"])
+
+    def read_endpoint_creation_logs(self, model_endpoint: ModelEndpoint | Endpoint | str) -> str:
+        """Environment build and worker logs of an endpoint (why it failed to start, if it did)."""
+        return str(self.connection.request("GET", f"/v1/model-endpoints/{_name(model_endpoint)}/logs")["content"])
+
+    # -- tasks -----------------------------------------------------------------------------------------
+    @staticmethod
+    def _task_body(url: str | None, args: dict | None, return_pickled: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"return_pickled": return_pickled}
+        if url is not None:
+            body["url"] = url
+        if args is not None:
+            body["args"] = args
+        return body
+
+    def _sync_request(self, endpoint_id: str, url: str | None = None, args: dict | None = None,
+                      return_pickled: bool = True) -> dict[str, Any]:
+        """Run one prediction on a sync endpoint (by name) and wait for it."""
+        return self.connection.request(  # type: ignore[no-any-return]
+            "POST", "/v1/sync-tasks", params={"model_endpoint_name": endpoint_id},
+            json=self._task_body(url, args, return_pickled),
+        )
+
+    def _async_request(self, endpoint_name: str, url: str | None = None, args: dict | None = None,
+                       return_pickled: bool = True) -> str:
+        record = self.connection.request("POST", "/v1/async-tasks", params={"model_endpoint_name": endpoint_name},
+                                         json=self._task_body(url, args, return_pickled))
+        return str(record["task_id"])
+
+    def async_request(self, endpoint_name: str, url: str | None = None, args: dict | None = None,
+                      return_pickled: bool = True) -> str:
+        """(deprecated: use ``AsyncEndpoint.predict``) Queue a prediction; returns its task id."""
+        return self._async_request(endpoint_name, url=url, args=args, return_pickled=return_pickled)
+
+    def _get_async_endpoint_response(self, endpoint_name: str, async_task_id: str) -> dict[str, Any]:
+        return self.get_async_response(async_task_id)
+
+    def get_async_response(self, async_task_id: str) -> dict[str, Any]:
+        """(deprecated: use ``EndpointResponseFuture.get``) The task's state (``state`` and ``status``:
+        PENDING, SUCCESS or FAILURE) and its ``result``, ``result_url`` or ``traceback``."""
+        record = dict(self.connection.request("GET", f"/v1/async-tasks/{async_task_id}"))
+        record["state"] = record["status"]
+        return record
+
+    def download_result(self, result_url: str) -> Any:
+        """Download and unpickle a ``result_url`` (pickled results are unpickled only here, client-side)."""
+        return cloudpickle.loads(self.connection.get_bytes(result_url))
+
+
+def _modules(globals_copy: dict[str, Any] | None) -> list[Any]:
+    """The user's own modules in ``globals_copy`` (not the standard library, not installed packages):
+    these are pickled by value so the server needs no copy of them."""
+    import sys
+    import sysconfig
+    import types
+
+    installed = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    installed |= {sys.prefix, sys.base_prefix}
+
+    def local(module: types.ModuleType) -> bool:
+        path = getattr(module, "__file__", None)
+        return bool(path) and not any(str(Path(path).resolve()).startswith(p) for p in installed)
+
+    return [v for v in (globals_copy or {}).values() if isinstance(v, types.ModuleType) and local(v)]
+
+
+def _zip_directories(paths: list[str]) -> bytes:
+    """A zip of every file under each directory, stored relative to the directory's parent."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for base in paths:
+            root = Path(base).resolve()
+            for file in sorted(p for p in root.rglob("*") if p.is_file()):
+                archive.write(file, file.relative_to(root.parent).as_posix())
+    return buffer.getvalue()

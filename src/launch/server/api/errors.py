@@ -1,0 +1,42 @@
+"""The one place where exceptions become HTTP responses: always JSON with a ``detail``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException
+
+from launch.server.domain.errors import LaunchError, Unauthenticated
+
+log = logging.getLogger("launch.api")
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LaunchError)
+    async def _launch_error(_: Request, exc: LaunchError) -> ORJSONResponse:
+        headers = {"WWW-Authenticate": 'Basic realm="launch"'} if isinstance(exc, Unauthenticated) else None
+        return ORJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        return ORJSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> ORJSONResponse:
+        return ORJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return ORJSONResponse({"detail": f"internal server error: {type(exc).__name__}"}, status_code=500)

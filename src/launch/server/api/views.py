@@ -1,0 +1,35 @@
+"""JSON shapes of resources, shared by the native and the legacy API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from launch.server.control.pool import EndpointPool
+from launch.server.domain.endpoints import Endpoint
+
+
+def endpoint_view(endpoint: Endpoint, pool: EndpointPool | None) -> dict[str, Any]:
+    s = endpoint.settings
+    available = len(pool.serving) if pool is not None else 0
+    return {
+        "id": endpoint.id,
+        "name": endpoint.name,
+        "endpoint_type": endpoint.endpoint_type,
+        "bundle_name": endpoint.bundle_name,
+        "status": endpoint.status.value,
+        "status_reason": endpoint.status_reason,
+        "resource_settings": {"cpus": s.cpus, "gpus": s.gpus, "memory": s.memory, "gpu_type": s.gpu_type,
+                              "storage": s.storage},
+        "worker_settings": {"min_workers": s.min_workers, "max_workers": s.max_workers,
+                            "per_worker": s.per_worker, "available_workers": available,
+                            "unavailable_workers": max(0, s.min_workers - available)},
+        "per_worker": s.per_worker,
+        "post_inference_hooks": s.post_inference_hooks,
+        "metadata": endpoint.metadata,
+        "labels": endpoint.labels,
+        "configs": s.extra,
+        "destination": endpoint.queue,
+        "generation": endpoint.generation,
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+    }

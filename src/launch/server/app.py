@@ -1,0 +1,107 @@
+"""Composition root: builds the stores, services, control loops and the ASGI app from one Settings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from launch.server.api.errors import install_error_handlers
+from launch.server.api.limits import BodySizeLimit
+from launch.server.control.pool import Pools
+from launch.server.control.reconciler import Reconciler
+from launch.server.domain.bundles import Bundles
+from launch.server.domain.endpoint_cache import EndpointCache
+from launch.server.domain.endpoints import Endpoints
+from launch.server.domain.owners import ApiKeys
+from launch.server.domain.tasks import Tasks
+from launch.server.domain.uploads import Uploads
+from launch.server.environments import Environments
+from launch.server.predictions import Predictions, ResultLinks
+from launch.server.settings import Settings
+from launch.server.worker_client import WorkerClient
+from launch.stores.broker import Broker, open_broker
+from launch.stores.database import create_engine, migrate
+from launch.stores.objects import ObjectStore, open_object_store
+from launch.stores.placement import open_placement
+
+log = logging.getLogger("launch.server")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    secret: bytes
+    api_keys: ApiKeys
+    bundles: Bundles
+    endpoints: Endpoints
+    cache: EndpointCache
+    tasks: Tasks
+    uploads: Uploads
+    predictions: Predictions
+    pools: Pools
+    objects: ObjectStore
+    broker: Broker
+    reconciler: Reconciler
+    links: ResultLinks
+
+
+def build_services(settings: Settings) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = settings.secret_key()
+    database_url = settings.resolved_database_url
+    migrate(database_url)
+    engine = create_engine(database_url)
+    objects = open_object_store(settings.resolved_objects_url)
+    broker = open_broker(settings.broker_url)
+    pools = Pools()
+    client = WorkerClient()
+    bundles = Bundles(engine, objects)
+    endpoints = Endpoints(engine, bundles)
+    tasks = Tasks(engine, broker, settings.task_max_attempts, settings.task_lease_seconds)
+    links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
+    cache = EndpointCache(endpoints)
+    reconciler = Reconciler(
+        settings, endpoints=endpoints, bundles=bundles, tasks=tasks, broker=broker, objects=objects,
+        placement=open_placement(settings.placement_url), pools=pools,
+        environments=Environments(settings.data_dir / "envs", settings.build_environments), client=client,
+    )
+    return Services(
+        settings=settings, secret=secret, api_keys=ApiKeys(engine, secret), bundles=bundles,
+        endpoints=endpoints, cache=cache, tasks=tasks,
+        uploads=Uploads(objects, secret, settings.resolved_public_url, settings.upload_url_ttl_seconds,
+                        settings.max_bundle_bytes),
+        predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
+                                objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds),
+        pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
+    )
+
+
+def build_app(settings: Settings) -> FastAPI:
+    from launch.server.api import legacy, native
+
+    services = build_services(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.reconciler.start()
+        log.info("Launch is ready on %s (data in %s)", settings.resolved_public_url, settings.data_dir)
+        try:
+            yield
+        finally:
+            await services.reconciler.stop()
+            await services.predictions.client.close()
+            await services.broker.close()
+            await services.tasks.engine.dispose()
+
+    app = FastAPI(title="Launch", version="0.1.0", lifespan=lifespan,
+                  description="Self-hosted model serving: bundles, sync and async endpoints, tasks.")
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(native.router)
+    app.include_router(legacy.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
+    return app

@@ -1,0 +1,120 @@
+"""Dispatch of async tasks: take ids from the broker only while a worker has spare capacity, lease the task
+in the database, push it to the least busy worker over HTTP, store the outcome, heartbeat the leases.
+
+The dispatcher (in the gateway process) holds the lease, not the worker: a worker that dies breaks its
+connection and the task is retried at once, and workers need no database or broker credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import orjson
+
+from launch.server.control.pool import EndpointPool, WorkerRef
+from launch.server.domain.results import result_key
+from launch.server.domain.tasks import Task, Tasks
+from launch.server.worker_client import WorkerClient, WorkerUnreachable
+from launch.stores.broker import Broker
+from launch.stores.objects import ObjectStore
+from launch.worker.http import PICKLE_TYPE
+
+log = logging.getLogger("launch.dispatcher")
+
+
+class Dispatcher:
+    def __init__(self, endpoint_id: str, queue: str, pool: EndpointPool, *, broker: Broker, tasks: Tasks,
+                 objects: ObjectStore, client: WorkerClient, task_timeout: float) -> None:
+        self.endpoint_id = endpoint_id
+        self.queue = queue
+        self.pool = pool
+        self.broker = broker
+        self.tasks = tasks
+        self.objects = objects
+        self.client = client
+        self.task_timeout = task_timeout
+        self.running: dict[str, Task] = {}
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self._consume(), name=f"dispatch-{self.endpoint_id}")
+        self._heartbeat = asyncio.create_task(self._beat(), name=f"heartbeat-{self.endpoint_id}")
+
+    async def stop(self) -> None:
+        for job in (self._loop, self._heartbeat):
+            if job is not None:
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+        if self._jobs:
+            await asyncio.wait(self._jobs, timeout=5)
+
+    async def _consume(self) -> None:
+        while True:
+            try:
+                worker = await self.pool.wait_for(1.0, need_capacity=True)
+                if worker is None:
+                    continue
+                message = await self.broker.consume(self.queue, 1.0)
+                if message is None:
+                    continue
+                task = await self.tasks.claim(message)
+                if task is None:
+                    continue
+                worker = self.pool.pick_with_capacity() or worker
+                worker.inflight += 1
+                self.running[task.id] = task
+                job = asyncio.create_task(self._run(task, worker))
+                self._jobs.add(job)
+                job.add_done_callback(self._jobs.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatcher for endpoint %s failed; retrying", self.endpoint_id)
+                await asyncio.sleep(1.0)
+
+    async def _run(self, task: Task, worker: WorkerRef) -> None:
+        try:
+            reply = await self.client.post(worker.address, "/predict", orjson.dumps(task.request),
+                                           self.task_timeout)
+        except (WorkerUnreachable, TimeoutError) as exc:
+            reason = f"worker failed while running the task: {exc}"
+            await self._settle(self.tasks.release(task, reason, self.queue), task, worker)
+            return
+        if reply.status != 200:
+            reason = f"worker answered HTTP {reply.status}: {reply.body[:500].decode('utf-8', 'replace')}"
+            await self._settle(self.tasks.release(task, reason, self.queue), task, worker)
+            return
+        await self._settle(self._store(task, reply.content_type, reply.body), task, worker)
+
+    async def _store(self, task: Task, content_type: str, body: bytes) -> bool:
+        if content_type.encode().startswith(PICKLE_TYPE):
+            key = result_key(task.owner, task.id)
+            await self.objects.put(key, body)
+            return await self.tasks.finish(task, ok=True, result_key=key)
+        data = orjson.loads(body)
+        ok = data.get("status") == "SUCCESS"
+        return await self.tasks.finish(task, ok=ok, result=data.get("result"), traceback=data.get("traceback"))
+
+    async def _settle(self, outcome: object, task: Task, worker: WorkerRef) -> None:
+        try:
+            await outcome  # type: ignore[misc]
+        except Exception:
+            log.exception("could not record the outcome of task %s; its lease will expire and retry", task.id)
+        finally:
+            worker.inflight -= 1
+            self.running.pop(task.id, None)
+            await self.pool.notify()
+
+    async def _beat(self) -> None:
+        interval = max(0.5, self.tasks.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.tasks.extend(list(self.running))
+            except Exception:
+                log.exception("lease heartbeat failed for endpoint %s", self.endpoint_id)

@@ -1,0 +1,88 @@
+"""Ready workers per endpoint, in memory: what the request path needs to pick a worker without I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class WorkerRef:
+    worker_id: str
+    address: str
+    generation: int
+    capacity: int
+    inflight: int = 0
+    draining: bool = False
+
+
+@dataclass
+class EndpointPool:
+    """The serving workers of one endpoint and its current demand."""
+
+    endpoint_id: str
+    workers: list[WorkerRef] = field(default_factory=list)
+    waiting: int = 0
+    last_busy: float = field(default_factory=time.monotonic)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @property
+    def inflight(self) -> int:
+        return sum(w.inflight for w in self.workers) + self.waiting
+
+    @property
+    def serving(self) -> list[WorkerRef]:
+        return [w for w in self.workers if not w.draining]
+
+    def pick(self) -> WorkerRef | None:
+        """The least busy serving worker (newest generation first on ties), or None."""
+        best: WorkerRef | None = None
+        for worker in self.workers:
+            if worker.draining:
+                continue
+            if best is None or (worker.inflight, -worker.generation) < (best.inflight, -best.generation):
+                best = worker
+        return best
+
+    def pick_with_capacity(self) -> WorkerRef | None:
+        worker = self.pick()
+        return worker if worker is not None and worker.inflight < worker.capacity else None
+
+    async def notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_for(self, timeout: float, need_capacity: bool = False) -> WorkerRef | None:
+        """Wait until a worker (with spare capacity if asked) serves, up to ``timeout`` seconds."""
+        chooser = self.pick_with_capacity if need_capacity else self.pick
+        worker = chooser()
+        if worker is not None:
+            return worker
+        deadline = time.monotonic() + timeout
+        async with self.changed:
+            while (worker := chooser()) is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(self.changed.wait(), remaining)
+                except TimeoutError:
+                    return None
+        return worker
+
+
+class Pools:
+    """All endpoint pools, by endpoint id."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, EndpointPool] = {}
+
+    def get(self, endpoint_id: str) -> EndpointPool:
+        pool = self._pools.get(endpoint_id)
+        if pool is None:
+            pool = self._pools[endpoint_id] = EndpointPool(endpoint_id)
+        return pool
+
+    def drop(self, endpoint_id: str) -> None:
+        self._pools.pop(endpoint_id, None)

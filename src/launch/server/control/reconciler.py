@@ -1,0 +1,302 @@
+"""The reconciler: for every endpoint, make the running workers match what its settings and load ask for.
+
+It starts workers (building the bundle's environment first), rolls out new generations before stopping
+old ones, drains and stops surplus workers, restarts crashed ones with backoff, marks endpoints READY or
+UPDATE_FAILED with a readable reason, and tears deleted endpoints down (failing their unfinished tasks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launch.server.control import autoscaler
+from launch.server.control.dispatcher import Dispatcher
+from launch.server.control.pool import EndpointPool, Pools, WorkerRef
+from launch.server.domain.bundles import Bundle, Bundles
+from launch.server.domain.endpoint_states import EndpointStatus, Event
+from launch.server.domain.endpoints import Endpoint, Endpoints
+from launch.server.domain.tasks import Tasks
+from launch.server.environments import EnvironmentBuildError, Environments
+from launch.server.settings import Settings
+from launch.server.worker_client import WorkerClient
+from launch.stores.broker import Broker
+from launch.stores.objects import ObjectStore
+from launch.stores.placement import Placement, WorkerSpec, WorkerStartError, log_tail
+
+log = logging.getLogger("launch.reconciler")
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class EndpointRuntime:
+    """What the reconciler knows of one endpoint between passes."""
+
+    endpoint: Endpoint
+    pool: EndpointPool
+    starting: dict[str, int] = field(default_factory=dict)  # worker id -> generation
+    failures: int = 0
+    retry_at: float = 0.0
+    dispatcher: Dispatcher | None = None
+    stopping: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class Reconciler:
+    def __init__(self, settings: Settings, *, endpoints: Endpoints, bundles: Bundles, tasks: Tasks,
+                 broker: Broker, objects: ObjectStore, placement: Placement, pools: Pools,
+                 environments: Environments, client: WorkerClient) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.bundles = bundles
+        self.tasks = tasks
+        self.broker = broker
+        self.objects = objects
+        self.placement = placement
+        self.pools = pools
+        self.environments = environments
+        self.client = client
+        self.policy = autoscaler.Policy(scale_to_zero_after=settings.scale_to_zero_after_seconds)
+        self.runtimes: dict[str, EndpointRuntime] = {}
+        self.logs_root = settings.data_dir / "logs"
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
+        self._last_reap = 0.0
+
+    def log_dir(self, endpoint_id: str) -> Path:
+        return self.logs_root / "endpoints" / endpoint_id
+
+    def creation_logs(self, endpoint_id: str, limit: int = 64 * 1024) -> str:
+        """Environment build output and worker logs of an endpoint, oldest first, at most ``limit`` bytes."""
+        files = sorted(self.log_dir(endpoint_id).glob("*.log"), key=lambda p: p.stat().st_mtime)
+        text = "".join(f"==> {p.name} <==\n{log_tail(str(p), limit)}\n" for p in files)
+        return text[-limit:]
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        records = await self.endpoints.list()
+        await self.tasks.recover({e.id: e.queue for e in records if e.endpoint_type == "async"})
+        self._loop = asyncio.create_task(self._run(), name="reconciler")
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        for job in list(self._jobs):
+            job.cancel()
+        for runtime in self.runtimes.values():
+            if runtime.dispatcher is not None:
+                await runtime.dispatcher.stop()
+        await self.placement.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.reconcile_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile pass failed")
+            self.endpoints.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.endpoints.changed.wait(), self.settings.reconcile_interval_seconds)
+
+    async def reconcile_all(self) -> None:
+        records = {e.id: e for e in await self.endpoints.list()}
+        for endpoint_id in list(self.runtimes):
+            if endpoint_id not in records:
+                await self._forget(endpoint_id)
+        for endpoint in records.values():
+            runtime = self.runtimes.get(endpoint.id)
+            if runtime is None:
+                runtime = self.runtimes[endpoint.id] = EndpointRuntime(endpoint, self.pools.get(endpoint.id))
+            if runtime.endpoint.generation != endpoint.generation:
+                runtime.failures, runtime.retry_at = 0, 0.0
+            runtime.endpoint = endpoint
+            await self._reconcile(runtime)
+        if time.monotonic() - self._last_reap > 5:
+            self._last_reap = time.monotonic()
+            await self.tasks.reap_expired({e.id: e.queue for e in records.values() if e.endpoint_type == "async"})
+
+    # -- one endpoint ----------------------------------------------------------------------------------
+    async def _reconcile(self, rt: EndpointRuntime) -> None:
+        endpoint = rt.endpoint
+        if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+            await self._teardown(rt)
+            return
+        self._ensure_dispatcher(rt)
+        await self._reap_dead(rt)
+        if endpoint.status is EndpointStatus.UPDATE_FAILED:
+            return
+        if endpoint.settings.gpus > 0:
+            reason = (f"this server has no GPUs; the endpoint asks for {endpoint.settings.gpus} "
+                      f"{endpoint.settings.gpu_type or ''} GPU(s). Edit it with gpus=0 to run on CPU.")
+            await self.endpoints.set_status(endpoint.id, Event.FAILED, reason, endpoint.generation)
+            return
+        current = [w for w in rt.pool.workers if w.generation == endpoint.generation]
+        starting = sum(1 for g in rt.starting.values() if g == endpoint.generation)
+        desired = await self._desired(rt, len(current) + starting)
+        if endpoint.status is not EndpointStatus.READY and not current and desired == 0:
+            desired = 1  # prove the bundle loads before calling the endpoint READY
+        if len(current) + starting < desired and time.monotonic() >= rt.retry_at:
+            for _ in range(desired - len(current) - starting):
+                self._spawn(self._start_worker(rt, endpoint))
+        elif len(current) > desired:
+            surplus = sorted(current, key=lambda w: w.inflight)[: len(current) - desired]
+            for worker in surplus:
+                self._drain(rt, worker)
+        if len(current) >= desired or (desired == 0 and not starting):
+            for worker in [w for w in rt.pool.workers if w.generation != endpoint.generation]:
+                self._drain(rt, worker)
+
+    async def _desired(self, rt: EndpointRuntime, current: int) -> int:
+        s = rt.endpoint.settings
+        queued = await self.broker.depth(rt.endpoint.queue) if rt.endpoint.endpoint_type == "async" else 0
+        load = autoscaler.Load(
+            min_workers=s.min_workers, max_workers=s.max_workers, per_worker=s.per_worker,
+            inflight=rt.pool.inflight, queued=queued, current=current,
+            seconds_since_busy=time.monotonic() - rt.pool.last_busy,
+        )
+        if autoscaler.needed(load) >= current and load.inflight + queued > 0:
+            rt.pool.last_busy = time.monotonic()
+            load = autoscaler.Load(**{**load.__dict__, "seconds_since_busy": 0.0})
+        return autoscaler.decide(load, self.policy)
+
+    def _ensure_dispatcher(self, rt: EndpointRuntime) -> None:
+        if rt.endpoint.endpoint_type != "async" or rt.dispatcher is not None:
+            return
+        rt.dispatcher = Dispatcher(
+            rt.endpoint.id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
+            objects=self.objects, client=self.client, task_timeout=self.settings.task_timeout_seconds,
+        )
+        rt.dispatcher.start()
+
+    async def _reap_dead(self, rt: EndpointRuntime) -> None:
+        for worker in list(rt.pool.workers):
+            if not worker.draining and not self.placement.alive(worker.worker_id):
+                log.warning("worker %s of endpoint %s died; it will be replaced", worker.worker_id, rt.endpoint.id)
+                rt.pool.workers.remove(worker)
+                self._note_failure(rt)
+                await rt.pool.notify()
+
+    def _note_failure(self, rt: EndpointRuntime) -> None:
+        rt.failures += 1
+        rt.retry_at = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** (rt.failures - 1))
+
+    # -- workers ---------------------------------------------------------------------------------------
+    def _spawn(self, coro: object) -> None:
+        job = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    async def _start_worker(self, rt: EndpointRuntime, endpoint: Endpoint) -> None:
+        worker_id = uuid.uuid4().hex[:12]
+        rt.starting[worker_id] = endpoint.generation
+        try:
+            await self.endpoints.set_status(endpoint.id, Event.STARTING, None, endpoint.generation)
+            spec = await self._worker_spec(endpoint, worker_id)
+            handle = await self.placement.start(spec)
+        except (WorkerStartError, EnvironmentBuildError, BundleUnavailable) as exc:
+            await self._start_failed(rt, endpoint, exc)
+            return
+        except Exception as exc:
+            log.exception("starting a worker for endpoint %s failed", endpoint.id)
+            await self._start_failed(rt, endpoint, exc)
+            return
+        finally:
+            rt.starting.pop(worker_id, None)
+        current = self.runtimes.get(endpoint.id)
+        if current is not rt or rt.endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+            await self.placement.stop(handle.worker_id, grace=1.0)
+            return
+        rt.pool.workers.append(WorkerRef(handle.worker_id, handle.address, endpoint.generation,
+                                         capacity=endpoint.settings.per_worker))
+        rt.failures = 0
+        await rt.pool.notify()
+        await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
+        self.endpoints.changed.set()
+
+    async def _start_failed(self, rt: EndpointRuntime, endpoint: Endpoint, exc: Exception) -> None:
+        self._note_failure(rt)
+        tail = getattr(exc, "log_tail", "")
+        reason = f"{exc}\n{tail}".strip()
+        log.warning("endpoint %s: worker failed to start (%d/%d): %s", endpoint.name, rt.failures,
+                    self.settings.worker_restart_limit, str(exc))
+        if rt.failures >= self.settings.worker_restart_limit or isinstance(exc, BundleUnavailable):
+            await self.endpoints.set_status(endpoint.id, Event.FAILED, reason, endpoint.generation)
+
+    async def _worker_spec(self, endpoint: Endpoint, worker_id: str) -> WorkerSpec:
+        bundle = await self.bundles.get_by_id(endpoint.bundle_id)
+        log_dir = self.log_dir(endpoint.id)
+        python = await self.environments.python_for(bundle.requirements, log_dir / "environment.log")
+        s = self.settings
+        runtime = {
+            "packaging_type": bundle.packaging_type, "metadata": bundle.metadata, "app_config": bundle.app_config,
+            "threads": endpoint.settings.per_worker, "drain_seconds": s.worker_drain_seconds,
+            "workdir": str(s.data_dir / "work" / endpoint.id / worker_id),
+            "fetch": {"allowed_schemes": s.fetch_allowed_schemes, "allow_private": s.fetch_allow_private,
+                      "max_bytes": s.fetch_max_bytes, "timeout": s.fetch_timeout_seconds},
+        }
+        return WorkerSpec(
+            worker_id=worker_id, endpoint_id=endpoint.id, generation=endpoint.generation, python=python,
+            bundle_path=await self._bundle_path(bundle), runtime=runtime,
+            log_path=str(log_dir / f"worker-{worker_id}.log"), start_timeout=s.worker_start_timeout_seconds,
+        )
+
+    async def _bundle_path(self, bundle: Bundle) -> str:
+        if bundle.object_key is None:
+            raise BundleUnavailable(
+                f"bundle {bundle.name!r} points at {bundle.location!r}, which is not in this server's object "
+                "store; upload the bundle through the server's upload URL"
+            )
+        path = self.objects.local_path(bundle.object_key)
+        if path is None:
+            cache = self.settings.data_dir / "bundle-cache" / bundle.id
+            if not cache.exists():
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_bytes(await self.objects.get(bundle.object_key))
+            path = str(cache)
+        return path
+
+    def _drain(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
+        if worker.draining:
+            return
+        worker.draining = True
+        self._spawn(self._stop_worker(rt, worker))
+
+    async def _stop_worker(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
+        deadline = time.monotonic() + self.settings.worker_drain_seconds
+        while worker.inflight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.placement.stop(worker.worker_id, grace=self.settings.worker_drain_seconds)
+        if worker in rt.pool.workers:
+            rt.pool.workers.remove(worker)
+        await rt.pool.notify()
+
+    async def _teardown(self, rt: EndpointRuntime) -> None:
+        endpoint = rt.endpoint
+        if rt.dispatcher is not None:
+            await rt.dispatcher.stop()
+            rt.dispatcher = None
+        for worker in list(rt.pool.workers):
+            worker.draining = True
+        await asyncio.gather(*(self._stop_worker(rt, w) for w in list(rt.pool.workers)))
+        await self.tasks.fail_endpoint_tasks(endpoint.id, f"endpoint {endpoint.name!r} was deleted")
+        await self.broker.drop(endpoint.queue)
+        await self.endpoints.remove(endpoint.id)
+        await self._forget(endpoint.id)
+
+    async def _forget(self, endpoint_id: str) -> None:
+        rt = self.runtimes.pop(endpoint_id, None)
+        if rt is not None and rt.dispatcher is not None:
+            await rt.dispatcher.stop()
+        self.pools.drop(endpoint_id)
+
+
+class BundleUnavailable(Exception):
+    """The bundle's bytes are not where the server can read them."""

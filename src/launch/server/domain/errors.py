@@ -1,0 +1,49 @@
+"""One exception tree for the domain; ``launch.server.api.errors`` maps it to HTTP in one place.
+
+    LaunchError
+     ├── InvalidRequest      400/422  the user's input breaks a rule
+     ├── Unauthenticated     401      missing or unknown API key
+     ├── NotFound            404      no such resource for this owner
+     ├── AlreadyExists       409      the name is taken
+     ├── Conflict            409      the resource is in a state that forbids the action
+     ├── PayloadTooLarge     413      over a configured size limit
+     └── Unavailable         503      nothing can serve it right now; safe to retry
+"""
+
+from __future__ import annotations
+
+
+class LaunchError(Exception):
+    status_code = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRequest(LaunchError):
+    status_code = 422
+
+
+class Unauthenticated(LaunchError):
+    status_code = 401
+
+
+class NotFound(LaunchError):
+    status_code = 404
+
+
+class AlreadyExists(LaunchError):
+    status_code = 409
+
+
+class Conflict(LaunchError):
+    status_code = 409
+
+
+class PayloadTooLarge(LaunchError):
+    status_code = 413
+
+
+class Unavailable(LaunchError):
+    status_code = 503

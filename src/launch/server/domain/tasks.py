@@ -1,0 +1,209 @@
+"""Async tasks: committed to the database before the client gets an id, then carried by the broker.
+
+States: PENDING (queued) → RUNNING (leased by a dispatcher: ``attempt`` + ``lease_expires_at``) → SUCCESS |
+FAILURE. A lease that expires (its dispatcher died) returns the task to PENDING, or to FAILURE once
+``max_attempts`` runs were started. Results are fenced by ``attempt``: a late result from an earlier lease
+is ignored, so exactly one result is stored. Execution is at-least-once: predict functions may run twice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from launch.server.domain.errors import InvalidRequest, NotFound
+from launch.stores.broker import Broker
+from launch.stores.schema import tasks
+
+
+class TaskState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+
+TERMINAL = (TaskState.SUCCESS, TaskState.FAILURE)
+
+
+def validate_task_request(body: Any) -> dict[str, Any]:
+    """The normalised prediction request: ``url`` (wins when both are sent) or ``args``, and return_pickled."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    url, args = body.get("url"), body.get("args")
+    return_pickled = body.get("return_pickled", True)
+    if not isinstance(return_pickled, bool):
+        raise InvalidRequest("return_pickled must be true or false")
+    if url is not None:
+        if not isinstance(url, str) or not url:
+            raise InvalidRequest("url must be a non-empty string")
+        return {"url": url, "return_pickled": return_pickled}
+    if args is None:
+        raise InvalidRequest("exactly one of 'url' or 'args' must be given")
+    if not isinstance(args, dict):
+        raise InvalidRequest("args must be a JSON object whose keys are the predict function's parameter names")
+    return {"args": args, "return_pickled": return_pickled}
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    owner: str
+    endpoint_id: str
+    state: TaskState
+    request: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    result: str | None
+    result_key: str | None
+    traceback: str | None
+    created_at: float
+    finished_at: float | None
+
+
+def _row_to_task(row: Any) -> Task:
+    return Task(
+        id=row.id, owner=row.owner, endpoint_id=row.endpoint_id, state=TaskState(row.state),
+        request=row.request, attempt=row.attempt, max_attempts=row.max_attempts, result=row.result,
+        result_key=row.result_key, traceback=row.traceback, created_at=row.created_at,
+        finished_at=row.finished_at,
+    )
+
+
+class Tasks:
+    def __init__(self, engine: AsyncEngine, broker: Broker, max_attempts: int, lease_seconds: float) -> None:
+        self.engine = engine
+        self.broker = broker
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
+
+    async def submit(self, owner: str, endpoint_id: str, queue: str, request: dict[str, Any]) -> str:
+        """Durably record a task, then publish it; the id is returned only after the commit."""
+        task_id = str(uuid.uuid4())
+        async with self.engine.begin() as conn:
+            await conn.execute(tasks.insert().values(
+                id=task_id, owner=owner, endpoint_id=endpoint_id, state=TaskState.PENDING.value,
+                request=request, attempt=0, max_attempts=self.max_attempts, created_at=time.time(),
+            ))
+        await self.broker.publish(queue, task_id)
+        return task_id
+
+    async def get(self, owner: str, task_id: str) -> Task:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(tasks).where(tasks.c.id == task_id, tasks.c.owner == owner)
+            )).first()
+        if row is None:
+            raise NotFound(f"no task with id {task_id!r}")
+        return _row_to_task(row)
+
+    async def claim(self, task_id: str) -> Task | None:
+        """Lease a PENDING task for one attempt (compare-and-set); None if someone else has it or it ended."""
+        now = time.time()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id, tasks.c.state == TaskState.PENDING.value)
+                .values(state=TaskState.RUNNING.value, attempt=tasks.c.attempt + 1,
+                        lease_expires_at=now + self.lease_seconds, started_at=now)
+                .returning(*tasks.c)
+            )
+            row = result.first()
+        return None if row is None else _row_to_task(row)
+
+    async def extend(self, task_ids: list[str]) -> None:
+        """Heartbeat: push the leases of running tasks forward."""
+        if not task_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.id.in_(task_ids), tasks.c.state == TaskState.RUNNING.value)
+                .values(lease_expires_at=time.time() + self.lease_seconds)
+            )
+
+    async def finish(self, task: Task, *, ok: bool, result: str | None = None, result_key: str | None = None,
+                     traceback: str | None = None) -> bool:
+        """Store the outcome of ``task``'s current attempt; False if that lease was lost (fenced out)."""
+        state = TaskState.SUCCESS if ok else TaskState.FAILURE
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task.id, tasks.c.attempt == task.attempt,
+                       tasks.c.state == TaskState.RUNNING.value)
+                .values(state=state.value, result=result, result_key=result_key, traceback=traceback,
+                        finished_at=time.time(), lease_expires_at=None)
+            )
+        return bool(updated.rowcount)
+
+    async def release(self, task: Task, reason: str, queue: str) -> TaskState:
+        """Give back a lease after an infrastructure failure: retry, or fail once attempts are spent."""
+        if task.attempt >= task.max_attempts:
+            message = f"task failed after {task.attempt} attempts; last error: {reason}"
+            await self.finish(task, ok=False, traceback=message)
+            return TaskState.FAILURE
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task.id, tasks.c.attempt == task.attempt,
+                       tasks.c.state == TaskState.RUNNING.value)
+                .values(state=TaskState.PENDING.value, lease_expires_at=None, traceback=reason)
+            )
+        if updated.rowcount:
+            await self.broker.publish(queue, task.id)
+        return TaskState.PENDING
+
+    async def reap_expired(self, queue_of: dict[str, str]) -> int:
+        """Expired leases (their dispatcher died or hung) go back to PENDING and are published again, or to
+        FAILURE once ``max_attempts`` runs were started. Returns how many were requeued."""
+        now = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.state == TaskState.RUNNING.value, tasks.c.lease_expires_at < now,
+                       tasks.c.attempt >= tasks.c.max_attempts)
+                .values(state=TaskState.FAILURE.value, finished_at=now, lease_expires_at=None,
+                        traceback="task failed: its worker stopped responding on its last allowed attempt")
+            )
+            rows = (await conn.execute(
+                tasks.update()
+                .where(tasks.c.state == TaskState.RUNNING.value, tasks.c.lease_expires_at < now)
+                .values(state=TaskState.PENDING.value, lease_expires_at=None)
+                .returning(tasks.c.id, tasks.c.endpoint_id)
+            )).all()
+        return await self._publish(rows, queue_of)
+
+    async def recover(self, queue_of: dict[str, str]) -> int:
+        """At start-up: reap expired leases and publish every PENDING task again (the embedded broker
+        forgot them; duplicates elsewhere are dropped by ``claim``)."""
+        await self.reap_expired(queue_of)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                sa.select(tasks.c.id, tasks.c.endpoint_id).where(tasks.c.state == TaskState.PENDING.value)
+                .order_by(tasks.c.created_at)
+            )).all()
+        return await self._publish(rows, queue_of)
+
+    async def _publish(self, rows: Any, queue_of: dict[str, str]) -> int:
+        count = 0
+        for row in rows:
+            if row.endpoint_id in queue_of:
+                await self.broker.publish(queue_of[row.endpoint_id], row.id)
+                count += 1
+        return count
+
+    async def fail_endpoint_tasks(self, endpoint_id: str, reason: str) -> None:
+        """Unfinished tasks of a deleted endpoint end as FAILURE with a reason, never silently lost."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.endpoint_id == endpoint_id,
+                       tasks.c.state.in_([TaskState.PENDING.value, TaskState.RUNNING.value]))
+                .values(state=TaskState.FAILURE.value, traceback=reason, finished_at=time.time())
+            )

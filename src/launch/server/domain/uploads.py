@@ -1,0 +1,69 @@
+"""Uploads through signed URLs: the client asks for a URL, PUTs raw bytes to it, then names the upload by
+its location (``s3://<bucket>/<key>`` for the legacy client, or the same string from our SDK)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from launch.server import signing
+from launch.server.domain.errors import InvalidRequest, PayloadTooLarge
+from launch.stores.objects import ObjectStore
+
+BUCKET = "launch"
+UPLOAD_PURPOSE = "upload"
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    url: str
+    bucket: str
+    key: str
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def upload_prefix(owner: str) -> str:
+    return f"uploads/{owner}/"
+
+
+def key_from_location(owner: str, location: str) -> str | None:
+    """The object key of one of ``owner``'s uploads named by ``location``; None if it names none."""
+    prefix = f"s3://{BUCKET}/"
+    if not isinstance(location, str) or not location.startswith(prefix):
+        return None
+    key = location[len(prefix):]
+    if not key.startswith(upload_prefix(owner)) or ".." in key.split("/"):
+        raise InvalidRequest(f"location {location!r} is not one of your uploads")
+    return key
+
+
+class Uploads:
+    def __init__(self, objects: ObjectStore, secret: bytes, public_url: str, ttl: int, max_bytes: int) -> None:
+        self.objects = objects
+        self.secret = secret
+        self.public_url = public_url
+        self.ttl = ttl
+        self.max_bytes = max_bytes
+
+    def ticket(self, owner: str, kind: str) -> UploadTicket:
+        key = f"{upload_prefix(owner)}{kind}/{uuid.uuid4().hex}"
+        token = signing.sign(self.secret, UPLOAD_PURPOSE, key, self.ttl)
+        return UploadTicket(url=f"{self.public_url}/v1/uploads/{token}", bucket=BUCKET, key=key)
+
+    def key_for_token(self, token: str) -> str | None:
+        return signing.verify(self.secret, UPLOAD_PURPOSE, token)
+
+    async def receive(self, key: str, chunks: AsyncIterator[bytes]) -> int:
+        """Store an upload streamed in ``chunks``, refusing it past ``max_bytes``."""
+        parts, size = [], 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise PayloadTooLarge(f"upload is over the limit of {self.max_bytes} bytes")
+            parts.append(chunk)
+        await self.objects.put(key, b"".join(parts))
+        return size

@@ -1,0 +1,137 @@
+"""The prediction paths. Sync: cached endpoint → least busy worker → one HTTP hop, no database I/O. Async:
+validated and committed as a task, then dispatched by ``control.dispatcher``."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from launch.server.control.pool import EndpointPool, Pools, WorkerRef
+from launch.server.domain.endpoint_cache import EndpointCache
+from launch.server.domain.endpoint_states import EndpointStatus
+from launch.server.domain.endpoints import Endpoint, Endpoints
+from launch.server.domain.errors import Conflict, InvalidRequest, LaunchError, Unavailable
+from launch.server.domain.results import result_key, result_url
+from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
+from launch.server.worker_client import WorkerClient, WorkerUnreachable
+from launch.stores.objects import ObjectStore
+from launch.worker.http import PICKLE_TYPE
+
+
+class PredictionTimeout(LaunchError):
+    status_code = 504
+
+
+@dataclass(frozen=True)
+class ResultLinks:
+    public_url: str
+    secret: bytes
+    ttl: int
+
+    def url(self, key: str) -> str:
+        return result_url(self.public_url, self.secret, key, self.ttl)
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    return validate_task_request(data)
+
+
+def _usable(endpoint: Endpoint, kind: str) -> None:
+    if endpoint.endpoint_type != kind:
+        other = "async-tasks" if endpoint.endpoint_type == "async" else "sync-tasks"
+        raise InvalidRequest(f"endpoint {endpoint.name!r} is {endpoint.endpoint_type}; send tasks to /v1/{other}")
+    if endpoint.status is EndpointStatus.UPDATE_FAILED:
+        raise Conflict(f"endpoint {endpoint.name!r} failed to start: {endpoint.status_reason or 'unknown'}")
+    if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+        raise Conflict(f"endpoint {endpoint.name!r} is being deleted")
+
+
+class Predictions:
+    def __init__(self, *, cache: EndpointCache, endpoints: Endpoints, pools: Pools, client: WorkerClient,
+                 tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float) -> None:
+        self.cache = cache
+        self.endpoints = endpoints
+        self.pools = pools
+        self.client = client
+        self.tasks = tasks
+        self.objects = objects
+        self.links = links
+        self.sync_timeout = sync_timeout
+
+    async def sync(self, owner: str, endpoint_name: str, body: bytes) -> bytes:
+        """Run one prediction and return the native response body (JSON)."""
+        endpoint = await self.cache.get(owner, endpoint_name)
+        _usable(endpoint, "sync")
+        payload = orjson.dumps(parse_body(body))
+        pool = self.pools.get(endpoint.id)
+        reply = None
+        for attempt in range(2):
+            worker = pool.pick() or await self._wait_for_worker(pool, endpoint)
+            worker.inflight += 1
+            try:
+                reply = await self.client.post(worker.address, "/predict", payload, self.sync_timeout)
+                break
+            except WorkerUnreachable as exc:
+                if attempt == 1 or len(pool.serving) < 2:
+                    raise Unavailable(f"the worker serving {endpoint_name!r} failed: {exc}") from None
+            except TimeoutError:
+                raise PredictionTimeout(
+                    f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:.0f} s"
+                ) from None
+            finally:
+                worker.inflight -= 1
+        assert reply is not None
+        if reply.status != 200:
+            raise Unavailable(f"worker answered HTTP {reply.status}: {reply.body[:300].decode('utf-8', 'replace')}")
+        if reply.content_type.encode().startswith(PICKLE_TYPE):
+            key = result_key(owner, uuid.uuid4().hex)
+            await self.objects.put(key, reply.body)
+            return orjson.dumps({"status": "SUCCESS", "result_url": self.links.url(key)})
+        return reply.body
+
+    async def _wait_for_worker(self, pool: EndpointPool, endpoint: Endpoint) -> WorkerRef:
+        pool.waiting += 1
+        self.endpoints.changed.set()  # wake the reconciler: demand from zero workers
+        try:
+            worker = await pool.wait_for(self.sync_timeout)
+        finally:
+            pool.waiting -= 1
+        if worker is None:
+            raise Unavailable(
+                f"no worker of endpoint {endpoint.name!r} became ready within {self.sync_timeout:.0f} s "
+                f"(status {endpoint.status.value})"
+            )
+        return worker
+
+    async def submit(self, owner: str, endpoint_name: str, body: bytes) -> str:
+        endpoint = await self.cache.get(owner, endpoint_name)
+        _usable(endpoint, "async")
+        task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, parse_body(body))
+        if not self.pools.get(endpoint.id).serving:
+            self.endpoints.changed.set()  # wake the reconciler: scale from zero now, not at its next pass
+        return task_id
+
+    async def task_view(self, owner: str, task_id: str) -> dict[str, Any]:
+        """The task as the API shows it: status PENDING until it ended, then its result or traceback."""
+        task = await self.tasks.get(owner, task_id)
+        return task_view(task, self.links)
+
+
+def task_view(task: Task, links: ResultLinks) -> dict[str, Any]:
+    status = task.state.value if task.state in (TaskState.SUCCESS, TaskState.FAILURE) else "PENDING"
+    view: dict[str, Any] = {"task_id": task.id, "status": status, "attempts": task.attempt}
+    if task.state is TaskState.SUCCESS:
+        if task.result_key:
+            view["result_url"] = links.url(task.result_key)
+        else:
+            view["result"] = task.result
+    elif task.state is TaskState.FAILURE:
+        view["traceback"] = task.traceback
+    return view

@@ -1,0 +1,65 @@
+"""One typed settings object, from command-line flags and ``LAUNCH_*`` environment variables."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAUNCH_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("launch-data")
+    public_url: str | None = Field(None, description="Base URL clients use to reach this server")
+
+    database_url: str | None = None
+    objects_url: str | None = None
+    broker_url: str = "embedded://"
+    placement_url: str = "local://"
+
+    max_request_bytes: int = 10 * 1024 * 1024
+    max_bundle_bytes: int = 2 * 1024 * 1024 * 1024
+    sync_timeout_seconds: float = 110.0
+    worker_start_timeout_seconds: float = 600.0
+    worker_drain_seconds: float = 30.0
+    task_max_attempts: int = 3
+    task_lease_seconds: float = 60.0
+    task_timeout_seconds: float = 3600.0
+    result_url_ttl_seconds: int = 12 * 3600
+    upload_url_ttl_seconds: int = 3600
+    scale_to_zero_after_seconds: float = 60.0
+    reconcile_interval_seconds: float = 0.5
+    worker_restart_limit: int = 3
+
+    fetch_allow_private: bool = False
+    fetch_allowed_schemes: list[str] = ["http", "https"]
+    fetch_max_bytes: int = 100 * 1024 * 1024
+    fetch_timeout_seconds: float = 30.0
+
+    build_environments: bool = True
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'launch.db'}"
+
+    @property
+    def resolved_objects_url(self) -> str:
+        return self.objects_url or f"file://{self.data_dir.resolve() / 'objects'}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def secret_key(self) -> bytes:
+        """The server's secret (API key digests, signed URLs), created on first use in the data dir."""
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_hex(32))
+        return bytes.fromhex(path.read_text().strip())

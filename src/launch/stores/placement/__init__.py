@@ -1,0 +1,68 @@
+"""Worker placement: where worker processes run. ``local://`` (child processes); later a Ray cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs to serve one endpoint generation. Workers get no store credentials."""
+
+    worker_id: str
+    endpoint_id: str
+    generation: int
+    python: str
+    bundle_path: str
+    runtime: dict[str, Any] = field(default_factory=dict)
+    log_path: str = ""
+    start_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class WorkerHandle:
+    worker_id: str
+    address: str
+    pid: int | None = None
+
+
+class WorkerStartError(Exception):
+    """The worker exited or timed out before it was ready; ``log_tail`` says why."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+class Placement(Protocol):
+    async def start(self, spec: WorkerSpec) -> WorkerHandle:
+        """Start a worker and return once it serves; raises ``WorkerStartError``."""
+        ...
+
+    async def stop(self, worker_id: str, grace: float) -> None:
+        """SIGTERM-like stop: the worker drains for up to ``grace`` seconds, then is killed."""
+        ...
+
+    def alive(self, worker_id: str) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def log_tail(path: str, limit: int = 4000) -> str:
+    """The last ``limit`` bytes of a log file as text (empty if it does not exist)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return ""
+    return data[-limit:].decode("utf-8", "replace")
+
+
+def open_placement(url: str) -> Placement:
+    scheme = url.partition("://")[0]
+    if scheme == "local":
+        from launch.stores.placement.local import LocalPlacement
+
+        return LocalPlacement()
+    raise ValueError(f"unsupported placement scheme {scheme!r}; use local://")
