@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="Launch: self-hosted model serving.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Launch: self-hosted model serving.")
 api_keys_app = typer.Typer(no_args_is_help=True, help="API keys (works on the data directory directly).")
 bundles_app = typer.Typer(no_args_is_help=True, help="Your model bundles.")
 endpoints_app = typer.Typer(no_args_is_help=True, help="Your model endpoints.")

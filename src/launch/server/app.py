@@ -11,8 +11,11 @@ from fastapi import FastAPI
 
 from launch.server.api.errors import install_error_handlers
 from launch.server.api.limits import BodySizeLimit
+from launch.server.control.batch_runner import BatchRunner
 from launch.server.control.pool import Pools
 from launch.server.control.reconciler import Reconciler
+from launch.server.control.workers import WorkerFactory
+from launch.server.domain.batch_jobs import BatchJobs
 from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoints import Endpoints
@@ -47,6 +50,8 @@ class Services:
     broker: Broker
     reconciler: Reconciler
     links: ResultLinks
+    batch_jobs: BatchJobs
+    batch_runner: BatchRunner
 
 
 def build_services(settings: Settings) -> Services:
@@ -64,11 +69,14 @@ def build_services(settings: Settings) -> Services:
     tasks = Tasks(engine, broker, settings.task_max_attempts, settings.task_lease_seconds)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
     cache = EndpointCache(endpoints)
+    factory = WorkerFactory(settings, objects, Environments(settings.data_dir / "envs", settings.build_environments))
+    placement = open_placement(settings.placement_url)
     reconciler = Reconciler(
         settings, endpoints=endpoints, bundles=bundles, tasks=tasks, broker=broker, objects=objects,
-        placement=open_placement(settings.placement_url), pools=pools,
-        environments=Environments(settings.data_dir / "envs", settings.build_environments), client=client,
+        placement=placement, pools=pools, factory=factory, client=client,
     )
+    batch_jobs = BatchJobs(engine, bundles, objects, links.url)
+    batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs")
     return Services(
         settings=settings, secret=secret, api_keys=ApiKeys(engine, secret), bundles=bundles,
         endpoints=endpoints, cache=cache, tasks=tasks,
@@ -77,6 +85,7 @@ def build_services(settings: Settings) -> Services:
         predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
+        batch_jobs=batch_jobs, batch_runner=batch_runner,
     )
 
 
@@ -88,10 +97,12 @@ def build_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await services.reconciler.start()
+        await services.batch_runner.start()
         log.info("Launch is ready on %s (data in %s)", settings.resolved_public_url, settings.data_dir)
         try:
             yield
         finally:
+            await services.batch_runner.stop()
             await services.reconciler.stop()
             await services.predictions.client.close()
             await services.broker.close()

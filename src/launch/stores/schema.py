@@ -98,6 +98,8 @@ batch_items = sa.Table(
     metadata,
     sa.Column("job_id", sa.String(32), sa.ForeignKey("batch_jobs.id"), primary_key=True),
     sa.Column("item_id", sa.String(64), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("output", sa.Text, nullable=True),
     sa.Column("output_key", sa.Text, nullable=True),

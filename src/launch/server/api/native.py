@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import ORJSONResponse, Response
@@ -95,10 +95,19 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class CreateBatchJob(BaseModel):
+    bundle_name: str
+    input_location: str
+    serialization_format: str = "json"
+    options: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[str, Any] = Field(default_factory=dict)
+
+
 @router.post("/v1/uploads", tags=["uploads"])
-async def create_upload(request: Request, who: str = Depends(owner)) -> dict[str, str]:
+async def create_upload(request: Request, kind: Literal["bundles", "batch-inputs"] = "bundles",
+                        who: str = Depends(owner)) -> dict[str, str]:
     """A signed URL that accepts one PUT of raw bytes; name the upload by ``location`` afterwards."""
-    ticket = services(request).uploads.ticket(who, "bundles")
+    ticket = services(request).uploads.ticket(who, kind)
     return {"upload_url": ticket.url, "location": ticket.location, "bucket": ticket.bucket, "key": ticket.key}
 
 
@@ -216,3 +225,17 @@ async def async_task(request: Request, model_endpoint_name: str = Query(...),
 @router.get("/v1/async-tasks/{task_id}", tags=["tasks"])
 async def get_task(task_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     return await services(request).predictions.task_view(who, task_id)
+
+
+@router.post("/v1/batch-jobs", tags=["batch jobs"])
+async def create_batch_job(body: CreateBatchJob, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    """Run a bundle over an uploaded CSV of inputs (``id,url`` or ``id,args``); poll the job for its results."""
+    jobs = services(request).batch_jobs
+    job = await jobs.create(who, bundle_name=body.bundle_name, input_location=body.input_location,
+                            serialization_format=body.serialization_format, options=body.options, labels=body.labels)
+    return await jobs.view(who, job.id)
+
+
+@router.get("/v1/batch-jobs/{job_id}", tags=["batch jobs"])
+async def get_batch_job(job_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    return await services(request).batch_jobs.view(who, job_id)

@@ -18,11 +18,12 @@ from pathlib import Path
 from launch.server.control import autoscaler
 from launch.server.control.dispatcher import Dispatcher
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
-from launch.server.domain.bundles import Bundle, Bundles
+from launch.server.control.workers import BundleUnavailable, WorkerFactory
+from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_states import EndpointStatus, Event
 from launch.server.domain.endpoints import Endpoint, Endpoints
 from launch.server.domain.tasks import Tasks
-from launch.server.environments import EnvironmentBuildError, Environments
+from launch.server.environments import EnvironmentBuildError
 from launch.server.settings import Settings
 from launch.server.worker_client import WorkerClient
 from launch.stores.broker import Broker
@@ -49,7 +50,7 @@ class EndpointRuntime:
 class Reconciler:
     def __init__(self, settings: Settings, *, endpoints: Endpoints, bundles: Bundles, tasks: Tasks,
                  broker: Broker, objects: ObjectStore, placement: Placement, pools: Pools,
-                 environments: Environments, client: WorkerClient) -> None:
+                 factory: WorkerFactory, client: WorkerClient) -> None:
         self.settings = settings
         self.endpoints = endpoints
         self.bundles = bundles
@@ -58,7 +59,7 @@ class Reconciler:
         self.objects = objects
         self.placement = placement
         self.pools = pools
-        self.environments = environments
+        self.factory = factory
         self.client = client
         self.policy = autoscaler.Policy(scale_to_zero_after=settings.scale_to_zero_after_seconds)
         self.runtimes: dict[str, EndpointRuntime] = {}
@@ -232,36 +233,9 @@ class Reconciler:
 
     async def _worker_spec(self, endpoint: Endpoint, worker_id: str) -> WorkerSpec:
         bundle = await self.bundles.get_by_id(endpoint.bundle_id)
-        log_dir = self.log_dir(endpoint.id)
-        python = await self.environments.python_for(bundle.requirements, log_dir / "environment.log")
-        s = self.settings
-        runtime = {
-            "packaging_type": bundle.packaging_type, "metadata": bundle.metadata, "app_config": bundle.app_config,
-            "threads": endpoint.settings.per_worker, "drain_seconds": s.worker_drain_seconds,
-            "workdir": str(s.data_dir / "work" / endpoint.id / worker_id),
-            "fetch": {"allowed_schemes": s.fetch_allowed_schemes, "allow_private": s.fetch_allow_private,
-                      "max_bytes": s.fetch_max_bytes, "timeout": s.fetch_timeout_seconds},
-        }
-        return WorkerSpec(
-            worker_id=worker_id, endpoint_id=endpoint.id, generation=endpoint.generation, python=python,
-            bundle_path=await self._bundle_path(bundle), runtime=runtime,
-            log_path=str(log_dir / f"worker-{worker_id}.log"), start_timeout=s.worker_start_timeout_seconds,
-        )
-
-    async def _bundle_path(self, bundle: Bundle) -> str:
-        if bundle.object_key is None:
-            raise BundleUnavailable(
-                f"bundle {bundle.name!r} points at {bundle.location!r}, which is not in this server's object "
-                "store; upload the bundle through the server's upload URL"
-            )
-        path = self.objects.local_path(bundle.object_key)
-        if path is None:
-            cache = self.settings.data_dir / "bundle-cache" / bundle.id
-            if not cache.exists():
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                cache.write_bytes(await self.objects.get(bundle.object_key))
-            path = str(cache)
-        return path
+        return await self.factory.spec(bundle, owner_id=endpoint.id, worker_id=worker_id,
+                                       generation=endpoint.generation, threads=endpoint.settings.per_worker,
+                                       log_dir=self.log_dir(endpoint.id))
 
     def _drain(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
         if worker.draining:
@@ -296,7 +270,3 @@ class Reconciler:
         if rt is not None and rt.dispatcher is not None:
             await rt.dispatcher.stop()
         self.pools.drop(endpoint_id)
-
-
-class BundleUnavailable(Exception):
-    """The bundle's bytes are not where the server can read them."""

@@ -107,6 +107,8 @@ def upgrade() -> None:
     op.create_table('batch_items',
     sa.Column('job_id', sa.String(length=32), nullable=False),
     sa.Column('item_id', sa.String(length=64), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('request', sa.JSON(), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('output', sa.Text(), nullable=True),
     sa.Column('output_key', sa.Text(), nullable=True),

@@ -1,0 +1,134 @@
+"""Runs batch jobs: one private worker per job, items pushed to it with bounded concurrency, each
+outcome committed as it lands. Unfinished jobs are resumed at start-up (finished items are skipped)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from launch.server.control.workers import BundleUnavailable, WorkerFactory
+from launch.server.domain.batch_jobs import BatchJob, BatchJobs
+from launch.server.domain.bundles import Bundles
+from launch.server.environments import EnvironmentBuildError
+from launch.server.worker_client import WorkerClient, WorkerUnreachable
+from launch.stores.objects import ObjectStore
+from launch.stores.placement import Placement, WorkerHandle, WorkerStartError
+from launch.worker.http import PICKLE_TYPE
+
+log = logging.getLogger("launch.batch")
+WORKER_RESTARTS = 3
+
+
+class BatchRunner:
+    def __init__(self, jobs: BatchJobs, bundles: Bundles, factory: WorkerFactory, placement: Placement,
+                 client: WorkerClient, objects: ObjectStore, logs_root: Path, concurrency: int = 4,
+                 item_timeout: float = 3600.0) -> None:
+        self.jobs = jobs
+        self.bundles = bundles
+        self.factory = factory
+        self.placement = placement
+        self.client = client
+        self.objects = objects
+        self.logs_root = logs_root
+        self.concurrency = concurrency
+        self.item_timeout = item_timeout
+        self.wakeup = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._loop: asyncio.Task[None] | None = None
+        jobs.listeners.append(lambda _job_id: self.wakeup.set())
+
+    async def start(self) -> None:
+        self._loop = asyncio.create_task(self._watch(), name="batch-runner")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._loop, *self._running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                for job in await self.jobs.unfinished():
+                    if job.id not in self._running:
+                        task = asyncio.create_task(self._run(job), name=f"batch-{job.id}")
+                        self._running[job.id] = task
+                        task.add_done_callback(lambda _t, job_id=job.id: self._running.pop(job_id, None))
+            except Exception:
+                log.exception("batch runner pass failed")
+            self.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), 5.0)
+
+    async def _run(self, job: BatchJob) -> None:
+        await self.jobs.mark_running(job.id)
+        items = await self.jobs.pending_items(job.id)
+        for restart in range(WORKER_RESTARTS + 1):
+            try:
+                handle = await self._start_worker(job)
+            except (WorkerStartError, EnvironmentBuildError, BundleUnavailable) as exc:
+                tail = getattr(exc, "log_tail", "")
+                await self.jobs.finish(job, error=f"the bundle's worker failed to start: {exc}\n{tail}".strip())
+                return
+            try:
+                items = await self._process(job, handle, items)
+            finally:
+                await self.placement.stop(handle.worker_id, grace=5.0)
+            if not items:
+                break
+            log.warning("batch job %s: worker died, restarting (%d/%d)", job.id, restart + 1, WORKER_RESTARTS)
+        else:
+            await self.jobs.finish(job, error=f"the job's worker died {WORKER_RESTARTS + 1} times; giving up")
+            return
+        await self.jobs.finish(job)
+
+    async def _start_worker(self, job: BatchJob) -> WorkerHandle:
+        bundle = await self.bundles.get_by_id(job.bundle_id)
+        spec = await self.factory.spec(bundle, owner_id=f"batch-{job.id}", worker_id=uuid.uuid4().hex[:12],
+                                       generation=1, threads=self.concurrency,
+                                       log_dir=self.logs_root / "batch" / job.id)
+        return await self.placement.start(spec)
+
+    async def _process(self, job: BatchJob, handle: WorkerHandle,
+                       items: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        """Run ``items`` on the worker; returns the ones left undone because the worker died."""
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        for item in items:
+            queue.put_nowait(item)
+        leftover: list[tuple[str, dict[str, Any]]] = []
+
+        async def consume() -> None:
+            while not queue.empty():
+                item = queue.get_nowait()
+                if leftover:  # the worker died: keep the rest for the next worker
+                    leftover.append(item)
+                    continue
+                try:
+                    await self._run_item(job, handle, *item)
+                except (WorkerUnreachable, TimeoutError):
+                    leftover.append(item)
+
+        await asyncio.gather(*(consume() for _ in range(self.concurrency)))
+        return leftover
+
+    async def _run_item(self, job: BatchJob, handle: WorkerHandle, item_id: str, request: dict[str, Any]) -> None:
+        reply = await self.client.post(handle.address, "/predict", orjson.dumps(request), self.item_timeout)
+        if reply.status != 200:
+            detail = f"worker answered {reply.status}: {reply.body[:500].decode('utf-8', 'replace')}"
+            await self.jobs.record_item(job.id, item_id, ok=False, traceback=detail)
+        elif reply.content_type.encode().startswith(PICKLE_TYPE):
+            key = f"batch-results/{job.owner}/{job.id}/{item_id}.pkl"
+            await self.objects.put(key, reply.body)
+            await self.jobs.record_item(job.id, item_id, ok=True, output_key=key)
+        else:
+            data = orjson.loads(reply.body)
+            await self.jobs.record_item(job.id, item_id, ok=data.get("status") == "SUCCESS",
+                                        output=data.get("result"), traceback=data.get("traceback"))

@@ -1,0 +1,57 @@
+"""Turning a bundle into a running worker: its environment, its bytes on local disk, its runtime config.
+Shared by the reconciler (endpoint workers) and the batch job runner (job workers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from launch.server.domain.bundles import Bundle
+from launch.server.environments import Environments
+from launch.server.settings import Settings
+from launch.stores.objects import ObjectStore
+from launch.stores.placement import WorkerSpec
+
+
+class BundleUnavailable(Exception):
+    """The bundle's bytes are not where the server can read them."""
+
+
+class WorkerFactory:
+    def __init__(self, settings: Settings, objects: ObjectStore, environments: Environments) -> None:
+        self.settings = settings
+        self.objects = objects
+        self.environments = environments
+
+    async def spec(self, bundle: Bundle, *, owner_id: str, worker_id: str, generation: int, threads: int,
+                   log_dir: Path) -> WorkerSpec:
+        """A worker spec for ``bundle``; builds the bundle's environment first if it needs one."""
+        s = self.settings
+        python = await self.environments.python_for(bundle.requirements, log_dir / "environment.log")
+        runtime = {
+            "packaging_type": bundle.packaging_type, "metadata": bundle.metadata, "app_config": bundle.app_config,
+            "threads": threads, "drain_seconds": s.worker_drain_seconds,
+            "workdir": str(s.data_dir / "work" / owner_id / worker_id),
+            "fetch": {"allowed_schemes": s.fetch_allowed_schemes, "allow_private": s.fetch_allow_private,
+                      "max_bytes": s.fetch_max_bytes, "timeout": s.fetch_timeout_seconds},
+        }
+        return WorkerSpec(
+            worker_id=worker_id, endpoint_id=owner_id, generation=generation, python=python,
+            bundle_path=await self.bundle_path(bundle), runtime=runtime,
+            log_path=str(log_dir / f"worker-{worker_id}.log"), start_timeout=s.worker_start_timeout_seconds,
+        )
+
+    async def bundle_path(self, bundle: Bundle) -> str:
+        """A local file with the bundle's bytes (in place for a local store, else a cached download)."""
+        if bundle.object_key is None:
+            raise BundleUnavailable(
+                f"bundle {bundle.name!r} points at {bundle.location!r}, which is not in this server's object "
+                "store; upload the bundle through the server's upload URL"
+            )
+        path = self.objects.local_path(bundle.object_key)
+        if path is None:
+            cache = self.settings.data_dir / "bundle-cache" / bundle.id
+            if not cache.exists():
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_bytes(await self.objects.get(bundle.object_key))
+            path = str(cache)
+        return path
