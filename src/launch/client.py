@@ -307,10 +307,10 @@ class LaunchClient:
     def _sync_request(self, endpoint_id: str, url: str | None = None, args: dict | None = None,
                       return_pickled: bool = True) -> dict[str, Any]:
         """Run one prediction on a sync endpoint (by name) and wait for it."""
-        return self.connection.request(  # type: ignore[no-any-return]
+        return dict(self.connection.request(
             "POST", "/v1/sync-tasks", params={"model_endpoint_name": endpoint_id},
             json=self._task_body(url, args, return_pickled),
-        )
+        ))
 
     def _async_request(self, endpoint_name: str, url: str | None = None, args: dict | None = None,
                        return_pickled: bool = True) -> str:
@@ -351,8 +351,8 @@ class LaunchClient:
             raise ValueError("Exactly one of urls or inputs must be given")
         csv_text = _batch_csv(urls, inputs)
         if self.self_hosted:
-            location = batch_url_file_location or (self.batch_csv_location_fn or self.bundle_location_fn or
-                                                   (lambda: None))()
+            location_fn = self.batch_csv_location_fn or self.bundle_location_fn
+            location = batch_url_file_location or (location_fn() if location_fn else None)
             if self.upload_batch_csv_fn is None or location is None:
                 raise ValueError("self-hosted mode needs upload_batch_csv_fn and a batch file location")
             self.upload_batch_csv_fn(csv_text, location)
@@ -389,7 +389,7 @@ def _modules(globals_copy: dict[str, Any] | None) -> list[Any]:
 
     def local(module: types.ModuleType) -> bool:
         path = getattr(module, "__file__", None)
-        return bool(path) and not any(str(Path(path).resolve()).startswith(p) for p in installed)
+        return path is not None and not any(str(Path(path).resolve()).startswith(p) for p in installed)
 
     return [v for v in (globals_copy or {}).values() if isinstance(v, types.ModuleType) and local(v)]
 

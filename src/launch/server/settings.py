@@ -15,7 +15,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("launch-data")
-    public_url: str | None = Field(None, description="Base URL clients use to reach this server")
+    public_url: str | None = Field(default=None, description="Base URL clients use to reach this server")
 
     database_url: str | None = None
     objects_url: str | None = None

@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     sock.listen(2048)  # accept before announcing readiness: no refused first request
     config = uvicorn.Config(
         app, lifespan="off", log_level="warning", access_log=False, loop="uvloop", http="httptools",
-        timeout_graceful_shutdown=float(runtime_config.get("drain_seconds", 30)), backlog=2048,
+        timeout_graceful_shutdown=int(runtime_config.get("drain_seconds", 30)), backlog=2048,
     )
     server = uvicorn.Server(config)
     print(f"worker {spec['worker_id']}: ready on port {sock.getsockname()[1]}", file=sys.stderr, flush=True)

@@ -66,7 +66,7 @@ def load_pickled(data: bytes, app_config: Any) -> PredictFn:
 def _callable(fn: Any) -> PredictFn:
     if not callable(fn):
         raise BundleLoadError(f"the bundle's predict function is a {type(fn).__name__}, not callable")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def extract_zip(archive: Path, target: Path) -> None:

@@ -1,7 +1,221 @@
-"""The legacy API used by scale-launch 0.3.3, under /v1/hosted_inference (a thin translation layer)."""
+"""The legacy API used by scale-launch 0.3.3, under /v1/hosted_inference (a thin translation layer).
+
+Every route calls the same services as the native API; this module only renames fields (``bundle_name`` →
+``name``, ``status`` → ``state``, ...) and keeps the transport promises the 0.3.3 client relies on: JSON on
+every answer, 404 for unknown objects and routes, no redirects, and never a status the client retries
+(503/504/520/524) for a sync prediction that timed out. The contract is /work/shared/spec/legacy-api.md.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from launch.server.api.native import CloneBundle, CreateBundle, CreateEndpoint, EditEndpoint, owner, services
+from launch.server.api.views import endpoint_view
+from launch.server.app import Services
+from launch.server.domain.bundles import Bundle, NewBundle
+from launch.server.domain.endpoints import Endpoint
+from launch.server.domain.errors import LaunchError, NotFound
+from launch.server.predictions import PredictionTimeout
 
 router = APIRouter(prefix="/v1/hosted_inference")
+
+
+class SyncTimeout(LaunchError):
+    """A sync prediction ran past the server's limit. 408, not 504: the 0.3.3 client retries 504 (three
+    more runs of a slow model, and 13 s of sleep) while this one is final."""
+
+    status_code = 408
+
+
+# -- request bodies: the native models under the legacy field names ----------------------------------------
+class LegacyCreateBundle(CreateBundle):
+    name: str = Field(alias="bundle_name")
+    metadata: dict[str, Any] = Field(default_factory=dict, alias="bundle_metadata")
+    location: Any  # self-hosted clients may send any JSON value their location function returned
+
+    def new_bundle(self) -> NewBundle:
+        location = self.location if isinstance(self.location, str) else orjson.dumps(self.location).decode()
+        return NewBundle(**{**self.model_dump(), "location": location})
+
+
+class LegacyCloneBundle(CloneBundle):
+    existing_bundle_name: str
+    new_name: str = Field(alias="new_bundle_name")
+
+
+class LegacyCreateEndpoint(CreateEndpoint):
+    """Unknown fields (from a client's endpoint auth decorator) are kept in the settings' ``extra``."""
+
+    name: str = Field(alias="endpoint_name")
+
+
+class LegacyBatchJob(BaseModel):
+    """Batch task options (``cpus``, ``max_workers``, ...) and auth-decorator fields arrive flattened."""
+
+    model_config = ConfigDict(extra="allow")
+    input_path: str
+    serialization_format: str = "json"
+    labels: dict[str, str] | None = None
+
+
+# -- response shapes --------------------------------------------------------------------------------------
+def bundle_object(bundle: Bundle) -> dict[str, Any]:
+    return {**bundle.to_dict(), "bundle_id": bundle.id}
+
+
+def endpoint_object(svc: Services, endpoint: Endpoint) -> dict[str, Any]:
+    """The native endpoint view. Our creation has no separate task: its progress is ``status``."""
+    return {**endpoint_view(endpoint, svc.pools.get(endpoint.id)), "endpoint_creation_task_id": endpoint.id}
+
+
+def task_object(native: dict[str, Any]) -> dict[str, Any]:
+    """A native task view as the 0.3.3 client reads it: ``state`` instead of ``status``."""
+    view = dict(native)
+    view["state"] = view.pop("status", None)
+    return view
+
+
+def upload_object(svc: Services, who: str, kind: str) -> dict[str, str]:
+    """A signed URL on this server; the client PUTs to it and sends back ``s3://{bucket}/{key}``."""
+    ticket = svc.uploads.ticket(who, kind)
+    return {"signedUrl": ticket.url, "bucket": ticket.bucket, "key": ticket.key}
+
+
+# -- bundles ------------------------------------------------------------------------------------------------
+@router.post("/model_bundle_upload")
+async def bundle_upload(request: Request, who: str = Depends(owner)) -> dict[str, str]:
+    return upload_object(services(request), who, "bundles")
+
+
+@router.post("/model_bundle/clone_with_changes")
+async def clone_bundle(body: LegacyCloneBundle, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    bundles = services(request).bundles
+    return bundle_object(await bundles.clone(who, body.existing_bundle_name, body.new_name, body.app_config))
+
+
+@router.post("/model_bundle")
+async def create_bundle(body: LegacyCreateBundle, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    return bundle_object(await services(request).bundles.create(who, body.new_bundle()))
+
+
+@router.get("/model_bundle")
+async def list_bundles(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    return {"bundles": [bundle_object(b) for b in await services(request).bundles.list(who)]}
+
+
+@router.get("/model_bundle/{bundle_name}")
+async def get_bundle(bundle_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    return {"bundles": [bundle_object(await services(request).bundles.get(who, bundle_name))]}
+
+
+@router.delete("/model_bundle/{bundle_name}")
+async def delete_bundle(bundle_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    await services(request).bundles.delete(who, bundle_name)
+    return {"deleted": True}
+
+
+# -- endpoints (fixed and longer paths first) ---------------------------------------------------------------
+@router.get("/endpoints/creation_logs/{endpoint_name}")
+async def creation_logs(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    """Environment build output and worker logs; the reason of a failed update is appended."""
+    svc = services(request)
+    endpoint = await svc.endpoints.get(who, endpoint_name)
+    content = svc.reconciler.creation_logs(endpoint.id)
+    if endpoint.status_reason:
+        content += f"==> status {endpoint.status.value} <==\n{endpoint.status_reason}\n"
+    return {"content": content}
+
+
+@router.get("/endpoints/{endpoint_name}/task_async/{task_id}")
+async def endpoint_task(endpoint_name: str, task_id: str, request: Request,
+                        who: str = Depends(owner)) -> dict[str, Any]:
+    """Tasks are looked up among the caller's own by id, so a task outlives its endpoint's deletion."""
+    return task_object(await services(request).predictions.task_view(who, task_id))
+
+
+@router.post("/endpoints")
+async def create_endpoint(body: LegacyCreateEndpoint, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    svc = services(request)
+    endpoint = await svc.endpoints.create(who, body.name, body.bundle_name, body.endpoint_type, body.settings(),
+                                          body.metadata, body.labels)
+    return endpoint_object(svc, endpoint)
+
+
+@router.get("/endpoints")
+async def list_endpoints(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    svc = services(request)
+    return {"endpoints": [endpoint_object(svc, e) for e in await svc.endpoints.list(who)]}
+
+
+@router.get("/endpoints/{endpoint_name}")
+async def get_endpoint(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    svc = services(request)
+    return endpoint_object(svc, await svc.endpoints.get(who, endpoint_name))
+
+
+@router.put("/endpoints/{endpoint_name}")
+async def edit_endpoint(endpoint_name: str, body: EditEndpoint, request: Request,
+                        who: str = Depends(owner)) -> dict[str, Any]:
+    svc = services(request)
+    endpoint = await svc.endpoints.edit(who, endpoint_name, body.changes(), body.bundle_name, body.metadata)
+    return endpoint_object(svc, endpoint)
+
+
+@router.delete("/endpoints/{endpoint_name}")
+async def delete_endpoint(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    await services(request).endpoints.request_delete(who, endpoint_name)
+    return {"deleted": True}
+
+
+# -- tasks --------------------------------------------------------------------------------------------------
+@router.post("/task_sync/{endpoint_name}")
+async def sync_task(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    try:
+        body = await services(request).predictions.sync(who, endpoint_name, await request.body())
+    except PredictionTimeout as exc:
+        raise SyncTimeout(exc.detail) from None
+    return task_object(orjson.loads(body))
+
+
+@router.post("/task_async/{endpoint_name}")
+async def async_task(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, str]:
+    return {"task_id": await services(request).predictions.submit(who, endpoint_name, await request.body())}
+
+
+@router.get("/task/result/{task_id}")
+async def task_result(task_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    return task_object(await services(request).predictions.task_view(who, task_id))
+
+
+# -- batch jobs ---------------------------------------------------------------------------------------------
+@router.post("/batch_task_input_upload")
+async def batch_input_upload(request: Request, who: str = Depends(owner)) -> dict[str, str]:
+    return upload_object(services(request), who, "batch-inputs")
+
+
+@router.post("/batch_job/{bundle_name}")
+async def create_batch_job(bundle_name: str, body: LegacyBatchJob, request: Request,
+                           who: str = Depends(owner)) -> dict[str, str]:
+    job = await services(request).batch_jobs.create(
+        who, bundle_name=bundle_name, input_location=body.input_path,
+        serialization_format=body.serialization_format, options=dict(body.model_extra or {}),
+        labels=body.labels or {},
+    )
+    return {"job_id": job.id}
+
+
+@router.get("/batch_job/{job_id}")
+async def get_batch_job(job_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    return await services(request).batch_jobs.view(who, job_id)
+
+
+# -- anything else under the prefix: a JSON 404, never a trailing-slash redirect ------------------------------
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
+async def unknown_route(path: str, request: Request) -> None:
+    hint = "; the client's base URL must not end with '/'" if "//" in request.url.path or not path else ""
+    raise NotFound(f"no legacy API route {request.method} {request.url.path}{hint}")

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,18 @@ class BatchRunner:
                     if job.id not in self._running:
                         task = asyncio.create_task(self._run(job), name=f"batch-{job.id}")
                         self._running[job.id] = task
-                        task.add_done_callback(lambda _t, job_id=job.id: self._running.pop(job_id, None))
+                        task.add_done_callback(self._forget(job.id))
             except Exception:
                 log.exception("batch runner pass failed")
             self.wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), 5.0)
+
+    def _forget(self, job_id: str) -> Callable[[asyncio.Task[None]], None]:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._running.pop(job_id, None)
+
+        return done
 
     async def _run(self, job: BatchJob) -> None:
         await self.jobs.mark_running(job.id)

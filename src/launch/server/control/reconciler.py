@@ -12,8 +12,10 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from launch.server.control import autoscaler
 from launch.server.control.dispatcher import Dispatcher
@@ -190,8 +192,8 @@ class Reconciler:
         rt.retry_at = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** (rt.failures - 1))
 
     # -- workers ---------------------------------------------------------------------------------------
-    def _spawn(self, coro: object) -> None:
-        job = asyncio.create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        job = asyncio.create_task(coro)
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
 
