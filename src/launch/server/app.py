@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from launch.server.api.errors import install_error_handlers
+from launch.server.api.fast_path import SyncFastPath
 from launch.server.api.limits import BodySizeLimit
 from launch.server.control.batch_runner import BatchRunner
 from launch.server.control.pool import Pools
@@ -89,7 +90,7 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> SyncFastPath:
     from launch.server.api import legacy, native
 
     services = build_services(settings)
@@ -115,4 +116,4 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(native.router)
     app.include_router(legacy.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
-    return app
+    return SyncFastPath(app, services.api_keys, services.predictions, settings.max_request_bytes)

@@ -3,6 +3,7 @@ validated and committed as a task, then dispatched by ``control.dispatcher``."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +17,12 @@ from launch.server.domain.endpoints import Endpoint, Endpoints
 from launch.server.domain.errors import Conflict, InvalidRequest, LaunchError, Unavailable
 from launch.server.domain.results import result_key, result_url
 from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
-from launch.server.worker_client import WorkerClient, WorkerUnreachable
+from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
 from launch.stores.objects import ObjectStore
-from launch.worker.http import PICKLE_TYPE
+
+
+def _detail(reply: WorkerReply) -> str:
+    return reply.body[:300].decode("utf-8", "replace")
 
 
 class PredictionTimeout(LaunchError):
@@ -73,11 +77,14 @@ class Predictions:
         pool = self.pools.get(endpoint.id)
         reply = None
         for attempt in range(2):
-            worker = pool.pick() or await self._wait_for_worker(pool, endpoint)
+            worker = pool.pick() or await self._wait_for_worker(pool, owner, endpoint)
             worker.inflight += 1
             try:
-                reply = await self.client.post(worker.address, "/predict", payload, self.sync_timeout)
-                break
+                reply = await self.client.predict(worker.address, payload, self.sync_timeout)
+                if not reply.rejected:
+                    break
+                if attempt == 1 or len(pool.serving) < 2:
+                    raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {_detail(reply)}")
             except WorkerUnreachable as exc:
                 if attempt == 1 or len(pool.serving) < 2:
                     raise Unavailable(f"the worker serving {endpoint_name!r} failed: {exc}") from None
@@ -88,19 +95,24 @@ class Predictions:
             finally:
                 worker.inflight -= 1
         assert reply is not None
-        if reply.status != 200:
-            raise Unavailable(f"worker answered HTTP {reply.status}: {reply.body[:300].decode('utf-8', 'replace')}")
-        if reply.content_type.encode().startswith(PICKLE_TYPE):
+        if reply.pickled:
             key = result_key(owner, uuid.uuid4().hex)
             await self.objects.put(key, reply.body)
             return orjson.dumps({"status": "SUCCESS", "result_url": self.links.url(key)})
         return reply.body
 
-    async def _wait_for_worker(self, pool: EndpointPool, endpoint: Endpoint) -> WorkerRef:
+    async def _wait_for_worker(self, pool: EndpointPool, owner: str, endpoint: Endpoint) -> WorkerRef:
+        """Wait for a serving worker (scale from zero, start-up), failing fast if the endpoint fails."""
         pool.waiting += 1
         self.endpoints.changed.set()  # wake the reconciler: demand from zero workers
+        deadline = time.monotonic() + self.sync_timeout
+        worker = None
         try:
-            worker = await pool.wait_for(self.sync_timeout)
+            while worker is None and (remaining := deadline - time.monotonic()) > 0:
+                worker = await pool.wait_for(min(1.0, remaining))
+                if worker is None:
+                    endpoint = await self.cache.get(owner, endpoint.name)
+                    _usable(endpoint, "sync")
         finally:
             pool.waiting -= 1
         if worker is None:

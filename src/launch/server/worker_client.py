@@ -1,55 +1,152 @@
-"""The gateway's HTTP client for workers: pooled keep-alive connections, one hop, no retries here."""
+"""The gateway's client for workers: one persistent, multiplexed ``launch.wire`` connection per worker,
+one hop, no retries here (callers decide: the sync path tries another worker, the dispatcher re-queues)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from dataclasses import dataclass
 
-import aiohttp
+from launch import wire
 
 
 @dataclass(frozen=True)
 class WorkerReply:
-    status: int
-    content_type: str
+    kind: int
     body: bytes
+
+    @property
+    def pickled(self) -> bool:
+        return self.kind == wire.RESULT_PICKLE
+
+    @property
+    def rejected(self) -> bool:
+        """The worker did not run the request (it is draining, or the request was malformed)."""
+        return self.kind == wire.REJECTED
 
 
 class WorkerUnreachable(Exception):
-    """The worker could not be reached or broke the connection (it may have died)."""
+    """The worker could not be reached or dropped the connection (it may have died)."""
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.reader = wire.FrameReader()
+        self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self.transport: asyncio.Transport | None = None
+        self.ids = itertools.count(1)
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for request_id, kind, payload in self.reader.feed(data):
+                future = self.pending.pop(request_id, None)
+                if future is not None and not future.done():
+                    future.set_result((kind, payload))
+        except wire.FrameError as exc:
+            self._fail(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc)
+
+    def _fail(self, exc: BaseException | None) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        self.transport = None
+        error = WorkerUnreachable(f"connection to worker {self.address} lost: {exc!r}")
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self.pending.clear()
+
+    def call(self, kind: int, payload: bytes) -> asyncio.Future[tuple[int, bytes]]:
+        assert self.transport is not None
+        request_id = next(self.ids) & 0xFFFFFFFF
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        self.transport.write(wire.encode(request_id, kind, payload))
+        return future
+
+    def forget(self, future: asyncio.Future[tuple[int, bytes]]) -> None:
+        for request_id, pending in list(self.pending.items()):
+            if pending is future:
+                del self.pending[request_id]
 
 
 class WorkerClient:
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._connections: dict[str, _Connection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
-            )
-        return self._session
+    async def _connection(self, address: str) -> _Connection:
+        conn = self._connections.get(address)
+        if conn is not None and conn.open:
+            return conn
+        lock = self._locks.setdefault(address, asyncio.Lock())
+        async with lock:
+            conn = self._connections.get(address)
+            if conn is not None and conn.open:
+                return conn
+            conn = await self._connect(address)
+            self._connections[address] = conn
+            return conn
 
-    async def post(self, address: str, path: str, body: bytes, timeout: float) -> WorkerReply:
+    async def _connect(self, address: str) -> _Connection:
+        loop = asyncio.get_running_loop()
         try:
-            async with self._client().post(
-                address + path, data=body, headers={"Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
-                payload = await response.read()
-                return WorkerReply(response.status, response.headers.get("Content-Type", ""), payload)
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise WorkerUnreachable(f"worker at {address} is unreachable: {exc!r}") from exc
+            if address.startswith("unix:"):
+                _, conn = await loop.create_unix_connection(lambda: _Connection(address), address[5:])
+            else:
+                host, _, port = address.removeprefix("tcp://").rpartition(":")
+                _, conn = await loop.create_connection(lambda: _Connection(address), host, int(port))
+        except OSError as exc:
+            raise WorkerUnreachable(f"cannot connect to worker {address}: {exc}") from exc
+        return conn
+
+    async def call(self, address: str, kind: int, payload: bytes, timeout: float) -> WorkerReply:
+        """Send one frame and wait for its answer; ``TimeoutError`` after ``timeout`` seconds."""
+        conn = self._connections.get(address)
+        if conn is None or not conn.open:
+            conn = await self._connection(address)
+        future = conn.call(kind, payload)
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, future, address, timeout)
+        try:
+            reply_kind, body = await future
+        except BaseException:
+            conn.forget(future)
+            raise
+        finally:
+            timer.cancel()
+        return WorkerReply(reply_kind, body)
+
+    async def predict(self, address: str, payload: bytes, timeout: float) -> WorkerReply:
+        return await self.call(address, wire.PREDICT, payload, timeout)
 
     async def healthy(self, address: str, timeout: float = 2.0) -> bool:
         try:
-            async with self._client().get(
-                address + "/healthz", timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as response:
-                return response.status == 200
-        except (aiohttp.ClientError, ConnectionError, TimeoutError):
+            return (await self.call(address, wire.PING, b"", timeout)).kind == wire.PONG
+        except (WorkerUnreachable, TimeoutError):
             return False
 
+    def forget(self, address: str) -> None:
+        """Drop the connection to a worker that was stopped."""
+        conn = self._connections.pop(address, None)
+        self._locks.pop(address, None)
+        if conn is not None and conn.transport is not None:
+            conn.transport.close()
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for address in list(self._connections):
+            self.forget(address)
+
+
+def _expire(future: asyncio.Future[tuple[int, bytes]], address: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"worker {address} did not answer within {timeout} s"))

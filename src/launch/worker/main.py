@@ -1,24 +1,26 @@
 """Worker process entry point: ``python -m launch.worker.main '<spec json>'``.
 
-Loads the bundle once, binds a loopback port, reports ``LAUNCH_WORKER_READY <port>`` on the original stdout
-(which is then closed; later output goes to the log on stderr) and serves until SIGTERM, draining in-flight
-requests before it exits 0. A bundle that fails to load exits with code 3 and its traceback in the log.
+Loads the bundle once, listens where the spec says (``unix:/path`` or ``tcp://host:port``), reports
+``LAUNCH_WORKER_READY <address>`` on the original stdout (then closed; later output goes to the log on
+stderr) and serves until SIGTERM: it then rejects new work at once, lets running predictions finish (up to
+``drain_seconds``) and exits 0. A bundle that fails to load exits with code 3 and its traceback in the log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import socket
+import signal
 import sys
 import traceback
 from typing import Any
 
-import uvicorn
+import uvloop
 
 from launch.net_guard import FetchPolicy
-from launch.worker.http import WorkerApp
 from launch.worker.runtime import Runtime, load_bundle
+from launch.worker.server import WorkerServer
 
 LOAD_FAILED_EXIT = 3
 
@@ -33,6 +35,27 @@ def _policy(runtime: dict[str, Any]) -> FetchPolicy:
     )
 
 
+async def serve(worker: WorkerServer, listen: str, drain_seconds: float, announce: Any) -> None:
+    loop = asyncio.get_running_loop()
+    if listen.startswith("unix:"):
+        path = listen.removeprefix("unix:")
+        server = await loop.create_unix_server(worker.protocol, path, backlog=2048)
+        address = listen
+    else:
+        host, _, port = listen.removeprefix("tcp://").rpartition(":")
+        server = await loop.create_server(worker.protocol, host, int(port), backlog=2048)
+        bound = server.sockets[0].getsockname()
+        address = f"tcp://{bound[0]}:{bound[1]}"
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    announce(address)
+    await stop.wait()
+    print("worker: SIGTERM, draining", file=sys.stderr, flush=True)
+    server.close()
+    await worker.drain(drain_seconds)
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
     runtime_config: dict[str, Any] = spec.get("runtime", {})
@@ -44,20 +67,15 @@ def main(argv: list[str]) -> int:
     except BaseException:
         print("bundle failed to load:\n" + traceback.format_exc(), file=sys.stderr, flush=True)
         return LOAD_FAILED_EXIT
-    app = WorkerApp(Runtime(predict_fn, _policy(runtime_config)), int(runtime_config.get("threads", 1)))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(2048)  # accept before announcing readiness: no refused first request
-    config = uvicorn.Config(
-        app, lifespan="off", log_level="warning", access_log=False, loop="uvloop", http="httptools",
-        timeout_graceful_shutdown=int(runtime_config.get("drain_seconds", 30)), backlog=2048,
-    )
-    server = uvicorn.Server(config)
-    print(f"worker {spec['worker_id']}: ready on port {sock.getsockname()[1]}", file=sys.stderr, flush=True)
-    ready.write(f"LAUNCH_WORKER_READY {sock.getsockname()[1]}\n")
-    ready.close()
-    server.run(sockets=[sock])
+
+    def announce(address: str) -> None:
+        print(f"worker {spec['worker_id']}: ready on {address}", file=sys.stderr, flush=True)
+        ready.write(f"LAUNCH_WORKER_READY {address}\n")
+        ready.close()
+
+    worker = WorkerServer(Runtime(predict_fn, _policy(runtime_config)), int(runtime_config.get("threads", 1)))
+    uvloop.run(serve(worker, spec.get("listen", "tcp://127.0.0.1:0"),
+                     float(runtime_config.get("drain_seconds", 30)), announce))
     print(f"worker {spec['worker_id']}: stopped", file=sys.stderr, flush=True)
     return 0
 

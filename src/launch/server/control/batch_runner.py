@@ -20,7 +20,6 @@ from launch.server.environments import EnvironmentBuildError
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 from launch.stores.placement import Placement, WorkerHandle, WorkerStartError
-from launch.worker.http import PICKLE_TYPE
 
 log = logging.getLogger("launch.batch")
 WORKER_RESTARTS = 3
@@ -89,6 +88,7 @@ class BatchRunner:
                 items = await self._process(job, handle, items)
             finally:
                 await self.placement.stop(handle.worker_id, grace=5.0)
+                self.client.forget(handle.address)
             if not items:
                 break
             log.warning("batch job %s: worker died, restarting (%d/%d)", job.id, restart + 1, WORKER_RESTARTS)
@@ -127,11 +127,10 @@ class BatchRunner:
         return leftover
 
     async def _run_item(self, job: BatchJob, handle: WorkerHandle, item_id: str, request: dict[str, Any]) -> None:
-        reply = await self.client.post(handle.address, "/predict", orjson.dumps(request), self.item_timeout)
-        if reply.status != 200:
-            detail = f"worker answered {reply.status}: {reply.body[:500].decode('utf-8', 'replace')}"
-            await self.jobs.record_item(job.id, item_id, ok=False, traceback=detail)
-        elif reply.content_type.encode().startswith(PICKLE_TYPE):
+        reply = await self.client.predict(handle.address, orjson.dumps(request), self.item_timeout)
+        if reply.rejected:
+            raise WorkerUnreachable(f"worker refused the item: {reply.body[:300].decode('utf-8', 'replace')}")
+        if reply.pickled:
             key = f"batch-results/{job.owner}/{job.id}/{item_id}.pkl"
             await self.objects.put(key, reply.body)
             await self.jobs.record_item(job.id, item_id, ok=True, output_key=key)

@@ -16,10 +16,9 @@ import orjson
 from launch.server.control.pool import EndpointPool, WorkerRef
 from launch.server.domain.results import result_key
 from launch.server.domain.tasks import Task, Tasks
-from launch.server.worker_client import WorkerClient, WorkerUnreachable
+from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
 from launch.stores.broker import Broker
 from launch.stores.objects import ObjectStore
-from launch.worker.http import PICKLE_TYPE
 
 log = logging.getLogger("launch.dispatcher")
 
@@ -52,6 +51,9 @@ class Dispatcher:
                     await job
         if self._jobs:
             await asyncio.wait(self._jobs, timeout=5)
+        for task in list(self.running.values()):  # still running: hand back now, not after the lease expires
+            with contextlib.suppress(Exception):
+                await self.tasks.release(task, "the server stopped while the task was running", self.queue)
 
     async def _consume(self) -> None:
         while True:
@@ -79,24 +81,23 @@ class Dispatcher:
 
     async def _run(self, task: Task, worker: WorkerRef) -> None:
         try:
-            reply = await self.client.post(worker.address, "/predict", orjson.dumps(task.request),
-                                           self.task_timeout)
+            reply = await self.client.predict(worker.address, orjson.dumps(task.request), self.task_timeout)
         except (WorkerUnreachable, TimeoutError) as exc:
             reason = f"worker failed while running the task: {exc}"
             await self._settle(self.tasks.release(task, reason, self.queue), task, worker)
             return
-        if reply.status != 200:
-            reason = f"worker answered HTTP {reply.status}: {reply.body[:500].decode('utf-8', 'replace')}"
-            await self._settle(self.tasks.release(task, reason, self.queue), task, worker)
+        if reply.rejected:  # never ran: give the attempt back
+            reason = f"worker refused the task: {reply.body[:300].decode('utf-8', 'replace')}"
+            await self._settle(self.tasks.release(task, reason, self.queue, refund=True), task, worker)
             return
-        await self._settle(self._store(task, reply.content_type, reply.body), task, worker)
+        await self._settle(self._store(task, reply), task, worker)
 
-    async def _store(self, task: Task, content_type: str, body: bytes) -> bool:
-        if content_type.encode().startswith(PICKLE_TYPE):
+    async def _store(self, task: Task, reply: WorkerReply) -> bool:
+        if reply.pickled:
             key = result_key(task.owner, task.id)
-            await self.objects.put(key, body)
+            await self.objects.put(key, reply.body)
             return await self.tasks.finish(task, ok=True, result_key=key)
-        data = orjson.loads(body)
+        data = orjson.loads(reply.body)
         ok = data.get("status") == "SUCCESS"
         return await self.tasks.finish(task, ok=ok, result=data.get("result"), traceback=data.get("traceback"))
 

@@ -142,6 +142,8 @@ class Reconciler:
             await self.endpoints.set_status(endpoint.id, Event.FAILED, reason, endpoint.generation)
             return
         current = [w for w in rt.pool.workers if w.generation == endpoint.generation]
+        for worker in current:
+            worker.capacity = endpoint.settings.per_worker  # per_worker edits apply without a rollout
         starting = sum(1 for g in rt.starting.values() if g == endpoint.generation)
         desired = await self._desired(rt, len(current) + starting)
         if endpoint.status is not EndpointStatus.READY and not current and desired == 0:
@@ -250,6 +252,7 @@ class Reconciler:
         while worker.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await self.placement.stop(worker.worker_id, grace=self.settings.worker_drain_seconds)
+        self.client.forget(worker.address)
         if worker in rt.pool.workers:
             rt.pool.workers.remove(worker)
         await rt.pool.notify()

@@ -142,9 +142,10 @@ class Tasks:
             )
         return bool(updated.rowcount)
 
-    async def release(self, task: Task, reason: str, queue: str) -> TaskState:
-        """Give back a lease after an infrastructure failure: retry, or fail once attempts are spent."""
-        if task.attempt >= task.max_attempts:
+    async def release(self, task: Task, reason: str, queue: str, refund: bool = False) -> TaskState:
+        """Give back a lease after an infrastructure failure: retry, or fail once attempts are spent.
+        ``refund``: the task never started (the worker refused it), so the attempt does not count."""
+        if task.attempt >= task.max_attempts and not refund:
             message = f"task failed after {task.attempt} attempts; last error: {reason}"
             await self.finish(task, ok=False, traceback=message)
             return TaskState.FAILURE
@@ -153,7 +154,8 @@ class Tasks:
                 tasks.update()
                 .where(tasks.c.id == task.id, tasks.c.attempt == task.attempt,
                        tasks.c.state == TaskState.RUNNING.value)
-                .values(state=TaskState.PENDING.value, lease_expires_at=None, traceback=reason)
+                .values(state=TaskState.PENDING.value, lease_expires_at=None, traceback=reason,
+                        attempt=tasks.c.attempt - (1 if refund else 0))
             )
         if updated.rowcount:
             await self.broker.publish(queue, task.id)

@@ -13,13 +13,16 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from launch.stores.placement import WorkerHandle, WorkerSpec, WorkerStartError, log_tail
 
 READY_PREFIX = b"LAUNCH_WORKER_READY "
+SOCKET_DIR_PREFIX = "launch-sockets-"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -32,27 +35,30 @@ def _die_with_parent() -> None:
 class LocalPlacement:
     def __init__(self) -> None:
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        # Unix sockets are cheaper than loopback TCP; a short directory keeps paths under the 108-byte limit.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX))
 
     async def start(self, spec: WorkerSpec) -> WorkerHandle:
         Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
         with open(spec.log_path, "ab") as log:
             proc = await asyncio.create_subprocess_exec(
-                spec.python, "-m", "launch.worker.main", json.dumps(_spec_json(spec)),
+                spec.python, "-m", "launch.worker.main", json.dumps(self._spec_json(spec)),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
                 start_new_session=True, preexec_fn=_die_with_parent,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         self._procs[spec.worker_id] = proc
         try:
-            port = await asyncio.wait_for(_read_ready_port(proc), spec.start_timeout)
+            address = await asyncio.wait_for(_read_ready_address(proc), spec.start_timeout)
         except (TimeoutError, WorkerStartError) as exc:
             await self.stop(spec.worker_id, grace=1.0)
             reason = "did not become ready in time" if isinstance(exc, TimeoutError) else str(exc)
             raise WorkerStartError(f"worker {reason}", log_tail(spec.log_path)) from None
-        return WorkerHandle(spec.worker_id, f"http://127.0.0.1:{port}", proc.pid)
+        return WorkerHandle(spec.worker_id, address, proc.pid)
 
     async def stop(self, worker_id: str, grace: float) -> None:
         proc = self._procs.pop(worker_id, None)
+        (self._socket_dir / f"{worker_id}.sock").unlink(missing_ok=True)
         if proc is None or proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -70,13 +76,14 @@ class LocalPlacement:
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(wid, grace=5.0) for wid in list(self._procs)))
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    def _spec_json(self, spec: WorkerSpec) -> dict[str, object]:
+        return {"worker_id": spec.worker_id, "bundle_path": spec.bundle_path, "runtime": spec.runtime,
+                "listen": f"unix:{self._socket_dir / spec.worker_id}.sock"}
 
 
-def _spec_json(spec: WorkerSpec) -> dict[str, object]:
-    return {"worker_id": spec.worker_id, "bundle_path": spec.bundle_path, "runtime": spec.runtime}
-
-
-async def _read_ready_port(proc: asyncio.subprocess.Process) -> int:
+async def _read_ready_address(proc: asyncio.subprocess.Process) -> str:
     assert proc.stdout is not None
     while True:
         line = await proc.stdout.readline()
@@ -84,4 +91,4 @@ async def _read_ready_port(proc: asyncio.subprocess.Process) -> int:
             code = await proc.wait()
             raise WorkerStartError(f"exited with code {code} while loading the bundle")
         if line.startswith(READY_PREFIX):
-            return int(line[len(READY_PREFIX):].strip())
+            return line[len(READY_PREFIX):].strip().decode()

@@ -1,0 +1,69 @@
+"""The sync prediction route as a bare ASGI handler in front of FastAPI: the hot path skips routing,
+dependency injection and response classes (it still authenticates, limits and maps errors the same way).
+OpenAPI documents the same route through ``native.sync_task``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from launch.server.api.auth import key_from_header
+from launch.server.domain.errors import InvalidRequest, LaunchError, PayloadTooLarge
+from launch.server.domain.owners import ApiKeys
+from launch.server.predictions import Predictions
+
+log = logging.getLogger("launch.api")
+SYNC_PATH = "/v1/sync-tasks"
+_JSON = [(b"content-type", b"application/json")]
+
+
+class SyncFastPath:
+    def __init__(self, app: Any, api_keys: ApiKeys, predictions: Predictions, max_bytes: int) -> None:
+        self.app = app
+        self.api_keys = api_keys
+        self.predictions = predictions
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == SYNC_PATH and scope["method"] == "POST":
+            try:
+                status, body = 200, await self._predict(scope, receive)
+            except LaunchError as exc:
+                status, body = exc.status_code, orjson.dumps({"detail": exc.detail})
+            except Exception as exc:
+                log.exception("unexpected error on POST %s", SYNC_PATH)
+                status, body = 500, orjson.dumps({"detail": f"internal server error: {type(exc).__name__}"})
+            headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+    async def _predict(self, scope: dict[str, Any], receive: Any) -> bytes:
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
+        key = key_from_header(authorization)
+        owner = (self.api_keys.cached_owner(key) if key else None) or await self.api_keys.authenticate(key)
+        names = parse_qs(scope["query_string"].decode("latin-1")).get("model_endpoint_name")
+        if not names:
+            raise InvalidRequest("query parameter model_endpoint_name is required")
+        return await self.predictions.sync(owner, names[0], await self._body(receive))
+
+    async def _body(self, receive: Any) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks) if len(chunks) > 1 else chunks[0]
