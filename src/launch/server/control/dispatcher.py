@@ -64,13 +64,9 @@ class Dispatcher:
                 message = await self.broker.consume(self.queue, 1.0)
                 if message is None:
                     continue
-                task = await self.tasks.claim(message)
-                if task is None:
-                    continue
                 worker = self.pool.pick_with_capacity() or worker
-                worker.inflight += 1
-                self.running[task.id] = task
-                job = asyncio.create_task(self._run(task, worker))
+                worker.inflight += 1  # reserve the slot now; the claim commits in the job (claims batch up)
+                job = asyncio.create_task(self._claim_and_run(message, worker))
                 self._jobs.add(job)
                 job.add_done_callback(self._jobs.discard)
             except asyncio.CancelledError:
@@ -78,6 +74,19 @@ class Dispatcher:
             except Exception:
                 log.exception("dispatcher for endpoint %s failed; retrying", self.endpoint_id)
                 await asyncio.sleep(1.0)
+
+    async def _claim_and_run(self, task_id: str, worker: WorkerRef) -> None:
+        try:
+            task = await self.tasks.claim(task_id)
+        except Exception:
+            log.exception("claiming task %s failed; the recovery sweep will retry it", task_id)
+            task = None
+        if task is None:  # taken or ended elsewhere (a duplicate message)
+            worker.inflight -= 1
+            await self.pool.notify()
+            return
+        self.running[task.id] = task
+        await self._run(task, worker)
 
     async def _run(self, task: Task, worker: WorkerRef) -> None:
         try:

@@ -16,11 +16,11 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from launch.server.domain.bundles import Bundles
 from launch.server.domain.errors import InvalidRequest, NotFound
 from launch.server.domain.uploads import key_from_location
+from launch.stores.database import Database
 from launch.stores.objects import ObjectStore
 from launch.stores.schema import batch_items, batch_jobs
 
@@ -114,8 +114,8 @@ class BatchJobs:
     """Batch job records and their items. ``submitted`` is set whenever a job is created (wakes the runner);
     ``result_url`` turns an object key into a signed download URL."""
 
-    def __init__(self, engine: AsyncEngine, bundles: Bundles, objects: ObjectStore, result_url: Any) -> None:
-        self.engine = engine
+    def __init__(self, db: Database, bundles: Bundles, objects: ObjectStore, result_url: Any) -> None:
+        self.db = db
         self.bundles = bundles
         self.objects = objects
         self.result_url = result_url
@@ -137,22 +137,25 @@ class BatchJobs:
             raise InvalidRequest("batch input must be UTF-8 text") from None
         items = parse_batch_csv(text, return_pickled=serialization_format == "pickle")
         job_id = uuid.uuid4().hex
-        async with self.engine.begin() as conn:
-            await conn.execute(batch_jobs.insert().values(
+
+        def insert(conn: sa.Connection) -> None:
+            conn.execute(batch_jobs.insert().values(
                 id=job_id, owner=owner, bundle_id=bundle.id, status=BatchStatus.PENDING.value, input_key=key,
                 serialization_format=serialization_format, options=dict(options or {}), labels=dict(labels or {}),
                 total=len(items), done=0, failed=0, created_at=time.time(),
             ))
-            await conn.execute(batch_items.insert(), [
+            conn.execute(batch_items.insert(), [
                 {"job_id": job_id, "item_id": item_id, "position": i, "request": request, "state": "PENDING"}
                 for i, (item_id, request) in enumerate(items)
             ])
+
+        await self.db.write(insert)
         for listener in self.listeners:
             listener(job_id)
         return await self.get(owner, job_id)
 
     async def get(self, owner: str, job_id: str) -> BatchJob:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(
                 sa.select(batch_jobs).where(batch_jobs.c.id == job_id, batch_jobs.c.owner == owner)
             )).first()
@@ -171,14 +174,14 @@ class BatchJobs:
 
     # -- used by the runner ----------------------------------------------------------------------------
     async def unfinished(self) -> list[BatchJob]:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = await conn.execute(sa.select(batch_jobs).where(
                 batch_jobs.c.status.in_([BatchStatus.PENDING.value, BatchStatus.RUNNING.value])
             ).order_by(batch_jobs.c.created_at))
             return [_row_to_job(row) for row in rows]
 
     async def pending_items(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = await conn.execute(
                 sa.select(batch_items.c.item_id, batch_items.c.request)
                 .where(batch_items.c.job_id == job_id, batch_items.c.state == "PENDING")
@@ -187,25 +190,26 @@ class BatchJobs:
             return [(row.item_id, row.request) for row in rows]
 
     async def mark_running(self, job_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(batch_jobs.update().where(
-                batch_jobs.c.id == job_id, batch_jobs.c.started_at.is_(None)
-            ).values(started_at=time.time()))
-            await conn.execute(batch_jobs.update().where(batch_jobs.c.id == job_id)
-                               .values(status=BatchStatus.RUNNING.value))
+        def mark(conn: sa.Connection) -> None:
+            conn.execute(batch_jobs.update().where(batch_jobs.c.id == job_id, batch_jobs.c.started_at.is_(None))
+                         .values(started_at=time.time()))
+            conn.execute(batch_jobs.update().where(batch_jobs.c.id == job_id).values(status=BatchStatus.RUNNING.value))
+
+        await self.db.write(mark)
 
     async def record_item(self, job_id: str, item_id: str, *, ok: bool, output: str | None = None,
                           output_key: str | None = None, traceback: str | None = None) -> None:
         """Commit one item's outcome (once: a finished item is never overwritten)."""
-        async with self.engine.begin() as conn:
-            updated = await conn.execute(batch_items.update().where(
+        def record(conn: sa.Connection) -> None:
+            updated = conn.execute(batch_items.update().where(
                 batch_items.c.job_id == job_id, batch_items.c.item_id == item_id, batch_items.c.state == "PENDING"
             ).values(state="SUCCESS" if ok else "FAILURE", output=output, output_key=output_key,
                      traceback=traceback))
             if updated.rowcount:
                 counter = batch_jobs.c.done if ok else batch_jobs.c.failed
-                await conn.execute(batch_jobs.update().where(batch_jobs.c.id == job_id)
-                                   .values({counter: counter + 1}))
+                conn.execute(batch_jobs.update().where(batch_jobs.c.id == job_id).values({counter: counter + 1}))
+
+        await self.db.write(record)
 
     async def finish(self, job: BatchJob, *, error: str | None = None) -> None:
         """Write the results file (id, status, result/result_url/traceback per item) and end the job."""
@@ -213,14 +217,14 @@ class BatchJobs:
         if error is None:
             result_key = f"batch-results/{job.owner}/{job.id}/results.json"
             await self.objects.put(result_key, json.dumps(await self._results(job)).encode())
-        async with self.engine.begin() as conn:
-            await conn.execute(batch_jobs.update().where(batch_jobs.c.id == job.id).values(
-                status=(BatchStatus.FAILURE if error else BatchStatus.SUCCESS).value, result_key=result_key,
-                error=error, finished_at=time.time(),
-            ))
+        statement = batch_jobs.update().where(batch_jobs.c.id == job.id).values(
+            status=(BatchStatus.FAILURE if error else BatchStatus.SUCCESS).value, result_key=result_key,
+            error=error, finished_at=time.time(),
+        )
+        await self.db.write(lambda conn: conn.execute(statement))
 
     async def _results(self, job: BatchJob) -> list[dict[str, Any]]:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = (await conn.execute(
                 sa.select(batch_items).where(batch_items.c.job_id == job.id).order_by(batch_items.c.position)
             )).all()

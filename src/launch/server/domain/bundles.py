@@ -9,11 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from launch.server.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from launch.server.domain.names import validate_name
 from launch.server.domain.uploads import key_from_location
+from launch.stores.database import Database
 from launch.stores.objects import ObjectStore
 from launch.stores.schema import bundles, endpoints
 
@@ -71,8 +71,8 @@ def clean_requirements(lines: list[str] | None) -> list[str]:
 
 
 class Bundles:
-    def __init__(self, engine: AsyncEngine, objects: ObjectStore) -> None:
-        self.engine = engine
+    def __init__(self, db: Database, objects: ObjectStore) -> None:
+        self.db = db
         self.objects = objects
 
     async def create(self, owner: str, new: NewBundle) -> Bundle:
@@ -96,13 +96,12 @@ class Bundles:
     async def _insert(self, bundle: Bundle) -> None:
         values = {k: v for k, v in bundle.__dict__.items()}
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(bundles.insert().values(**values))
+            await self.db.write(lambda conn: conn.execute(bundles.insert().values(**values)))
         except IntegrityError:
             raise AlreadyExists(f"a bundle named {bundle.name!r} already exists") from None
 
     async def get(self, owner: str, name: str) -> Bundle:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (
                 await conn.execute(sa.select(bundles).where(bundles.c.owner == owner, bundles.c.name == name))
             ).first()
@@ -111,14 +110,14 @@ class Bundles:
         return _row_to_bundle(row)
 
     async def get_by_id(self, bundle_id: str) -> Bundle:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(sa.select(bundles).where(bundles.c.id == bundle_id))).first()
         if row is None:
             raise NotFound(f"no bundle with id {bundle_id!r}")
         return _row_to_bundle(row)
 
     async def list(self, owner: str) -> list[Bundle]:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = await conn.execute(
                 sa.select(bundles).where(bundles.c.owner == owner).order_by(bundles.c.created_at)
             )
@@ -126,18 +125,19 @@ class Bundles:
 
     async def delete(self, owner: str, name: str) -> None:
         bundle = await self.get(owner, name)
-        async with self.engine.begin() as conn:
-            in_use = (
-                await conn.execute(sa.select(endpoints.c.name).where(endpoints.c.bundle_id == bundle.id))
-            ).first()
+
+        def delete_unused(conn: sa.Connection) -> None:
+            in_use = conn.execute(sa.select(endpoints.c.name).where(endpoints.c.bundle_id == bundle.id)).first()
             if in_use is not None:
                 raise Conflict(f"bundle {name!r} is used by endpoint {in_use.name!r}; delete or edit it first")
-            await conn.execute(bundles.delete().where(bundles.c.id == bundle.id))
+            conn.execute(bundles.delete().where(bundles.c.id == bundle.id))
+
+        await self.db.write(delete_unused)
         if bundle.object_key and not await self._key_shared(bundle.object_key):
             await self.objects.delete(bundle.object_key)
 
     async def _key_shared(self, key: str) -> bool:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return (await conn.execute(sa.select(bundles.c.id).where(bundles.c.object_key == key))).first() is not None
 
     async def clone(self, owner: str, existing: str, new_name: str, app_config: Any) -> Bundle:

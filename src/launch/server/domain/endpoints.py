@@ -11,12 +11,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_states import EndpointStatus, Event, IllegalTransition, transition
 from launch.server.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from launch.server.domain.names import validate_name
+from launch.stores.database import Database
 from launch.stores.schema import bundles, endpoints
 
 ENDPOINT_TYPES = ("sync", "async")
@@ -112,8 +112,8 @@ def _select() -> sa.Select[Any]:
 class Endpoints:
     """Endpoint records. Every change wakes the reconciler through ``changed``."""
 
-    def __init__(self, engine: AsyncEngine, bundles_service: Bundles) -> None:
-        self.engine = engine
+    def __init__(self, db: Database, bundles_service: Bundles) -> None:
+        self.db = db
         self.bundles = bundles_service
         self.changed = asyncio.Event()
         self.listeners: list[Any] = []
@@ -139,21 +139,20 @@ class Endpoints:
             labels=dict(labels or {}), status=EndpointStatus.UPDATE_PENDING, status_reason=None, generation=1,
             created_at=now, updated_at=now,
         )
+        statement = endpoints.insert().values(
+            id=endpoint.id, owner=owner, name=name, endpoint_type=endpoint_type, bundle_id=bundle.id,
+            settings=settings.to_dict(), metadata=endpoint.metadata, labels=endpoint.labels,
+            status=endpoint.status.value, status_reason=None, generation=1, created_at=now, updated_at=now,
+        )
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(endpoints.insert().values(
-                    id=endpoint.id, owner=owner, name=name, endpoint_type=endpoint_type, bundle_id=bundle.id,
-                    settings=settings.to_dict(), metadata=endpoint.metadata, labels=endpoint.labels,
-                    status=endpoint.status.value, status_reason=None, generation=1, created_at=now,
-                    updated_at=now,
-                ))
+            await self.db.write(lambda conn: conn.execute(statement))
         except IntegrityError:
             raise AlreadyExists(f"an endpoint named {name!r} already exists") from None
         self._notify(endpoint.id)
         return endpoint
 
     async def get(self, owner: str, name: str) -> Endpoint:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (
                 await conn.execute(_select().where(endpoints.c.owner == owner, endpoints.c.name == name))
             ).first()
@@ -162,7 +161,7 @@ class Endpoints:
         return _row_to_endpoint(row)
 
     async def get_by_id(self, endpoint_id: str) -> Endpoint | None:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(_select().where(endpoints.c.id == endpoint_id))).first()
         return None if row is None else _row_to_endpoint(row)
 
@@ -170,7 +169,7 @@ class Endpoints:
         query = _select().order_by(endpoints.c.created_at)
         if owner is not None:
             query = query.where(endpoints.c.owner == owner)
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return [_row_to_endpoint(row) for row in await conn.execute(query)]
 
     async def edit(
@@ -203,8 +202,8 @@ class Endpoints:
             values["status_reason"] = None
         if metadata is not None:
             values["metadata"] = metadata
-        async with self.engine.begin() as conn:
-            await conn.execute(endpoints.update().where(endpoints.c.id == current.id).values(**values))
+        statement = endpoints.update().where(endpoints.c.id == current.id).values(**values)
+        await self.db.write(lambda conn: conn.execute(statement))
         self._notify(current.id)
         return await self.get(owner, name)
 
@@ -217,24 +216,30 @@ class Endpoints:
     async def set_status(self, endpoint_id: str, event: Event, reason: str | None,
                          generation: int | None = None) -> EndpointStatus | None:
         """Apply ``event`` (only to ``generation`` if given); returns the new status, None if not applied."""
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(
+
+        def apply(conn: sa.Connection) -> tuple[EndpointStatus | None, bool]:
+            row = conn.execute(
                 sa.select(endpoints.c.status, endpoints.c.generation).where(endpoints.c.id == endpoint_id)
-            )).first()
+            ).first()
             if row is None or (generation is not None and row.generation != generation):
-                return None
+                return None, False
             try:
                 new = transition(EndpointStatus(row.status), event)
             except IllegalTransition:
-                return None
+                return None, False
+            if new.value == row.status and reason is None and event is not Event.WORKER_READY:
+                return new, False  # nothing changes: no write
             values: dict[str, Any] = {"status": new.value, "updated_at": time.time()}
             if event in (Event.FAILED, Event.WORKER_READY) or reason is not None:
                 values["status_reason"] = reason
-            await conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id).values(**values))
-        self._notify(endpoint_id)
+            conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id).values(**values))
+            return new, True
+
+        new, changed = await self.db.write(apply)
+        if changed:
+            self._notify(endpoint_id)
         return new
 
     async def remove(self, endpoint_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(endpoints.delete().where(endpoints.c.id == endpoint_id))
+        await self.db.write(lambda conn: conn.execute(endpoints.delete().where(endpoints.c.id == endpoint_id)))
         self._notify(endpoint_id)

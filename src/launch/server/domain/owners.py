@@ -11,9 +11,9 @@ import time
 import uuid
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from launch.server.domain.errors import InvalidRequest, Unauthenticated
+from launch.stores.database import Database
 from launch.stores.schema import api_keys
 
 KEY_PREFIX = "lk_"
@@ -45,8 +45,8 @@ class ApiKeys:
 
     NEGATIVE_TTL = 2.0
 
-    def __init__(self, engine: AsyncEngine, secret: bytes) -> None:
-        self.engine = engine
+    def __init__(self, db: Database, secret: bytes) -> None:
+        self.db = db
         self.secret = secret
         self._owners: dict[str, str] = {}
         self._unknown: dict[str, float] = {}
@@ -64,7 +64,7 @@ class ApiKeys:
         if self._unknown.get(key, 0.0) > time.monotonic():
             raise Unauthenticated("invalid API key")
         digest = key_digest(self.secret, key)
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(api_keys.c.owner).where(
@@ -82,6 +82,6 @@ class ApiKeys:
 
     async def create(self, owner: str) -> str:
         key = new_api_key()
-        async with self.engine.begin() as conn:
-            await conn.execute(insert_key_statement(owner, key_digest(self.secret, key)))
+        statement = insert_key_statement(owner, key_digest(self.secret, key))
+        await self.db.write(lambda conn: conn.execute(statement))
         return key
