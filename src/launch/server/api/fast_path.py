@@ -1,6 +1,6 @@
-"""The sync prediction route as a bare ASGI handler in front of FastAPI: the hot path skips routing,
-dependency injection and response classes (it still authenticates, limits and maps errors the same way).
-OpenAPI documents the same route through ``native.sync_task``."""
+"""The prediction routes (sync predict, async submit) as a bare ASGI handler in front of FastAPI: the hot
+paths skip routing, dependency injection and response classes (they still authenticate, limit and map errors
+the same way). OpenAPI documents the same routes through ``native.sync_task`` and ``native.async_task``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from launch.server.predictions import Predictions
 
 log = logging.getLogger("launch.api")
 SYNC_PATH = "/v1/sync-tasks"
+ASYNC_PATH = "/v1/async-tasks"
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -28,13 +29,14 @@ class SyncFastPath:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == SYNC_PATH and scope["method"] == "POST":
+        path = scope.get("path")
+        if scope["type"] == "http" and path in (SYNC_PATH, ASYNC_PATH) and scope["method"] == "POST":
             try:
-                status, body = 200, await self._predict(scope, receive)
+                status, body = 200, await self._handle(path, scope, receive)
             except LaunchError as exc:
                 status, body = exc.status_code, orjson.dumps({"detail": exc.detail})
             except Exception as exc:
-                log.exception("unexpected error on POST %s", SYNC_PATH)
+                log.exception("unexpected error on POST %s", path)
                 status, body = 500, orjson.dumps({"detail": f"internal server error: {type(exc).__name__}"})
             headers = [*_JSON, (b"content-length", str(len(body)).encode())]
             await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -42,7 +44,7 @@ class SyncFastPath:
             return
         await self.app(scope, receive, send)
 
-    async def _predict(self, scope: dict[str, Any], receive: Any) -> bytes:
+    async def _handle(self, path: str, scope: dict[str, Any], receive: Any) -> bytes:
         authorization = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -54,7 +56,10 @@ class SyncFastPath:
         names = parse_qs(scope["query_string"].decode("latin-1")).get("model_endpoint_name")
         if not names:
             raise InvalidRequest("query parameter model_endpoint_name is required")
-        return await self.predictions.sync(owner, names[0], await self._body(receive))
+        body = await self._body(receive)
+        if path == SYNC_PATH:
+            return await self.predictions.sync(owner, names[0], body)
+        return orjson.dumps({"task_id": await self.predictions.submit(owner, names[0], body)})
 
     async def _body(self, receive: Any) -> bytes:
         chunks, size = [], 0
