@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
-from launch.server.domain.errors import LaunchError, Unauthenticated
+from launch.server.domain.errors import InsufficientStorage, LaunchError, Unauthenticated, Unavailable
 
 log = logging.getLogger("launch.api")
 
@@ -20,6 +22,15 @@ def _validation_detail(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
         parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
     return "invalid request: " + "; ".join(parts)
+
+
+def storage_error(exc: Exception) -> LaunchError | None:
+    """The domain error for a failure of the database or the disk (nothing was committed: safe to retry)."""
+    if isinstance(exc, DBAPIError):
+        return Unavailable(f"the database is unavailable, nothing was changed; retry later ({type(exc.orig).__name__})")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return InsufficientStorage("the server's disk is full, nothing was stored; retry later")
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -38,5 +49,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        mapped = storage_error(exc)
+        if mapped is not None:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+            return ORJSONResponse({"detail": mapped.detail}, status_code=mapped.status_code)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return ORJSONResponse({"detail": f"internal server error: {type(exc).__name__}"}, status_code=500)

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from launch.server.api.auth import key_from_header
+from launch.server.api.errors import storage_error
 from launch.server.domain.errors import InvalidRequest, LaunchError, PayloadTooLarge
 from launch.server.domain.owners import ApiKeys
 from launch.server.predictions import Predictions
@@ -36,8 +37,11 @@ class SyncFastPath:
             except LaunchError as exc:
                 status, body = exc.status_code, orjson.dumps({"detail": exc.detail})
             except Exception as exc:
-                log.exception("unexpected error on POST %s", path)
-                status, body = 500, orjson.dumps({"detail": f"internal server error: {type(exc).__name__}"})
+                mapped = storage_error(exc)
+                if mapped is None:
+                    log.exception("unexpected error on POST %s", path)
+                    mapped = LaunchError(f"internal server error: {type(exc).__name__}")
+                status, body = mapped.status_code, orjson.dumps({"detail": mapped.detail})
             headers = [*_JSON, (b"content-length", str(len(body)).encode())]
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})

@@ -7,7 +7,8 @@
      ├── AlreadyExists       409      the name is taken
      ├── Conflict            409      the resource is in a state that forbids the action
      ├── PayloadTooLarge     413      over a configured size limit
-     └── Unavailable         503      nothing can serve it right now; safe to retry
+     ├── Unavailable         503      nothing can serve it right now; safe to retry
+     └── InsufficientStorage 507      the disk is full; nothing was stored
 """
 
 from __future__ import annotations
@@ -47,3 +48,7 @@ class PayloadTooLarge(LaunchError):
 
 class Unavailable(LaunchError):
     status_code = 503
+
+
+class InsufficientStorage(LaunchError):
+    status_code = 507
