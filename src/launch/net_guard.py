@@ -34,10 +34,8 @@ def check_address(ip: str, policy: FetchPolicy) -> None:
         addr = addr.ipv4_mapped
     if policy.allow_private:
         return
-    internal = (
-        addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_multicast
-        or addr.is_reserved or addr.is_unspecified
-    )
+    # not is_global covers private, loopback, link-local, shared (100.64/10), documentation, benchmarking...
+    internal = not addr.is_global or addr.is_multicast or addr.is_reserved or addr.is_unspecified
     if internal:
         raise FetchDenied(f"address {addr} is internal; the server does not allow fetching it")
 

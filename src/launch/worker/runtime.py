@@ -39,9 +39,14 @@ def _call_with_config(fn: Callable[..., Any], app_config: Any, *args: Any) -> An
     if app_config is None:
         return fn(*args)
     params = inspect.signature(fn).parameters
+    positional = [name for name, p in params.items()
+                  if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     if "app_config" in params:
+        if "app_config" in positional and positional.index("app_config") < len(args):
+            at = positional.index("app_config")  # e.g. load_predict_fn(app_config, model)
+            return fn(*args[:at], app_config, *args[at:])
         return fn(*args, app_config=app_config)
-    if len(params) > len(args):
+    if len(positional) > len(args):
         return fn(app_config, *args)
     return fn(*args)
 

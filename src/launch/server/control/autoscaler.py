@@ -34,4 +34,5 @@ def decide(load: Load, policy: Policy) -> int:
     if target >= load.current:
         return target
     wait = policy.scale_to_zero_after if target == 0 else policy.scale_down_after
-    return target if load.seconds_since_busy >= wait else load.current
+    ceiling = min(load.current, load.max_workers)  # a lowered max_workers applies at once
+    return target if load.seconds_since_busy >= wait else max(target, ceiling)

@@ -46,8 +46,14 @@ class EndpointPool:
         return best
 
     def pick_with_capacity(self) -> WorkerRef | None:
-        worker = self.pick()
-        return worker if worker is not None and worker.inflight < worker.capacity else None
+        """The serving worker with the most spare capacity (capacities differ after a per_worker edit)."""
+        best: WorkerRef | None = None
+        for worker in self.workers:
+            if worker.draining or worker.inflight >= worker.capacity:
+                continue
+            if best is None or worker.capacity - worker.inflight > best.capacity - best.inflight:
+                best = worker
+        return best
 
     async def notify(self) -> None:
         async with self.changed:

@@ -44,7 +44,7 @@ class EndpointSettings:
             raise InvalidRequest("cpus must be a number greater than 0")
         for name in ("memory", "storage"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not _QUANTITY.match(value)):
+            if value is not None and (not isinstance(value, str) or not _QUANTITY.fullmatch(value)):
                 raise InvalidRequest(f"{name} must be a quantity such as '512Mi' or '8Gi', got {value!r}")
         if not isinstance(self.gpus, int) or self.gpus < 0:
             raise InvalidRequest("gpus must be an integer >= 0")

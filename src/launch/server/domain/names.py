@@ -11,7 +11,7 @@ RESERVED = {"creation_logs"}
 
 
 def validate_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidRequest(
             f"invalid {kind} name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit"

@@ -29,7 +29,7 @@ def key_digest(secret: bytes, key: str) -> str:
 
 
 def validate_owner(owner: str) -> str:
-    if not _OWNER.match(owner):
+    if not _OWNER.fullmatch(owner):
         raise InvalidRequest("user names are 1-128 characters of letters, digits, '.', '_', '@' and '-'")
     return owner
 

@@ -19,7 +19,7 @@ class LocalObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key) or any(part in {".", ".."} for part in key.split("/")):
+        if not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
             raise ValueError(f"invalid object key {key!r}")
         return self.root / key
 
