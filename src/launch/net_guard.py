@@ -9,9 +9,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def _check_peer(response: httpx.Response, policy: FetchPolicy) -> None:
 
 def fetch(url: str, policy: FetchPolicy) -> bytes:
     """GET ``url`` under ``policy`` and return its body (raises ``FetchDenied`` or ``httpx.HTTPError``)."""
+    import httpx  # imported on first use: workers that never fetch start faster
+
     with httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False) as client:
         for _ in range(policy.max_redirects + 1):
             host, port = check_url(url, policy)
