@@ -49,8 +49,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 def _usable(endpoint: Endpoint, kind: str) -> None:
     if endpoint.endpoint_type != kind:
-        other = "async-tasks" if endpoint.endpoint_type == "async" else "sync-tasks"
-        raise InvalidRequest(f"endpoint {endpoint.name!r} is {endpoint.endpoint_type}; send tasks to /v1/{other}")
+        kind_now = endpoint.endpoint_type
+        raise InvalidRequest(f"endpoint {endpoint.name!r} is {kind_now}, not {kind}; send it {kind_now} tasks")
     if endpoint.status is EndpointStatus.UPDATE_FAILED:
         raise Conflict(f"endpoint {endpoint.name!r} failed to start: {endpoint.status_reason or 'unknown'}")
     if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
@@ -75,12 +75,13 @@ class Predictions:
         _usable(endpoint, "sync")
         payload = orjson.dumps(parse_body(body))
         pool = self.pools.get(endpoint.id)
+        deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
         for attempt in range(2):
-            worker = pool.pick() or await self._wait_for_worker(pool, owner, endpoint)
+            worker = pool.pick() or await self._wait_for_worker(pool, owner, endpoint, deadline)
             worker.inflight += 1
             try:
-                reply = await self.client.predict(worker.address, payload, self.sync_timeout)
+                reply = await self.client.predict(worker.address, payload, max(0.001, deadline - time.monotonic()))
                 if not reply.rejected:
                     break
                 if attempt == 1 or len(pool.serving) < 2:
@@ -101,11 +102,11 @@ class Predictions:
             return orjson.dumps({"status": "SUCCESS", "result_url": self.links.url(key)})
         return reply.body
 
-    async def _wait_for_worker(self, pool: EndpointPool, owner: str, endpoint: Endpoint) -> WorkerRef:
+    async def _wait_for_worker(self, pool: EndpointPool, owner: str, endpoint: Endpoint,
+                               deadline: float) -> WorkerRef:
         """Wait for a serving worker (scale from zero, start-up), failing fast if the endpoint fails."""
         pool.waiting += 1
         self.endpoints.changed.set()  # wake the reconciler: demand from zero workers
-        deadline = time.monotonic() + self.sync_timeout
         worker = None
         try:
             while worker is None and (remaining := deadline - time.monotonic()) > 0:

@@ -211,13 +211,9 @@ async def create_batch_job(bundle_name: str, body: LegacyBatchJob, request: Requ
 
 @router.get("/batch_job/{job_id}")
 async def get_batch_job(job_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
-    """The native view plus the options it was created with (cloud-only ones such as ``pyspark_*`` and
+    """The job view, with the options it was created with (cloud-only ones such as ``pyspark_*`` and
     auth-decorator fields are stored and shown back, not used)."""
-    jobs = services(request).batch_jobs
-    view = await jobs.view(who, job_id)
-    if "options" not in view:
-        view["options"] = (await jobs.get(who, job_id)).options
-    return view
+    return await services(request).batch_jobs.view(who, job_id)
 
 
 # -- anything else under the prefix: a JSON 404, never a trailing-slash redirect ------------------------------

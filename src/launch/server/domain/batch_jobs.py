@@ -169,7 +169,7 @@ class BatchJobs:
             "job_id": job.id, "status": job.status.value, "duration": job.duration,
             "result": self.result_url(job.result_key) if job.result_key else None,
             "total": job.total, "done": job.done, "failed": job.failed, "error": job.error,
-            "serialization_format": job.serialization_format, "labels": job.labels,
+            "serialization_format": job.serialization_format, "labels": job.labels, "options": job.options,
         }
 
     # -- used by the runner ----------------------------------------------------------------------------
