@@ -1,7 +1,7 @@
 """HTTP to the Launch server (httpx): base URL, API key auth, JSON, bounded retries.
 
-Retries: connection failures before a request was sent, and 502/503 answers, are retried with backoff
-for every request; the server answers 503 only when it did nothing (no task was accepted).
+Retries: connection failures before a request was sent, and 503 answers, are retried with backoff for every
+request; the server answers 503 only when it did nothing (no task was accepted, no prediction started).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import httpx
 
 from launch.errors import APIError
 
-RETRY_STATUSES = (502, 503)
+RETRY_STATUSES = (503,)  # the server answers 503 only when it did nothing
 DEFAULT_TIMEOUT = 120.0
 
 

@@ -25,6 +25,12 @@ def _detail(reply: WorkerReply) -> str:
     return reply.body[:300].decode("utf-8", "replace")
 
 
+class WorkerFailed(LaunchError):
+    """The worker died or broke the connection while running the prediction (it may have run)."""
+
+    status_code = 502
+
+
 class PredictionTimeout(LaunchError):
     status_code = 504
 
@@ -87,8 +93,11 @@ class Predictions:
                 if attempt == 1 or len(pool.serving) < 2:
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {_detail(reply)}")
             except WorkerUnreachable as exc:
+                if exc.sent:  # it may have run: do not run it again behind the caller's back
+                    raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {exc}"
+                                       ) from None
                 if attempt == 1 or len(pool.serving) < 2:
-                    raise Unavailable(f"the worker serving {endpoint_name!r} failed: {exc}") from None
+                    raise Unavailable(f"the worker serving {endpoint_name!r} is unreachable: {exc}") from None
             except TimeoutError:
                 raise PredictionTimeout(
                     f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:.0f} s"

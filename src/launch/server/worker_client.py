@@ -26,7 +26,12 @@ class WorkerReply:
 
 
 class WorkerUnreachable(Exception):
-    """The worker could not be reached or dropped the connection (it may have died)."""
+    """The worker could not be reached (``sent`` False: the request never left) or dropped the connection
+    while the request was in flight (``sent`` True: it may have run)."""
+
+    def __init__(self, message: str, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class _Connection(asyncio.Protocol):
@@ -60,7 +65,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         self.transport = None
-        error = WorkerUnreachable(f"connection to worker {self.address} lost: {exc!r}")
+        error = WorkerUnreachable(f"connection to worker {self.address} lost: {exc!r}", sent=True)
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(error)
@@ -107,7 +112,7 @@ class WorkerClient:
                 host, _, port = address.removeprefix("tcp://").rpartition(":")
                 _, conn = await loop.create_connection(lambda: _Connection(address), host, int(port))
         except OSError as exc:
-            raise WorkerUnreachable(f"cannot connect to worker {address}: {exc}") from exc
+            raise WorkerUnreachable(f"cannot connect to worker {address}: {exc}", sent=False) from exc
         return conn
 
     async def call(self, address: str, kind: int, payload: bytes, timeout: float) -> WorkerReply:

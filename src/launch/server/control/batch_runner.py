@@ -129,7 +129,8 @@ class BatchRunner:
     async def _run_item(self, job: BatchJob, handle: WorkerHandle, item_id: str, request: dict[str, Any]) -> None:
         reply = await self.client.predict(handle.address, orjson.dumps(request), self.item_timeout)
         if reply.rejected:
-            raise WorkerUnreachable(f"worker refused the item: {reply.body[:300].decode('utf-8', 'replace')}")
+            detail = reply.body[:300].decode("utf-8", "replace")
+            raise WorkerUnreachable(f"worker refused the item: {detail}", sent=False)
         if reply.pickled:
             key = f"batch-results/{job.owner}/{job.id}/{item_id}.pkl"
             await self.objects.put(key, reply.body)
