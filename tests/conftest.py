@@ -56,11 +56,12 @@ def start_server(data_dir: Path, port: int | None = None, *args: str, env: dict[
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"server-{port}.log"
-    process = subprocess.Popen(
-        [LAUNCH, "server", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-         "--allow-private-fetch", "--log-level", "warning", *args],
-        stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-    )
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [LAUNCH, "server", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
+             "--allow-private-fetch", "--log-level", "warning", *args],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

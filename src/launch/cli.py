@@ -58,9 +58,7 @@ def server(
     """Start the platform: gateway, control loop, database, object store, broker and workers."""
     import logging
 
-    import uvicorn
-
-    from launch.server.app import build_app
+    from launch.server.app import serve
     from launch.server.settings import Settings
 
     overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
@@ -70,8 +68,7 @@ def server(
         overrides["fetch_allow_private"] = True
     settings = Settings(**overrides)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(build_app(settings), host=host, port=port, loop="uvloop", http="httptools",
-                log_level=log_level, access_log=False, timeout_graceful_shutdown=30, backlog=4096)
+    serve(settings, log_level)
 
 
 @api_keys_app.command("create")

@@ -7,7 +7,9 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from types import FrameType
 
+import uvicorn
 from fastapi import FastAPI
 
 from launch.server.api.errors import install_error_handlers
@@ -121,3 +123,17 @@ def build_app(settings: Settings) -> SyncFastPath:
     app.include_router(legacy.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
     return SyncFastPath(app, services.api_keys, services.predictions, settings.max_request_bytes)
+
+
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()  # a graceful shutdown on SIGTERM/SIGINT exits 0 (uvicorn re-raises)
+
+
+def serve(settings: Settings, log_level: str = "info") -> None:
+    """Run the platform until SIGTERM/SIGINT, then drain requests, stop workers and exit 0."""
+    config = uvicorn.Config(build_app(settings), host=settings.host, port=settings.port, loop="uvloop",
+                            http="httptools", log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
+                            backlog=4096)
+    _Server(config).run()

@@ -93,6 +93,8 @@ class Predictions:
                 if attempt == 1 or len(pool.serving) < 2:
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {_detail(reply)}")
             except WorkerUnreachable as exc:
+                worker.broken = True
+                self.endpoints.changed.set()  # the reconciler replaces it now
                 if exc.sent:  # it may have run: do not run it again behind the caller's back
                     raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {exc}"
                                        ) from None

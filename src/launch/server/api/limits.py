@@ -1,4 +1,9 @@
-"""Request body size limit (ASGI middleware): 413 with a JSON detail, before the body is buffered."""
+"""Request body size limit (ASGI middleware): 413 with a JSON detail, before the body is buffered.
+
+A declared Content-Length over the limit is refused at once. A body without one (chunked) is counted as
+it arrives: past the limit the client gets the 413, and the application sees the client disconnect (so no
+framework turns the cut-off body into a 400) and its own response is dropped.
+"""
 
 from __future__ import annotations
 
@@ -22,19 +27,28 @@ class BodySizeLimit:
                 await self._reject(send)
                 return
         received = 0
+        rejected = started = False
 
         async def limited_receive() -> Any:
-            nonlocal received
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise _TooLarge()
+            if received > self.max_bytes and not started:
+                rejected = True
+                await self._reject(send)
+                return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(send)
+        async def guarded_send(message: Any) -> None:
+            nonlocal started
+            if rejected:
+                return
+            started = True
+            await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
 
     async def _reject(self, send: Any) -> None:
         body = orjson.dumps({"detail": f"request body is over the limit of {self.max_bytes} bytes"})
@@ -42,7 +56,3 @@ class BodySizeLimit:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import orjson
 
@@ -25,7 +26,8 @@ log = logging.getLogger("launch.dispatcher")
 
 class Dispatcher:
     def __init__(self, endpoint_id: str, queue: str, pool: EndpointPool, *, broker: Broker, tasks: Tasks,
-                 objects: ObjectStore, client: WorkerClient, task_timeout: float) -> None:
+                 objects: ObjectStore, client: WorkerClient, task_timeout: float,
+                 on_broken_worker: Callable[[], None]) -> None:
         self.endpoint_id = endpoint_id
         self.queue = queue
         self.pool = pool
@@ -34,6 +36,7 @@ class Dispatcher:
         self.objects = objects
         self.client = client
         self.task_timeout = task_timeout
+        self.on_broken_worker = on_broken_worker
         self.running: dict[str, Task] = {}
         self._jobs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
@@ -91,8 +94,15 @@ class Dispatcher:
     async def _run(self, task: Task, worker: WorkerRef) -> None:
         try:
             reply = await self.client.predict(worker.address, orjson.dumps(task.request), self.task_timeout)
-        except (WorkerUnreachable, TimeoutError) as exc:
+        except WorkerUnreachable as exc:
+            worker.broken = True
+            self.on_broken_worker()
             reason = f"worker failed while running the task: {exc}"
+            # a request that never reached the worker did not run: its attempt is given back
+            await self._settle(self.tasks.release(task, reason, self.queue, refund=not exc.sent), task, worker)
+            return
+        except TimeoutError as exc:
+            reason = f"the task did not finish in time: {exc}"
             await self._settle(self.tasks.release(task, reason, self.queue), task, worker)
             return
         if reply.rejected:  # never ran: give the attempt back

@@ -15,6 +15,11 @@ class WorkerRef:
     capacity: int
     inflight: int = 0
     draining: bool = False
+    broken: bool = False  # a connection to it failed: never picked again; the reconciler replaces it
+
+    @property
+    def usable(self) -> bool:
+        return not (self.draining or self.broken)
 
 
 @dataclass
@@ -33,13 +38,13 @@ class EndpointPool:
 
     @property
     def serving(self) -> list[WorkerRef]:
-        return [w for w in self.workers if not w.draining]
+        return [w for w in self.workers if w.usable]
 
     def pick(self) -> WorkerRef | None:
         """The least busy serving worker (newest generation first on ties), or None."""
         best: WorkerRef | None = None
         for worker in self.workers:
-            if worker.draining:
+            if not worker.usable:
                 continue
             if best is None or (worker.inflight, -worker.generation) < (best.inflight, -best.generation):
                 best = worker
@@ -49,7 +54,7 @@ class EndpointPool:
         """The serving worker with the most spare capacity (capacities differ after a per_worker edit)."""
         best: WorkerRef | None = None
         for worker in self.workers:
-            if worker.draining or worker.inflight >= worker.capacity:
+            if not worker.usable or worker.inflight >= worker.capacity:
                 continue
             if best is None or worker.capacity - worker.inflight > best.capacity - best.inflight:
                 best = worker

@@ -135,6 +135,7 @@ class Reconciler:
         self._ensure_dispatcher(rt)
         await self._reap_dead(rt)
         if endpoint.status is EndpointStatus.UPDATE_FAILED:
+            await self._fail_stranded_tasks(rt)
             return
         if endpoint.settings.gpus > 0:
             reason = (f"this server has no GPUs; the endpoint asks for {endpoint.settings.gpus} "
@@ -159,6 +160,15 @@ class Reconciler:
             for worker in [w for w in rt.pool.workers if w.generation != endpoint.generation]:
                 self._drain(rt, worker)
 
+    async def _fail_stranded_tasks(self, rt: EndpointRuntime) -> None:
+        """Queued tasks of a failed endpoint with no worker left would wait forever: end them with its reason."""
+        endpoint = rt.endpoint
+        if endpoint.endpoint_type != "async" or rt.pool.serving or not await self.broker.depth(endpoint.queue):
+            return
+        reason = f"endpoint {endpoint.name!r} failed to start: {endpoint.status_reason or 'unknown reason'}"
+        await self.tasks.fail_endpoint_tasks(endpoint.id, reason, pending_only=True)
+        await self.broker.drop(endpoint.queue)
+
     async def _desired(self, rt: EndpointRuntime, current: int) -> int:
         s = rt.endpoint.settings
         queued = await self.broker.depth(rt.endpoint.queue) if rt.endpoint.endpoint_type == "async" else 0
@@ -178,16 +188,21 @@ class Reconciler:
         rt.dispatcher = Dispatcher(
             rt.endpoint.id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
             objects=self.objects, client=self.client, task_timeout=self.settings.task_timeout_seconds,
+            on_broken_worker=self.endpoints.changed.set,
         )
         rt.dispatcher.start()
 
     async def _reap_dead(self, rt: EndpointRuntime) -> None:
         for worker in list(rt.pool.workers):
-            if not worker.draining and not self.placement.alive(worker.worker_id):
-                log.warning("worker %s of endpoint %s died; it will be replaced", worker.worker_id, rt.endpoint.id)
-                rt.pool.workers.remove(worker)
-                self._note_failure(rt)
-                await rt.pool.notify()
+            if worker.draining or (not worker.broken and self.placement.alive(worker.worker_id)):
+                continue
+            log.warning("worker %s of endpoint %s %s; it will be replaced", worker.worker_id, rt.endpoint.name,
+                        "broke its connection" if worker.broken else "died")
+            rt.pool.workers.remove(worker)
+            self._note_failure(rt)
+            self._spawn(self.placement.stop(worker.worker_id, grace=1.0))
+            self.client.forget(worker.address)
+            await rt.pool.notify()
 
     def _note_failure(self, rt: EndpointRuntime) -> None:
         rt.failures += 1

@@ -199,12 +199,13 @@ class Tasks:
                 count += 1
         return count
 
-    async def fail_endpoint_tasks(self, endpoint_id: str, reason: str) -> None:
-        """Unfinished tasks of a deleted endpoint end as FAILURE with a reason, never silently lost."""
+    async def fail_endpoint_tasks(self, endpoint_id: str, reason: str, pending_only: bool = False) -> None:
+        """Unfinished tasks of a deleted (or failed) endpoint end as FAILURE with a reason, never silently
+        lost; ``pending_only`` leaves running ones to finish."""
+        states = [TaskState.PENDING.value] if pending_only else [TaskState.PENDING.value, TaskState.RUNNING.value]
         statement = (
             tasks.update()
-            .where(tasks.c.endpoint_id == endpoint_id,
-                   tasks.c.state.in_([TaskState.PENDING.value, TaskState.RUNNING.value]))
+            .where(tasks.c.endpoint_id == endpoint_id, tasks.c.state.in_(states))
             .values(state=TaskState.FAILURE.value, traceback=reason, finished_at=time.time())
         )
         await self.db.write(lambda conn: conn.execute(statement))

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from launch.server import signing
-from launch.server.domain.errors import InvalidRequest, PayloadTooLarge
+from launch.server.domain.errors import Conflict, InvalidRequest, PayloadTooLarge
 from launch.stores.objects import ObjectStore
 
 BUCKET = "launch"
@@ -58,7 +58,10 @@ class Uploads:
         return signing.verify(self.secret, UPLOAD_PURPOSE, token)
 
     async def receive(self, key: str, chunks: AsyncIterator[bytes]) -> int:
-        """Store an upload streamed in ``chunks``, refusing it past ``max_bytes``."""
+        """Store an upload streamed in ``chunks``, refusing it past ``max_bytes``. An upload URL takes one
+        PUT: a registered bundle's code cannot be replaced through it afterwards."""
+        if await self.objects.exists(key):
+            raise Conflict("this upload URL was already used; ask for a new one")
         parts, size = [], 0
         async for chunk in chunks:
             size += len(chunk)

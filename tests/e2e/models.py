@@ -1,0 +1,101 @@
+"""Predict functions and loaders the end-to-end tests deploy as bundles.
+
+``helpers`` registers this module with cloudpickle by value, so workers need no copy of the test suite. Only
+the standard library is imported here: whatever a function references is shipped to the worker with it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import os
+import time
+from typing import Any
+
+MARKER = "e2e-marker-7f3a"
+
+
+def toolbox(data: bytes | None = None, op: str = "double", x: Any = 0, **extra: Any) -> Any:
+    """One predict function for many behaviours, chosen by ``op`` (``data`` is set for ``url`` inputs)."""
+    if data is not None:
+        return {"received_len": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                "head": data[:64].decode("utf-8", "replace")}
+    if op == "double":
+        return {"y": x * 2}
+    if op == "raise":
+        raise ValueError(f"boom-{x}")
+    if op == "set":
+        return {x, x + 1}  # picklable, not JSON-serialisable
+    if op == "sleep":
+        time.sleep(float(x))
+        return {"slept": x, "pid": os.getpid()}
+    if op == "pid":
+        return os.getpid()
+    if op == "echo":
+        return extra
+    raise KeyError(f"unknown op {op!r}")
+
+
+class Scaler:
+    """A callable class instance used as ``predict_fn_or_cls``."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def __call__(self, x: int) -> dict[str, Any]:
+        return {"y": x * self.factor, "kind": "callable-instance"}
+
+
+def load_linear_predict(model: dict[str, int]) -> Any:
+    """``load_predict_fn`` for the ``model`` form."""
+
+    def predict(x: int) -> dict[str, Any]:
+        return {"y": model["w"] * x + model["b"], "kind": "model"}
+
+    return predict
+
+
+def load_counting_model() -> dict[str, Any]:
+    """``load_model_fn`` that counts its calls in the worker process."""
+    builtins._e2e_model_loads = getattr(builtins, "_e2e_model_loads", 0) + 1  # type: ignore[attr-defined]
+    return {"pid": os.getpid(), "w": 3}
+
+
+def load_counting_predict(model: dict[str, Any]) -> Any:
+    """``load_predict_fn`` that counts its calls and reports both counts in every prediction."""
+    builtins._e2e_predict_loads = getattr(builtins, "_e2e_predict_loads", 0) + 1  # type: ignore[attr-defined]
+
+    def predict(x: int) -> dict[str, Any]:
+        return {"y": model["w"] * x, "model_loads": builtins._e2e_model_loads,  # type: ignore[attr-defined]
+                "predict_loads": builtins._e2e_predict_loads,  # type: ignore[attr-defined]
+                "pid": os.getpid(), "loaded_in_pid": model["pid"]}
+
+    return predict
+
+
+def load_broken_model() -> Any:
+    """A ``load_model_fn`` that always fails, as with a corrupt weights file."""
+    raise RuntimeError(f"weights file is corrupt ({MARKER})")
+
+
+def load_model_with_config(app_config: dict[str, Any]) -> dict[str, Any]:
+    """``load_model_fn(app_config)``, the documented scale-launch convention."""
+    return {"scale": app_config["scale"]}
+
+
+def load_predict_with_config(app_config: dict[str, Any], model: dict[str, Any]) -> Any:
+    """``load_predict_fn(app_config, model)``, the documented scale-launch convention."""
+
+    def predict(x: int) -> dict[str, Any]:
+        return {"y": model["scale"] * x, "mode": app_config["mode"]}
+
+    return predict
+
+
+def constant(value: str) -> Any:
+    """A predict function that always answers ``value`` (two of them make two distinguishable bundles)."""
+
+    def predict(**_: Any) -> str:
+        return value
+
+    return predict
