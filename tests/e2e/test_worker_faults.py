@@ -79,3 +79,47 @@ def test_sync_worker_sigkill(alice: LaunchClient, server: RunningServer, bundle:
         assert failed, "the requests running on the killed worker cannot have succeeded"
         assert all(code == 502 and "failed during the prediction" in detail for code, detail in failed), failed
         wait_until(lambda: len(worker_pids(server.process.pid, endpoint_id)) == 2, 30, "a replacement worker")
+
+
+def test_sync_worker_sigterm_drains_without_failed_requests(alice: LaunchClient, server: RunningServer,
+                                                            bundle: Any) -> None:
+    """A worker told to stop from outside finishes what it runs, refuses new work (which goes to the other
+    worker), exits 0 and is replaced: no request fails."""
+    with deployed(alice, bundle, "sync", min_workers=2, max_workers=2, per_worker=4) as endpoint:
+        endpoint_id = record(alice, endpoint.model_endpoint.name)["id"]
+        wait_until(lambda: endpoint.worker_settings()["available_workers"] == 2, 30, "two workers")
+        victim, _ = worker_pids(server.process.pid, endpoint_id)
+
+        def call(i: int) -> tuple[str | None, Any]:
+            op = {"op": "sleep", "x": 0.3} if i < 4 else {"x": i}
+            try:
+                response = endpoint.predict(EndpointRequest(args=op, return_pickled=False))
+            except APIError as exc:
+                return "error", (exc.status_code, exc.detail)
+            return response.status, json.loads(response.result)
+
+        with ThreadPoolExecutor(8) as pool:
+            slow = [pool.submit(call, i) for i in range(4)]
+            time.sleep(0.1)  # the slow ones are running on both workers
+            os.kill(victim, signal.SIGTERM)
+            quick = [pool.submit(call, i) for i in range(4, 40)]
+            outcomes = [f.result(timeout=60) for f in slow + quick]
+
+        assert all(status == "SUCCESS" for status, _ in outcomes), [o for o in outcomes if o[0] != "SUCCESS"]
+        wait_until(lambda: victim not in worker_pids(server.process.pid, endpoint_id), 30, "the victim to exit")
+        wait_until(lambda: len(worker_pids(server.process.pid, endpoint_id)) == 2, 30, "a replacement worker")
+
+
+def test_async_worker_sigterm_loses_nothing_and_spends_no_attempt(alice: LaunchClient, server: RunningServer,
+                                                                  bundle: Any) -> None:
+    with deployed(alice, bundle, "async", per_worker=4) as endpoint:
+        endpoint_id = record(alice, endpoint.model_endpoint.name)["id"]
+        (victim,) = worker_pids(server.process.pid, endpoint_id)
+        futures = [endpoint.predict(EndpointRequest(args={"op": "sleep", "x": 0.2}, return_pickled=False))
+                   for _ in range(20)]
+        wait_until(lambda: task(alice, futures[0].async_task_id)["attempts"] > 0, 20, "tasks to be running")
+        os.kill(victim, signal.SIGTERM)
+        responses = [f.get(timeout=90) for f in futures]
+        assert [r.status for r in responses] == ["SUCCESS"] * 20, [r.traceback for r in responses]
+        attempts = [task(alice, f.async_task_id)["attempts"] for f in futures]
+        assert max(attempts) == 1, f"a drained worker finishes or refuses, so nothing runs twice: {attempts}"

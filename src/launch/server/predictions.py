@@ -86,11 +86,14 @@ class Predictions:
         for attempt in range(2):
             worker = pool.pick() or await self._wait_for_worker(pool, owner, endpoint, deadline)
             worker.inflight += 1
+            can_retry = attempt == 0 and len(pool.serving) > 1  # another worker can take it
             try:
                 reply = await self.client.predict(worker.address, payload, max(0.001, deadline - time.monotonic()))
                 if not reply.rejected:
                     break
-                if attempt == 1 or len(pool.serving) < 2:
+                worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
+                self.endpoints.changed.set()  # start its replacement now
+                if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {_detail(reply)}")
             except WorkerUnreachable as exc:
                 worker.broken = True
@@ -98,7 +101,7 @@ class Predictions:
                 if exc.sent:  # it may have run: do not run it again behind the caller's back
                     raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {exc}"
                                        ) from None
-                if attempt == 1 or len(pool.serving) < 2:
+                if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} is unreachable: {exc}") from None
             except TimeoutError:
                 raise PredictionTimeout(

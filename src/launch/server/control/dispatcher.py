@@ -106,6 +106,8 @@ class Dispatcher:
             await self._settle(self.tasks.release(task, reason, self.queue), task, worker)
             return
         if reply.rejected:  # never ran: give the attempt back
+            worker.retiring = True
+            self.on_broken_worker()
             reason = f"worker refused the task: {reply.body[:300].decode('utf-8', 'replace')}"
             await self._settle(self.tasks.release(task, reason, self.queue, refund=True), task, worker)
             return

@@ -14,12 +14,13 @@ class WorkerRef:
     generation: int
     capacity: int
     inflight: int = 0
-    draining: bool = False
+    draining: bool = False  # the reconciler is stopping it (scale-down, rollout, deletion)
     broken: bool = False  # a connection to it failed: never picked again; the reconciler replaces it
+    retiring: bool = False  # it refused work because it was told to stop from outside; removed once it exits
 
     @property
     def usable(self) -> bool:
-        return not (self.draining or self.broken)
+        return not (self.draining or self.broken or self.retiring)
 
 
 @dataclass

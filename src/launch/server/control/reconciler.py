@@ -142,7 +142,7 @@ class Reconciler:
                       f"{endpoint.settings.gpu_type or ''} GPU(s). Edit it with gpus=0 to run on CPU.")
             await self.endpoints.set_status(endpoint.id, Event.FAILED, reason, endpoint.generation)
             return
-        current = [w for w in rt.pool.workers if w.generation == endpoint.generation]
+        current = [w for w in rt.pool.workers if w.generation == endpoint.generation and w.usable]
         for worker in current:
             worker.capacity = endpoint.settings.per_worker  # per_worker edits apply without a rollout
         starting = sum(1 for g in rt.starting.values() if g == endpoint.generation)
@@ -196,10 +196,11 @@ class Reconciler:
         for worker in list(rt.pool.workers):
             if worker.draining or (not worker.broken and self.placement.alive(worker.worker_id)):
                 continue
-            log.warning("worker %s of endpoint %s %s; it will be replaced", worker.worker_id, rt.endpoint.name,
-                        "broke its connection" if worker.broken else "died")
+            if not worker.retiring:  # a worker that drained and exited on its own is no failure
+                log.warning("worker %s of endpoint %s %s; it will be replaced", worker.worker_id,
+                            rt.endpoint.name, "broke its connection" if worker.broken else "died")
+                self._note_failure(rt)
             rt.pool.workers.remove(worker)
-            self._note_failure(rt)
             self._spawn(self.placement.stop(worker.worker_id, grace=1.0))
             self.client.forget(worker.address)
             await rt.pool.notify()
