@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from launch.server.api.errors import install_error_handlers
-from launch.server.api.fast_path import SyncFastPath
+from launch.server.api.fast_path import FastPath
 from launch.server.api.limits import BodySizeLimit
 from launch.server.control.batch_runner import BatchRunner
 from launch.server.control.pool import Pools
@@ -24,7 +25,7 @@ from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoints import Endpoints
 from launch.server.domain.owners import ApiKeys
-from launch.server.domain.tasks import Tasks
+from launch.server.domain.tasks import TaskCache, Tasks
 from launch.server.domain.uploads import Uploads
 from launch.server.environments import Environments
 from launch.server.predictions import Predictions, ResultLinks
@@ -73,7 +74,9 @@ def build_services(settings: Settings) -> Services:
     client = WorkerClient()
     bundles = Bundles(db, objects)
     endpoints = Endpoints(db, bundles)
-    tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds)
+    # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
+    task_cache = TaskCache(authoritative=settings.broker_url.startswith("embedded:"))
+    tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
     cache = EndpointCache(endpoints)
     factory = WorkerFactory(settings, objects, Environments(settings.data_dir / "envs", settings.build_environments))
@@ -96,7 +99,7 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-def build_app(settings: Settings) -> SyncFastPath:
+def build_app(settings: Settings) -> FastPath:
     from launch.server.api import legacy, native
 
     services = build_services(settings)
@@ -105,6 +108,9 @@ def build_app(settings: Settings) -> SyncFastPath:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await services.reconciler.start()
         await services.batch_runner.start()
+        # start-up objects (framework, models, metadata) leave the collector's working set: full collections
+        # stay short, which keeps their pauses out of the request path's tail latency
+        gc.freeze()
         log.info("Launch is ready on %s (data in %s)", settings.resolved_public_url, settings.data_dir)
         try:
             yield
@@ -122,7 +128,7 @@ def build_app(settings: Settings) -> SyncFastPath:
     app.include_router(native.router)
     app.include_router(legacy.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
-    return SyncFastPath(app, services.api_keys, services.predictions, settings.max_request_bytes)
+    return FastPath(app, services.api_keys, services.predictions, settings.max_request_bytes)
 
 
 class _Server(uvicorn.Server):

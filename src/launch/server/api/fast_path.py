@@ -1,6 +1,7 @@
-"""The prediction routes (sync predict, async submit) as a bare ASGI handler in front of FastAPI: the hot
+"""The prediction routes (sync predict, async submit and poll) as a bare ASGI handler in front of FastAPI: the hot
 paths skip routing, dependency injection and response classes (they still authenticate, limit and map errors
-the same way). OpenAPI documents the same routes through ``native.sync_task`` and ``native.async_task``."""
+the same way). OpenAPI documents the same routes through ``native.sync_task``, ``native.async_task`` and
+``native.get_task``."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from launch.server.predictions import Predictions
 log = logging.getLogger("launch.api")
 SYNC_PATH = "/v1/sync-tasks"
 ASYNC_PATH = "/v1/async-tasks"
+TASK_PREFIX = ASYNC_PATH + "/"
 _JSON = [(b"content-type", b"application/json")]
 
 
-class SyncFastPath:
+class FastPath:
     def __init__(self, app: Any, api_keys: ApiKeys, predictions: Predictions, max_bytes: int) -> None:
         self.app = app
         self.api_keys = api_keys
@@ -30,8 +32,14 @@ class SyncFastPath:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope.get("path")
-        if scope["type"] == "http" and path in (SYNC_PATH, ASYNC_PATH) and scope["method"] == "POST":
+        path = scope.get("path", "")
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        if (method == "POST" and path in (SYNC_PATH, ASYNC_PATH)) or (
+            method == "GET" and path.startswith(TASK_PREFIX) and "/" not in path[len(TASK_PREFIX):]
+        ):
             try:
                 status, body = 200, await self._handle(path, scope, receive)
             except LaunchError as exc:
@@ -39,7 +47,7 @@ class SyncFastPath:
             except Exception as exc:
                 mapped = storage_error(exc)
                 if mapped is None:
-                    log.exception("unexpected error on POST %s", path)
+                    log.exception("unexpected error on %s %s", method, path)
                     mapped = LaunchError(f"internal server error: {type(exc).__name__}")
                 status, body = mapped.status_code, orjson.dumps({"detail": mapped.detail})
             headers = [*_JSON, (b"content-length", str(len(body)).encode())]
@@ -48,15 +56,23 @@ class SyncFastPath:
             return
         await self.app(scope, receive, send)
 
-    async def _handle(self, path: str, scope: dict[str, Any], receive: Any) -> bytes:
+    async def _owner(self, scope: dict[str, Any]) -> str:
         authorization = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
+                break
         key = key_from_header(authorization)
-        owner = (self.api_keys.cached_owner(key) if key else None) or await self.api_keys.authenticate(key)
+        return (self.api_keys.cached_owner(key) if key else None) or await self.api_keys.authenticate(key)
+
+    async def _handle(self, path: str, scope: dict[str, Any], receive: Any) -> bytes:
+        if path.startswith(TASK_PREFIX):
+            owner = await self._owner(scope)
+            return orjson.dumps(await self.predictions.task_view(owner, path[len(TASK_PREFIX):]))
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
+        owner = await self._owner(scope)
         names = parse_qs(scope["query_string"].decode("latin-1")).get("model_endpoint_name")
         if not names:
             raise InvalidRequest("query parameter model_endpoint_name is required")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -95,23 +96,68 @@ def _row_to_task(row: Any) -> Task:
     )
 
 
+class TaskCache:
+    """Recently seen tasks, so that polling costs no database read.
+
+    Finished tasks never change, so they are always cached. Unfinished ones are cached only when this
+    process is ``authoritative`` (it alone dispatches its tasks: the embedded broker); with a shared broker
+    another gateway may finish them, so their polls read the database.
+    """
+
+    MAX_TASKS = 100_000
+    MAX_RESULT_BYTES = 64 * 1024
+
+    def __init__(self, authoritative: bool) -> None:
+        self.authoritative = authoritative
+        self._tasks: OrderedDict[str, Task] = OrderedDict()
+
+    def get(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
+
+    def put(self, task: Task) -> None:
+        if task.state not in TERMINAL and not self.authoritative:
+            return
+        if len(task.result or "") + len(task.traceback or "") > self.MAX_RESULT_BYTES:
+            self._tasks.pop(task.id, None)
+            return
+        self._tasks[task.id] = task
+        self._tasks.move_to_end(task.id)
+        if len(self._tasks) > self.MAX_TASKS:
+            self._tasks.popitem(last=False)
+
+    def drop(self, task_id: str) -> None:
+        self._tasks.pop(task_id, None)
+
+    def clear(self) -> None:
+        self._tasks.clear()
+
+
 class Tasks:
-    def __init__(self, db: Database, broker: Broker, max_attempts: int, lease_seconds: float) -> None:
+    def __init__(self, db: Database, broker: Broker, max_attempts: int, lease_seconds: float,
+                 cache: TaskCache | None = None) -> None:
         self.db = db
         self.broker = broker
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
+        self.cache = cache or TaskCache(authoritative=False)
 
     async def submit(self, owner: str, endpoint_id: str, queue: str, request: dict[str, Any]) -> str:
         """Durably record a task, then publish it; the id is returned only after the commit."""
         task_id = str(uuid.uuid4())
+        now = time.time()
         params = {"id": task_id, "owner": owner, "endpoint_id": endpoint_id, "request": request,
-                  "max_attempts": self.max_attempts, "created_at": time.time()}
+                  "max_attempts": self.max_attempts, "created_at": now}
         await self.db.write(lambda conn: conn.execute(_SUBMIT, params))
+        self.cache.put(Task(id=task_id, owner=owner, endpoint_id=endpoint_id, state=TaskState.PENDING,
+                            request=request, attempt=0, max_attempts=self.max_attempts, result=None,
+                            result_key=None, traceback=None, created_at=now, finished_at=None))
         await self.broker.publish(queue, task_id)
         return task_id
 
     async def get(self, owner: str, task_id: str) -> Task:
+        cached = self.cache.get(task_id)
+        if cached is not None and cached.owner == owner:
+            return cached
         async with self.db.connect() as conn:
             row = (await conn.execute(
                 sa.select(tasks).where(tasks.c.id == task_id, tasks.c.owner == owner)
@@ -125,7 +171,12 @@ class Tasks:
         now = time.time()
         params = {"id": task_id, "now": now, "lease": now + self.lease_seconds}
         row = await self.db.write(lambda conn: conn.execute(_CLAIM, params).first())
-        return None if row is None else _row_to_task(row)
+        if row is None:
+            self.cache.drop(task_id)  # someone else's (or finished): the cache does not know it
+            return None
+        task = _row_to_task(row)
+        self.cache.put(task)
+        return task
 
     async def extend(self, task_ids: list[str]) -> None:
         """Heartbeat: push the leases of running tasks forward."""
@@ -141,10 +192,17 @@ class Tasks:
     async def finish(self, task: Task, *, ok: bool, result: str | None = None, result_key: str | None = None,
                      traceback: str | None = None) -> bool:
         """Store the outcome of ``task``'s current attempt; False if that lease was lost (fenced out)."""
+        now = time.time()
+        state = TaskState.SUCCESS if ok else TaskState.FAILURE
         params = {"id": task.id, "attempt": task.attempt, "result": result, "result_key": result_key,
-                  "traceback": traceback, "now": time.time(),
-                  "state": (TaskState.SUCCESS if ok else TaskState.FAILURE).value}
-        return bool(await self.db.write(lambda conn: conn.execute(_FINISH, params).rowcount))
+                  "traceback": traceback, "now": now, "state": state.value}
+        stored = bool(await self.db.write(lambda conn: conn.execute(_FINISH, params).rowcount))
+        if stored:
+            self.cache.put(replace(task, state=state, result=result, result_key=result_key, traceback=traceback,
+                                   finished_at=now))
+        else:
+            self.cache.drop(task.id)
+        return stored
 
     async def release(self, task: Task, reason: str, queue: str, refund: bool = False) -> TaskState:
         """Give back a lease after an infrastructure failure: retry, or fail once attempts are spent.
@@ -155,6 +213,8 @@ class Tasks:
             return TaskState.FAILURE
         params = {"id": task.id, "attempt": task.attempt, "reason": reason, "refund": 1 if refund else 0}
         if await self.db.write(lambda conn: conn.execute(_RELEASE, params).rowcount):
+            self.cache.put(replace(task, state=TaskState.PENDING, traceback=reason,
+                                   attempt=task.attempt - (1 if refund else 0)))
             await self.broker.publish(queue, task.id)
         return TaskState.PENDING
 
@@ -163,22 +223,26 @@ class Tasks:
         FAILURE once ``max_attempts`` runs were started. Returns how many were requeued."""
         now = time.time()
 
-        def reap(conn: sa.Connection) -> list[Any]:
-            conn.execute(
+        def reap(conn: sa.Connection) -> tuple[list[Any], list[Any]]:
+            failed = conn.execute(
                 tasks.update()
                 .where(tasks.c.state == TaskState.RUNNING.value, tasks.c.lease_expires_at < now,
                        tasks.c.attempt >= tasks.c.max_attempts)
                 .values(state=TaskState.FAILURE.value, finished_at=now, lease_expires_at=None,
                         traceback="task failed: its worker stopped responding on its last allowed attempt")
-            )
-            return list(conn.execute(
+                .returning(tasks.c.id)
+            ).all()
+            return list(failed), list(conn.execute(
                 tasks.update()
                 .where(tasks.c.state == TaskState.RUNNING.value, tasks.c.lease_expires_at < now)
                 .values(state=TaskState.PENDING.value, lease_expires_at=None)
                 .returning(tasks.c.id, tasks.c.endpoint_id)
             ).all())
 
-        return await self._publish(await self.db.write(reap), queue_of)
+        failed, requeued = await self.db.write(reap)
+        for row in (*failed, *requeued):  # their leases expired behind the cache's back
+            self.cache.drop(row.id)
+        return await self._publish(requeued, queue_of)
 
     async def recover(self, queue_of: dict[str, str]) -> int:
         """At start-up: reap expired leases and publish every PENDING task again (the embedded broker
@@ -209,3 +273,4 @@ class Tasks:
             .values(state=TaskState.FAILURE.value, traceback=reason, finished_at=time.time())
         )
         await self.db.write(lambda conn: conn.execute(statement))
+        self.cache.clear()  # many tasks changed at once (rare): forget them all
