@@ -1,0 +1,60 @@
+"""TaskCache: what polling may answer from memory."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from launch.server.domain.tasks import Task, TaskCache, TaskState
+
+
+def task(task_id: str = "t1", state: TaskState = TaskState.PENDING, result: str | None = None) -> Task:
+    return Task(id=task_id, owner="alice", endpoint_id="e", state=state, request={"args": {}}, attempt=0,
+                max_attempts=3, result=result, result_key=None, traceback=None, created_at=0.0, finished_at=None)
+
+
+def test_authoritative_cache_keeps_unfinished_tasks() -> None:
+    cache = TaskCache(authoritative=True)
+    cache.put(task())
+    assert cache.get("t1") == task()
+
+
+def test_shared_broker_cache_keeps_only_finished_tasks() -> None:
+    cache = TaskCache(authoritative=False)
+    cache.put(task())
+    assert cache.get("t1") is None, "another gateway may finish it: its state must be read from the database"
+    done = task(state=TaskState.SUCCESS, result='{"y": 1}')
+    cache.put(done)
+    assert cache.get("t1") == done
+
+
+def test_a_later_state_replaces_the_earlier_one() -> None:
+    cache = TaskCache(authoritative=True)
+    cache.put(task())
+    running = replace(task(), state=TaskState.RUNNING, attempt=1)
+    cache.put(running)
+    assert cache.get("t1") == running
+
+
+def test_large_results_are_not_cached_and_evict_the_stale_entry() -> None:
+    cache = TaskCache(authoritative=True)
+    cache.put(task())
+    cache.put(task(state=TaskState.SUCCESS, result="x" * (TaskCache.MAX_RESULT_BYTES + 1)))
+    assert cache.get("t1") is None, "a stale PENDING entry must not outlive the task's real end"
+
+
+def test_size_is_bounded_oldest_first(monkeypatch: object) -> None:
+    cache = TaskCache(authoritative=True)
+    cache.MAX_TASKS = 3
+    for i in range(5):
+        cache.put(task(f"t{i}"))
+    assert [cache.get(f"t{i}") is not None for i in range(5)] == [False, False, True, True, True]
+
+
+def test_drop_and_clear() -> None:
+    cache = TaskCache(authoritative=True)
+    cache.put(task("a"))
+    cache.put(task("b"))
+    cache.drop("a")
+    assert cache.get("a") is None and cache.get("b") is not None
+    cache.clear()
+    assert cache.get("b") is None
