@@ -9,6 +9,7 @@ stderr) and serves until SIGTERM: it then rejects new work at once, lets running
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -74,6 +75,7 @@ def main(argv: list[str]) -> int:
         ready.close()
 
     worker = WorkerServer(Runtime(predict_fn, _policy(runtime_config)), int(runtime_config.get("threads", 1)))
+    gc.freeze()  # the loaded model lives as long as the worker: keep it out of every garbage collection
     uvloop.run(serve(worker, spec.get("listen", "tcp://127.0.0.1:0"),
                      float(runtime_config.get("drain_seconds", 30)), announce))
     print(f"worker {spec['worker_id']}: stopped", file=sys.stderr, flush=True)
