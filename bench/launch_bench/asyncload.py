@@ -2,7 +2,7 @@
 
 1. Burst: C submitters submit as fast as they can (up to N tasks or W seconds) while C pollers collect the
    results: accepted tasks/s and completion rate (tasks finished per second, until the last one).
-2. Closed loop: C clients each submit one task and poll it every 2 ms until done, for L seconds:
+2. Closed loop: C clients each submit one task and poll it until done (2 ms, backing off to 20 ms), for L s:
    submit-to-result p50/p90/p99 without a backlog.
 Backends: `redis` (F3, the floor: RPUSH + GET) and `http` (a platform's submit/status API).
 """
@@ -24,8 +24,12 @@ import uvloop
 
 from launch_bench.stats import percentile
 
-DONE = {"SUCCESS", "FAILURE", "FAILED", "ERROR", "CANCELLED"}
-POLL_INTERVAL_S = 0.002
+OK = {"SUCCESS", "COMPLETED"}
+DONE = OK | {"FAILURE", "FAILED", "ERROR", "CANCELLED"}
+POLL_INTERVAL_S = 0.002  # first poll 2 ms after submit, then backing off by 1.5x up to 20 ms
+POLL_BACKOFF = 1.5
+MAX_POLL_INTERVAL_S = 0.02
+CLOSED_GRACE_S = 5.0  # after the closed-loop window, how long a client still waits for its last task
 
 
 class Backend(Protocol):
@@ -52,13 +56,15 @@ class RedisBackend:
 
 
 class HttpBackend:
-    def __init__(self, submit_url: str, status_url: str, authorization: str, pool: int) -> None:
-        headers = {"Authorization": authorization} if authorization else {}
+    def __init__(self, args: argparse.Namespace, pool: int) -> None:
+        headers = {"Authorization": args.authorization} if args.authorization else {}
         self.session = aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=pool))
-        self.submit_url, self.status_url = submit_url, status_url
+        self.submit_url, self.status_url = args.submit_url, args.status_url
+        self.wrap = args.body_style == "launch"
 
     async def submit(self, args: dict[str, Any]) -> str:
-        async with self.session.post(self.submit_url, json={"args": args, "return_pickled": False}) as resp:
+        body = {"args": args, "return_pickled": False} if self.wrap else args
+        async with self.session.post(self.submit_url, json=body) as resp:
             resp.raise_for_status()
             return str((await resp.json())["task_id"])
 
@@ -76,6 +82,7 @@ class Task:
     task_id: str
     submitted: float
     last_poll: float
+    interval: float = POLL_INTERVAL_S
 
 
 @dataclass
@@ -104,7 +111,7 @@ async def submit_one(backend: Backend, tally: Tally) -> Task | None:
 
 async def poll_once(backend: Backend, task: Task, tally: Tally) -> bool:
     """Poll one task after its poll interval; True (and recorded) once it is done."""
-    wait = task.last_poll + POLL_INTERVAL_S - time.perf_counter()
+    wait = task.last_poll + task.interval - time.perf_counter()
     if wait > 0:
         await asyncio.sleep(wait)
     try:
@@ -115,9 +122,10 @@ async def poll_once(backend: Backend, task: Task, tally: Tally) -> bool:
     now = time.perf_counter()
     task.last_poll = now
     if status not in DONE:
+        task.interval = min(task.interval * POLL_BACKOFF, MAX_POLL_INTERVAL_S)
         return False
     tally.result_latency.append(now - task.submitted)
-    tally.failed += status != "SUCCESS"
+    tally.failed += status not in OK
     tally.last_result = now
     return True
 
@@ -156,8 +164,9 @@ async def burst_poller(backend: Backend, state: Burst, tally: Tally, deadline: f
             state.pending.append(task)
 
 
-async def burst(backend: Backend, tasks: int, concurrency: int, window_s: float,
-                timeout_s: float) -> dict[str, float]:
+async def burst(
+    backend: Backend, tasks: int, concurrency: int, window_s: float, timeout_s: float
+) -> dict[str, float]:
     """Submit as fast as C submitters can (up to `tasks` or `window_s`) while C pollers drain the results."""
     tally = Tally()
     start = time.perf_counter()
@@ -167,8 +176,12 @@ async def burst(backend: Backend, tasks: int, concurrency: int, window_s: float,
     await asyncio.gather(*work)
     accepted, done = len(tally.submit_latency), len(tally.result_latency)
     return {
-        "accepted": accepted, "completed": done, "failed": tally.failed, "submit_errors": tally.submit_errors,
-        "poll_errors": tally.poll_errors, "incomplete": accepted - done,
+        "accepted": accepted,
+        "completed": done,
+        "failed": tally.failed,
+        "submit_errors": tally.submit_errors,
+        "poll_errors": tally.poll_errors,
+        "incomplete": accepted - done,
         "accepted_per_s": accepted / max(tally.last_submit - start, 1e-9),
         "completed_per_s": done / max(tally.last_result - start, 1e-9),
         "completion_ratio": done / accepted if accepted else 0.0,
@@ -179,7 +192,7 @@ async def burst(backend: Backend, tasks: int, concurrency: int, window_s: float,
 async def closed_client(backend: Backend, stop_at: float, tally: Tally) -> None:
     while time.perf_counter() < stop_at:
         task = await submit_one(backend, tally)
-        while task is not None and time.perf_counter() < stop_at + 30:
+        while task is not None and time.perf_counter() < stop_at + CLOSED_GRACE_S:
             if await poll_once(backend, task, tally):
                 break
 
@@ -191,10 +204,13 @@ async def closed_loop(backend: Backend, concurrency: int, window_s: float) -> di
     await asyncio.gather(*(closed_client(backend, start + window_s, tally) for _ in range(concurrency)))
     ms = [v * 1e3 for v in tally.result_latency]
     return {
-        "closed_tasks": len(ms), "closed_tasks_per_s": len(ms) / (time.perf_counter() - start),
+        "closed_tasks": len(ms),
+        "closed_tasks_per_s": len(ms) / (time.perf_counter() - start),
         "closed_failed": tally.failed,
         "closed_errors": tally.submit_errors + tally.poll_errors,
-        "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90), "p99_ms": percentile(ms, 99),
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
     }
 
 
@@ -212,7 +228,7 @@ def make_backend(args: argparse.Namespace) -> Backend:
     pool = 2 * args.concurrency + 2
     if args.backend == "redis":
         return RedisBackend(args.redis_port, pool)
-    return HttpBackend(args.submit_url, args.status_url, args.authorization, pool)
+    return HttpBackend(args, pool)
 
 
 def main() -> None:
@@ -227,6 +243,12 @@ def main() -> None:
     parser.add_argument("--submit-url", default="")
     parser.add_argument("--status-url", default="", help="with {task_id}")
     parser.add_argument("--authorization", default="")
+    parser.add_argument(
+        "--body-style",
+        choices=["launch", "plain"],
+        default="launch",
+        help='launch: {"args": ARGS, "return_pickled": false}; plain: ARGS',
+    )
     args = parser.parse_args()
 
     async def go() -> dict[str, float]:

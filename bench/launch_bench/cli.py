@@ -1,4 +1,5 @@
-"""Command line: pick mode and targets, prepare them, run the rounds, then write the report and the plot."""
+"""Benchmark Launch against floors (F1 bare uvicorn, F2 front+worker, F3 redis queue) and peers (BentoML, Ray
+Serve, LitServe) on this machine; prints Launch's numbers as ratios. Servers run on core 0, load on core 1."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def choose_mode(args: argparse.Namespace) -> Mode:
     return dataclasses.replace(mode, **overrides)
 
 
-def prepare(names: list[str]) -> list[Target]:
-    ready = []
+def prepare(names: list[str]) -> tuple[list[Target], dict[str, str]]:
+    """Build environments and check prerequisites; returns the ready targets and why others were skipped."""
+    ready, skipped = [], {}
     for name in names:
         target = REGISTRY[name]()
         try:
@@ -49,22 +51,26 @@ def prepare(names: list[str]) -> list[Target]:
             ready.append(target)
         except Exception as exc:
             log(f"skipping {name}: {exc}")
-    return ready
+            skipped[name] = f"skipped: {type(exc).__name__}: {exc}"
+    return ready, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     mode = choose_mode(args)
     run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    targets = prepare(select_targets(args))
+    targets, skipped = prepare(select_targets(args))
     if not targets:
         log("no target to run")
         return 1
     rec = Recorder(args.results / f"{run_id}.jsonl", run_id)
-    ctx = RunContext(run_dir=args.results / run_id)
+    for name, reason in skipped.items():
+        rec.emit(round=-1, target=name, group="", kind="prepare", error=reason)
+    wanted = frozenset((sc.kind, sc.model) for sc in mode.scenarios)
+    ctx = RunContext(run_dir=args.results / run_id, wanted=wanted, scale_from_zero=mode.scale_from_zero)
     log(f"run {run_id}: mode {mode.name}, {mode.rounds} rounds, targets {[t.name for t in targets]}")
     run_rounds(targets, mode, ctx, rec)
     from launch_bench.report import write_outputs
 
-    write_outputs(rec.records, mode, args.results / run_id)
+    write_outputs(rec.records, mode, args.results, run_id)
     return 0

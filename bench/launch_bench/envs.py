@@ -36,8 +36,13 @@ def ensure_env(name: str) -> Path:
         return python_of(name)
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     if not python_of(name).exists():
-        subprocess.run(["uv", "venv", "--quiet", "--python", _base_python(), str(env_dir)], check=True, env=env)
-    subprocess.run(["uv", "pip", "install", "--quiet", "--python", str(python_of(name)), "-r",
-                    str(requirements)], check=True, env=env)
+        subprocess.run(
+            ["uv", "venv", "--quiet", "--python", _base_python(), str(env_dir)], check=True, env=env
+        )
+    subprocess.run(
+        ["uv", "pip", "install", "--quiet", "--python", str(python_of(name)), "-r", str(requirements)],
+        check=True,
+        env=env,
+    )
     stamp.write_text(digest + "\n")
     return python_of(name)

@@ -1,4 +1,4 @@
-"""Closed-loop HTTP load with wrk, pinned to the load-generator core, parsed from the Lua script's JSON line."""
+"""Closed-loop HTTP load with wrk on the load-generator core, parsed from the Lua script's JSON line."""
 
 from __future__ import annotations
 
@@ -46,9 +46,14 @@ def _parse(stdout: str) -> WrkResult:
     raw = json.loads(line.removeprefix("BENCH_JSON "))
     error_keys = ("non2xx", "bad_body", "connect_errors", "read_errors", "write_errors", "timeouts")
     return WrkResult(
-        requests=int(raw["requests"]), duration_s=raw["duration_us"] / 1e6,
-        errors=int(sum(raw[k] for k in error_keys)), p50_ms=raw["p50_us"] / 1e3, p90_ms=raw["p90_us"] / 1e3,
-        p99_ms=raw["p99_us"] / 1e3, max_ms=raw["max_us"] / 1e3, raw=raw,
+        requests=int(raw["requests"]),
+        duration_s=raw["duration_us"] / 1e6,
+        errors=int(sum(raw[k] for k in error_keys)),
+        p50_ms=raw["p50_us"] / 1e3,
+        p90_ms=raw["p90_us"] / 1e3,
+        p99_ms=raw["p99_us"] / 1e3,
+        max_ms=raw["max_us"] / 1e3,
+        raw=raw,
     )
 
 
@@ -58,12 +63,25 @@ def run_wrk(call: HttpCall, concurrency: int, duration_s: int, timeout_s: int = 
         body.write(call.body)
         body.flush()
         argv = [
-            "taskset", "-c", LOADGEN_CORE, "wrk", "-t1", f"-c{concurrency}", f"-d{duration_s}s",
-            f"--timeout={timeout_s}s", "-s", str(LUA), call.url, "--", body.name, call.authorization,
+            "taskset",
+            "-c",
+            LOADGEN_CORE,
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{duration_s}s",
+            f"--timeout={timeout_s}s",
+            "-s",
+            str(LUA),
+            call.url,
+            "--",
+            body.name,
+            call.authorization,
             call.failure_marker,
         ]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + timeout_s + 30,
-                             check=False)
+        out = subprocess.run(
+            argv, capture_output=True, text=True, timeout=duration_s + timeout_s + 30, check=False
+        )
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr[-2000:]}")
     return _parse(out.stdout)

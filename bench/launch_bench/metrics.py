@@ -1,4 +1,4 @@
-"""Measurement records: one JSON line each, to stdout and results/<timestamp>.jsonl; median-round summaries."""
+"""Measurement records: one JSON line each, to stdout and results/<run>.jsonl; median-round summaries."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ from typing import Any
 
 from launch_bench.stats import median
 
-PRIMARY = {"sync": "rps", "stream": "items_per_s", "async": "completed_per_s", "startup": "ready_s",
-           "scale_from_zero": "first_result_s"}
+PRIMARY = {
+    "sync": "rps",
+    "stream": "items_per_s",
+    "async": "completed_per_s",
+    "startup": "ready_s",
+    "scale_from_zero": "first_result_s",
+}
 
 
 class Recorder:
@@ -28,7 +33,7 @@ class Recorder:
 
     def emit(self, **fields: Any) -> dict[str, Any]:
         record = {"run_id": self.run_id, "ts": round(time.time(), 3), **fields}
-        line = json.dumps(record, default=_jsonable)
+        line = json.dumps(_clean(record), default=str)
         with self.path.open("a") as fh:
             fh.write(line + "\n")
         print(line, flush=True)
@@ -36,8 +41,9 @@ class Recorder:
         return record
 
 
-def _jsonable(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else str(value)
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    """NaN/inf are not JSON: write them as null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
 
 
 @dataclass(frozen=True)

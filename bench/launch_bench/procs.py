@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -29,7 +30,9 @@ def _read_stat(pid: int) -> Stat | None:
     fields = raw[raw.rfind(")") + 2 :].split()
     # fields[0] is state (field 3); utime..cstime are fields 14..17.
     ticks = sum(int(v) for v in fields[11:15])
-    return Stat(pid=pid, ppid=int(fields[1]), sid=int(fields[3]), cpu_ticks=ticks, start_ticks=int(fields[19]))
+    return Stat(
+        pid=pid, ppid=int(fields[1]), sid=int(fields[3]), cpu_ticks=ticks, start_ticks=int(fields[19])
+    )
 
 
 def _all_stats() -> list[Stat]:
@@ -54,6 +57,16 @@ def tree(roots: list[int]) -> list[Stat]:
 def cpu_seconds(roots: list[int]) -> float:
     """User+system CPU of the live tree, including children it has already reaped."""
     return sum(s.cpu_ticks for s in tree(roots)) / CLK_TCK
+
+
+def core_busy_seconds(core: int) -> float:
+    """Non-idle time of one CPU core since boot (user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(f"cpu{core} "):
+                v = [int(x) for x in line.split()[1:]]
+                return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
+    raise ValueError(f"no cpu{core} in /proc/stat")
 
 
 def _smaps_kb(pid: int, key: str) -> int:
@@ -123,3 +136,11 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self._sample()
+
+
+def core_foreign_pct(core: int, pids: list[int], sample_s: float) -> float:
+    """Share of `core` used over sample_s by processes outside the tree of pids."""
+    ours0, core0, t0 = cpu_seconds(pids), core_busy_seconds(core), time.monotonic()
+    time.sleep(sample_s)
+    ours, busy = cpu_seconds(pids) - ours0, core_busy_seconds(core) - core0
+    return max(0.0, 100 * (busy - ours) / (time.monotonic() - t0))

@@ -1,4 +1,4 @@
-"""The run: rounds × targets (rotated each round so no target always goes first), every scenario each time."""
+"""The run: rounds x targets (rotated each round so no target always goes first), every scenario each time."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def run_target(target: Target, mode: Mode, ctx: RunContext, rec: Recorder) -> No
     base: dict[str, Any] = {"round": ctx.round_index, "target": target.name, "group": target.group}
     try:
         timings = target.start(ctx)
+        timings.setdefault("ready_s", timings["startup_s"])
         time.sleep(IDLE_SETTLE_S)
         rss, pss = procs.memory_mb(target.pids)
         rec.emit(**base, kind="startup", **timings, rss_idle_mb=rss, pss_idle_mb=pss)
@@ -48,7 +49,7 @@ def run_target(target: Target, mode: Mode, ctx: RunContext, rec: Recorder) -> No
 
 def run_scenarios(target: Target, mode: Mode, base: dict[str, Any], rec: Recorder) -> None:
     for sc in mode.scenarios:
-        if not target.supports(sc.kind, sc.model):
+        if not (target.supports(sc.kind, sc.model) and mode.runs(target.name, sc)):
             continue
         fields = {**base, "kind": sc.kind, "model": sc.model, "concurrency": sc.concurrency}
         try:

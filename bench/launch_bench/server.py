@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -35,16 +36,22 @@ def http_ok(url: str, timeout_s: float = 2.0) -> bool:
 class ServerProcess:
     """One server command, run as `taskset -c 0 CMD` in its own session with output sent to a log file."""
 
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         full_env = {**os.environ, **PINNED_ENV, **(env or {})}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CORE, *argv], env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            ["taskset", "-c", SERVER_CORE, *argv],
+            env=full_env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     @property
@@ -52,7 +59,7 @@ class ServerProcess:
         return self.proc.pid
 
     def wait_http(self, url: str, timeout_s: float) -> float:
-        """Poll url until it returns 2xx; returns seconds since spawn. Raises if the process dies or time runs out."""
+        """Poll url until it answers 2xx; returns seconds since spawn. Raises if it dies or times out."""
         deadline = self.started + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -67,10 +74,8 @@ class ServerProcess:
         roots = [self.pid]
         members = procs.tree(roots)
         procs.kill_tree(roots, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
         procs.kill_tree(roots, signal.SIGKILL)
         procs.signal_members(members, signal.SIGKILL)  # orphans re-parented to init left the tree
         if self.proc.poll() is None:

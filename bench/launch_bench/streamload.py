@@ -27,8 +27,9 @@ class StreamTally:
     errors: int = 0
 
 
-async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes, expected: int,
-                     tally: StreamTally) -> None:
+async def one_stream(
+    session: aiohttp.ClientSession, url: str, body: bytes, expected: int, tally: StreamTally
+) -> None:
     start = time.perf_counter()
     first = 0.0
     items = 0
@@ -48,12 +49,13 @@ async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes, expe
     tally.per_stream_items_per_s.append(items / max(end - start, 1e-9))
 
 
-async def client(session: aiohttp.ClientSession, url: str, body: bytes, expected: int, stop_at: float,
-                 tally: StreamTally) -> None:
+async def client(
+    session: aiohttp.ClientSession, url: str, body: bytes, expected: int, stop_at: float, tally: StreamTally
+) -> None:
     while time.perf_counter() < stop_at:
         try:
             await one_stream(session, url, body, expected, tally)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             tally.errors += 1
 
 
@@ -62,14 +64,20 @@ async def run(url: str, body: bytes, concurrency: int, duration_s: float, expect
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as s:
         start = time.perf_counter()
-        await asyncio.gather(*(client(s, url, body, expected, start + duration_s, tally)
-                               for _ in range(concurrency)))
+        await asyncio.gather(
+            *(client(s, url, body, expected, start + duration_s, tally) for _ in range(concurrency))
+        )
         elapsed = time.perf_counter() - start
     ttfi_ms = [v * 1e3 for v in tally.first_item_s]
     return {
-        "streams": tally.streams, "errors": tally.errors, "items": tally.items, "duration_s": elapsed,
-        "items_per_s": tally.items / elapsed, "streams_per_s": tally.streams / elapsed,
-        "ttfi_p50_ms": percentile(ttfi_ms, 50), "ttfi_p99_ms": percentile(ttfi_ms, 99),
+        "streams": tally.streams,
+        "errors": tally.errors,
+        "items": tally.items,
+        "duration_s": elapsed,
+        "items_per_s": tally.items / elapsed,
+        "streams_per_s": tally.streams / elapsed,
+        "ttfi_p50_ms": percentile(ttfi_ms, 50),
+        "ttfi_p99_ms": percentile(ttfi_ms, 99),
         "stream_items_per_s_p50": median(tally.per_stream_items_per_s),
     }
 
@@ -82,7 +90,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--expected-items", type=int, default=1000)
     args = parser.parse_args()
-    result = uvloop.run(run(args.url, args.body.encode(), args.concurrency, args.duration, args.expected_items))
+    result = uvloop.run(
+        run(args.url, args.body.encode(), args.concurrency, args.duration, args.expected_items)
+    )
     print("BENCH_JSON " + json.dumps(result), flush=True)
 
 

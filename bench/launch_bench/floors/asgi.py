@@ -50,5 +50,13 @@ def failure(message: str) -> bytes:
 
 def serve(app: ASGIApp, port: int) -> None:
     """uvicorn with uvloop and httptools, no access log: the fastest stock configuration."""
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False,
-                log_level="warning", lifespan="on")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+    )

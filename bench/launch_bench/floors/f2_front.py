@@ -45,7 +45,9 @@ class WorkerLink:
 
 
 def spawn_worker(socket_path: str) -> subprocess.Popen[bytes]:
-    worker = subprocess.Popen([sys.executable, "-m", "launch_bench.floors.f2_worker", "--socket", socket_path])
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "launch_bench.floors.f2_worker", "--socket", socket_path]
+    )
     deadline = time.monotonic() + 30
     while not os.path.exists(socket_path):
         if worker.poll() is not None or time.monotonic() > deadline:

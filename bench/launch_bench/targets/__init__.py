@@ -52,6 +52,12 @@ def _litserve() -> Target:
 FLOORS = ("F1", "F2", "F3")
 PEERS = ("bentoml", "ray", "litserve")
 REGISTRY: dict[str, Callable[[], Target]] = {
-    "F1": _f1, "F2": _f2, "F3": _f3, "launch": _launch, "bentoml": _bentoml, "ray": _ray, "litserve": _litserve,
+    "F1": _f1,
+    "F2": _f2,
+    "F3": _f3,
+    "launch": _launch,
+    "bentoml": _bentoml,
+    "ray": _ray,
+    "litserve": _litserve,
 }
 ALL = (*FLOORS, "launch", *PEERS)

@@ -17,6 +17,8 @@ class RunContext:
 
     run_dir: Path
     round_index: int = 0
+    wanted: frozenset[tuple[str, str]] = frozenset()  # (kind, model) pairs this run measures
+    scale_from_zero: bool = False
 
     def log(self, name: str) -> Path:
         return self.run_dir / "logs" / f"r{self.round_index}-{name}.log"

@@ -1,4 +1,4 @@
-"""Floor targets F1 (bare uvicorn), F2 (front + one worker over a unix socket) and F3 (redis + asyncio worker)."""
+"""Floors: F1 (bare uvicorn), F2 (front + one worker over a unix socket), F3 (redis + asyncio worker)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,12 @@ class F1(Target):
 
     def start(self, ctx: RunContext) -> dict[str, float]:
         self.port = free_port()
-        server = ServerProcess([sys.executable, "-m", self.module, "--port", str(self.port)],
-                               ctx.log(self.name), env=PY_ENV, cwd=BENCH_DIR)
+        server = ServerProcess(
+            [sys.executable, "-m", self.module, "--port", str(self.port)],
+            ctx.log(self.name),
+            env=PY_ENV,
+            cwd=BENCH_DIR,
+        )
         self.servers = [server]
         return {"startup_s": server.wait_http(self.url("/healthz"), timeout_s=60)}
 
@@ -60,14 +64,28 @@ class F3(Target):
     def start(self, ctx: RunContext) -> dict[str, float]:
         self.port = free_port()
         redis_server = ServerProcess(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             ctx.log("F3-redis"),
         )
         self.servers = [redis_server]
         client = redis.Redis(host="127.0.0.1", port=self.port)
         self._wait_ping(client, redis_server)
-        worker = ServerProcess([sys.executable, "-m", "launch_bench.floors.f3_worker", "--port", str(self.port)],
-                               ctx.log("F3-worker"), env=PY_ENV, cwd=BENCH_DIR)
+        worker = ServerProcess(
+            [sys.executable, "-m", "launch_bench.floors.f3_worker", "--port", str(self.port)],
+            ctx.log("F3-worker"),
+            env=PY_ENV,
+            cwd=BENCH_DIR,
+        )
         self.servers.append(worker)
         self._round_trip(client)
         return {"startup_s": time.monotonic() - redis_server.started}
