@@ -1,7 +1,7 @@
 """HTTP to the Launch server (httpx): base URL, API key auth, JSON, bounded retries.
 
-Retries: connection failures before a request was sent, and 503 answers, are retried with backoff for every
-request; the server answers 503 only when it did nothing (no task was accepted, no prediction started).
+Retries: connection failures before a request was sent, and 429/503 answers, are retried with backoff for
+every request; the server answers those only when it did nothing (no task accepted, no prediction started).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import httpx
 
 from launch.errors import APIError
 
-RETRY_STATUSES = (503,)  # the server answers 503 only when it did nothing
+RETRY_STATUSES = (429, 503)  # the server answers these only when it did nothing
 DEFAULT_TIMEOUT = 120.0
 
 

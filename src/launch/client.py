@@ -326,6 +326,10 @@ class LaunchClient:
     def _get_async_endpoint_response(self, endpoint_name: str, async_task_id: str) -> dict[str, Any]:
         return self.get_async_response(async_task_id)
 
+    def _wait_async_task(self, async_task_id: str, wait: float) -> dict[str, Any]:
+        """The task once it ended, or as it is after ``wait`` seconds (the server long-polls)."""
+        return dict(self.connection.request("GET", f"/v1/async-tasks/{async_task_id}", params={"wait": wait}))
+
     def get_async_response(self, async_task_id: str) -> dict[str, Any]:
         """(deprecated: use ``EndpointResponseFuture.get``) The task's state (``state`` and ``status``:
         PENDING, SUCCESS or FAILURE) and its ``result``, ``result_url`` or ``traceback``."""

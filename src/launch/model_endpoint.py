@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 TASK_PENDING_STATE = "PENDING"
 TASK_SUCCESS_STATE = "SUCCESS"
 TASK_FAILURE_STATE = "FAILURE"
+LONG_POLL_SECONDS = 20.0
 
 __all__ = [
     "AsyncEndpoint",
@@ -129,18 +130,17 @@ class EndpointResponseFuture:
         """Retrieves the ``EndpointResponse`` for the prediction request after it completes. This method
         blocks (at most ``timeout`` seconds when given, then raises ``TimeoutError``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.02
         while True:
-            raw = self.client._get_async_endpoint_response(self.endpoint_name, self.async_task_id)
+            remaining = LONG_POLL_SECONDS if deadline is None else deadline - time.monotonic()
+            # the server holds the request until the task ends (or the wait is over): no busy polling
+            raw = self.client._wait_async_task(self.async_task_id, max(0.0, min(LONG_POLL_SECONDS, remaining)))
             state = raw.get("status", raw.get("state"))
             if state in (TASK_SUCCESS_STATE, TASK_FAILURE_STATE):
                 return _response_from(self.client, raw)
             if state != TASK_PENDING_STATE:
                 raise ValueError(f"Unrecognized state: {state}")
-            if deadline is not None and time.monotonic() + delay > deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"task {self.async_task_id} did not finish within {timeout} s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
 
 
 class Endpoint:

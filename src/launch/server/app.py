@@ -93,7 +93,8 @@ def build_services(settings: Settings) -> Services:
         uploads=Uploads(objects, secret, settings.resolved_public_url, settings.upload_url_ttl_seconds,
                         settings.max_bundle_bytes),
         predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
-                                objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds),
+                                objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
+                                max_queued=settings.max_queued_tasks),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner,
     )
@@ -141,5 +142,5 @@ def serve(settings: Settings, log_level: str = "info") -> None:
     """Run the platform until SIGTERM/SIGINT, then drain requests, stop workers and exit 0."""
     config = uvicorn.Config(build_app(settings), host=settings.host, port=settings.port, loop="uvloop",
                             http="httptools", log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
-                            backlog=4096)
+                            backlog=4096, proxy_headers=False, server_header=False)
     _Server(config).run()

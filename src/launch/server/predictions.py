@@ -14,11 +14,13 @@ from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus
 from launch.server.domain.endpoints import Endpoint, Endpoints
-from launch.server.domain.errors import Conflict, InvalidRequest, LaunchError, Unavailable
+from launch.server.domain.errors import Conflict, InvalidRequest, LaunchError, TooManyRequests, Unavailable
 from launch.server.domain.results import result_key, result_url
 from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
 from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
 from launch.stores.objects import ObjectStore
+
+MAX_WAIT_SECONDS = 60.0
 
 
 def _detail(reply: WorkerReply) -> str:
@@ -65,7 +67,8 @@ def _usable(endpoint: Endpoint, kind: str) -> None:
 
 class Predictions:
     def __init__(self, *, cache: EndpointCache, endpoints: Endpoints, pools: Pools, client: WorkerClient,
-                 tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float) -> None:
+                 tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float,
+                 max_queued: int = 100_000) -> None:
         self.cache = cache
         self.endpoints = endpoints
         self.pools = pools
@@ -74,6 +77,7 @@ class Predictions:
         self.objects = objects
         self.links = links
         self.sync_timeout = sync_timeout
+        self.max_queued = max_queued
 
     async def sync(self, owner: str, endpoint_name: str, body: bytes) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
@@ -140,14 +144,21 @@ class Predictions:
     async def submit(self, owner: str, endpoint_name: str, body: bytes) -> str:
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "async")
-        task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, parse_body(body))
+        request = parse_body(body)
+        if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
+            raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
+        task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request)
         if not self.pools.get(endpoint.id).serving:
             self.endpoints.changed.set()  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
 
-    async def task_view(self, owner: str, task_id: str) -> dict[str, Any]:
-        """The task as the API shows it: status PENDING until it ended, then its result or traceback."""
-        task = await self.tasks.get(owner, task_id)
+    async def task_view(self, owner: str, task_id: str, wait: float = 0.0) -> dict[str, Any]:
+        """The task as the API shows it: status PENDING until it ended, then its result or traceback. With
+        ``wait`` > 0, answer as soon as it ends, or after ``wait`` seconds (long-poll)."""
+        if wait > 0:
+            task = await self.tasks.wait(owner, task_id, min(wait, MAX_WAIT_SECONDS))
+        else:
+            task = await self.tasks.get(owner, task_id)
         return task_view(task, self.links)
 
 

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     task_max_attempts: int = 3
     task_lease_seconds: float = 60.0
     task_timeout_seconds: float = 3600.0
+    max_queued_tasks: int = 100_000
     result_url_ttl_seconds: int = 12 * 3600
     upload_url_ttl_seconds: int = 3600
     scale_to_zero_after_seconds: float = 60.0

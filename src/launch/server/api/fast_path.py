@@ -15,7 +15,7 @@ from launch.server.api.auth import key_from_header
 from launch.server.api.errors import storage_error
 from launch.server.domain.errors import InvalidRequest, LaunchError, PayloadTooLarge
 from launch.server.domain.owners import ApiKeys
-from launch.server.predictions import Predictions
+from launch.server.predictions import MAX_WAIT_SECONDS, Predictions
 
 log = logging.getLogger("launch.api")
 SYNC_PATH = "/v1/sync-tasks"
@@ -68,7 +68,8 @@ class FastPath:
     async def _handle(self, path: str, scope: dict[str, Any], receive: Any) -> bytes:
         if path.startswith(TASK_PREFIX):
             owner = await self._owner(scope)
-            return orjson.dumps(await self.predictions.task_view(owner, path[len(TASK_PREFIX):]))
+            wait = _wait_seconds(scope["query_string"]) if scope["query_string"] else 0.0
+            return orjson.dumps(await self.predictions.task_view(owner, path[len(TASK_PREFIX):], wait))
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
@@ -92,3 +93,16 @@ class FastPath:
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def _wait_seconds(query_string: bytes) -> float:
+    values = parse_qs(query_string.decode("latin-1")).get("wait")
+    if not values:
+        return 0.0
+    try:
+        wait = float(values[0])
+    except ValueError:
+        raise InvalidRequest("wait must be a number of seconds") from None
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise InvalidRequest(f"wait must be between 0 and {MAX_WAIT_SECONDS:.0f} seconds")
+    return wait

@@ -15,6 +15,7 @@ from launch.server.domain.bundles import NewBundle
 from launch.server.domain.endpoints import EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
 from launch.server.domain.results import RESULT_PURPOSE
+from launch.server.predictions import MAX_WAIT_SECONDS
 from launch.server.signing import verify
 
 router = APIRouter()
@@ -224,8 +225,11 @@ async def async_task(request: Request, model_endpoint_name: str = Query(...),
 
 
 @router.get("/v1/async-tasks/{task_id}", tags=["tasks"])
-async def get_task(task_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
-    return await services(request).predictions.task_view(who, task_id)
+async def get_task(task_id: str, request: Request, wait: float = Query(0.0, ge=0, le=MAX_WAIT_SECONDS),
+                   who: str = Depends(owner)) -> dict[str, Any]:
+    """The task's status (PENDING, SUCCESS or FAILURE) and result. ``wait`` (seconds): answer as soon as the
+    task ends, or after that long (long-poll)."""
+    return await services(request).predictions.task_view(who, task_id, wait)
 
 
 @router.post("/v1/batch-jobs", tags=["batch jobs"])

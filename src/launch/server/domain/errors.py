@@ -7,6 +7,7 @@
      ├── AlreadyExists       409      the name is taken
      ├── Conflict            409      the resource is in a state that forbids the action
      ├── PayloadTooLarge     413      over a configured size limit
+     ├── TooManyRequests     429      the endpoint's queue is full; retry later
      ├── Unavailable         503      nothing can serve it right now; safe to retry
      └── InsufficientStorage 507      the disk is full; nothing was stored
 """
@@ -44,6 +45,10 @@ class Conflict(LaunchError):
 
 class PayloadTooLarge(LaunchError):
     status_code = 413
+
+
+class TooManyRequests(LaunchError):
+    status_code = 429
 
 
 class Unavailable(LaunchError):

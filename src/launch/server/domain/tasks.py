@@ -8,6 +8,7 @@ is ignored, so exactly one result is stored. Execution is at-least-once: predict
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import OrderedDict
@@ -140,6 +141,39 @@ class Tasks:
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
         self.cache = cache or TaskCache(authoritative=False)
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def _wake(self, task_id: str | None = None) -> None:
+        """Wake the long-polls of one task (or of all tasks)."""
+        ids = list(self._waiters) if task_id is None else [task_id]
+        for waited in ids:
+            for future in self._waiters.pop(waited, []):
+                if not future.done():
+                    future.set_result(None)
+
+    async def wait(self, owner: str, task_id: str, timeout: float) -> Task:
+        """The task once it has ended, or as it is after ``timeout`` seconds (long-poll: one request per
+        task instead of many). Without first-hand knowledge of the task's end (a shared broker), re-read it
+        every second."""
+        task = await self.get(owner, task_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        step = timeout if self.cache.authoritative else 1.0
+        while task.state not in TERMINAL and (remaining := deadline - loop.time()) > 0:
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(task_id, []).append(future)
+            try:
+                await asyncio.wait_for(future, min(step, remaining))
+            except TimeoutError:
+                pass
+            finally:
+                waiting = self._waiters.get(task_id)
+                if waiting and future in waiting:
+                    waiting.remove(future)
+                    if not waiting:
+                        del self._waiters[task_id]
+            task = await self.get(owner, task_id)
+        return task
 
     async def submit(self, owner: str, endpoint_id: str, queue: str, request: dict[str, Any]) -> str:
         """Durably record a task, then publish it; the id is returned only after the commit."""
@@ -202,6 +236,7 @@ class Tasks:
                                    finished_at=now))
         else:
             self.cache.drop(task.id)
+        self._wake(task.id)
         return stored
 
     async def release(self, task: Task, reason: str, queue: str, refund: bool = False) -> TaskState:
@@ -242,6 +277,8 @@ class Tasks:
         failed, requeued = await self.db.write(reap)
         for row in (*failed, *requeued):  # their leases expired behind the cache's back
             self.cache.drop(row.id)
+        for row in failed:
+            self._wake(row.id)
         return await self._publish(requeued, queue_of)
 
     async def recover(self, queue_of: dict[str, str]) -> int:
@@ -274,3 +311,4 @@ class Tasks:
         )
         await self.db.write(lambda conn: conn.execute(statement))
         self.cache.clear()  # many tasks changed at once (rare): forget them all
+        self._wake()
