@@ -22,6 +22,7 @@ VENV_BIN = REPO / ".venv" / "bin"
 WORKERS = {"min_workers": 1, "max_workers": 1, "per_worker": 64}
 # Only the scale-from-zero endpoints have min_workers=0, so this changes nothing else.
 SERVER_ENV = {"LAUNCH_SCALE_TO_ZERO_AFTER_SECONDS": "2"}
+LONG_POLL_SECONDS = 5
 ZERO_ENDPOINTS = (("zero-sync", "echo", "sync"), ("zero-async", "noop", "async"))
 
 
@@ -130,7 +131,9 @@ class Launch(Target):
                 "--submit-url",
                 submit,
                 "--status-url",
-                self.url("/v1/async-tasks/{task_id}"),
+                # polled the way Launch's SDK polls (EndpointResponseFuture.get): a long-poll that answers
+                # when the task ends, instead of a GET every few milliseconds
+                self.url("/v1/async-tasks/{task_id}?wait=" + str(LONG_POLL_SECONDS)),
                 "--authorization",
                 self.authorization,
             ]
