@@ -40,6 +40,7 @@ class _Connection(asyncio.Protocol):
         self.reader = wire.FrameReader()
         self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self.transport: asyncio.Transport | None = None
+        self.writer = wire.FrameWriter()
         self.ids = itertools.count(1)
 
     @property
@@ -48,6 +49,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.writer.transport = transport
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -65,6 +67,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         self.transport = None
+        self.writer.transport = None
         error = WorkerUnreachable(f"connection to worker {self.address} lost: {exc!r}", sent=True)
         for future in self.pending.values():
             if not future.done():
@@ -76,7 +79,7 @@ class _Connection(asyncio.Protocol):
         request_id = next(self.ids) & 0xFFFFFFFF
         future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
-        self.transport.write(wire.encode(request_id, kind, payload))
+        self.writer.write(request_id, kind, payload)
         return future
 
     def forget(self, future: asyncio.Future[tuple[int, bytes]]) -> None:

@@ -113,10 +113,12 @@ class WorkerProtocol(asyncio.Protocol):
     def __init__(self, server: WorkerServer) -> None:
         self.server = server
         self.reader = wire.FrameReader()
+        self.writer = wire.FrameWriter()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.writer.transport = transport
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -128,7 +130,8 @@ class WorkerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.writer.transport = None
 
     def send(self, request_id: int, kind: int, payload: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(wire.encode(request_id, kind, payload))
+        if self.transport is not None:
+            self.writer.write(request_id, kind, payload)
