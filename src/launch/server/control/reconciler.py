@@ -46,7 +46,7 @@ class EndpointRuntime:
     failures: int = 0
     retry_at: float = 0.0
     dispatcher: Dispatcher | None = None
-    stopping: set[asyncio.Task[None]] = field(default_factory=set)
+    tearing_down: bool = False
 
 
 class Reconciler:
@@ -130,7 +130,9 @@ class Reconciler:
     async def _reconcile(self, rt: EndpointRuntime) -> None:
         endpoint = rt.endpoint
         if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
-            await self._teardown(rt)
+            if not rt.tearing_down:  # drains can take a while: never hold up the other endpoints
+                rt.tearing_down = True
+                self._spawn(self._teardown(rt))
             return
         self._ensure_dispatcher(rt)
         await self._reap_dead(rt)
