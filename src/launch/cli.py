@@ -58,7 +58,7 @@ def server(
     """Start the platform: gateway, control loop, database, object store, broker and workers."""
     import logging
 
-    from launch.server.app import serve
+    from launch.server.app import DataDirInUse, serve
     from launch.server.settings import Settings
 
     overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
@@ -68,7 +68,11 @@ def server(
         overrides["fetch_allow_private"] = True
     settings = Settings(**overrides)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(settings, log_level)
+    try:
+        serve(settings, log_level)
+    except DataDirInUse as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 @api_keys_app.command("create")

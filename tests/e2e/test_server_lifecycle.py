@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from launch import EndpointRequest, LaunchClient
-from tests.conftest import RunningServer, start_server
+from tests.conftest import LAUNCH, RunningServer, free_port, start_server
 from tests.e2e import models
 from tests.e2e.helpers import SMALL, gone, record, task, unique, wait_status, wait_until, worker_pids
 
@@ -142,3 +143,17 @@ def test_sigterm_on_an_idle_server_removes_its_worker_sockets(tmp_path: Path) ->
     assert server.stop(timeout=30) in (0, -signal.SIGTERM)  # the exit code has its own test
     assert gone(worker)
     assert not socket.exists() and not socket.parent.exists()
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    first = start_server(tmp_path / "data")
+    try:
+        second = subprocess.run(
+            [LAUNCH, "server", "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode == 2
+        assert "already running" in second.stdout + second.stderr
+        assert first.process.poll() is None, "the first server keeps running"
+    finally:
+        first.stop()

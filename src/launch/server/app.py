@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
+from typing import IO
 
 import uvicorn
 from fastapi import FastAPI
@@ -57,6 +60,23 @@ class Services:
     links: ResultLinks
     batch_jobs: BatchJobs
     batch_runner: BatchRunner
+    data_dir_lock: IO[bytes] | None
+
+
+class DataDirInUse(Exception):
+    """Another server already runs on this data directory."""
+
+
+def lock_data_dir(data_dir: Path) -> IO[bytes]:
+    """Hold an exclusive lock on the data directory for the life of the process: with the embedded broker
+    and SQLite, a second server on the same directory would dispatch the same tasks behind the first's back."""
+    handle = open(data_dir / "server.lock", "ab")  # noqa: SIM115 - held open until the process exits
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DataDirInUse(f"another launch server is already running on {data_dir}") from None
+    return handle
 
 
 def build_services(settings: Settings) -> Services:
@@ -64,6 +84,7 @@ def build_services(settings: Settings) -> Services:
     # 5 ms switch interval would add up to 5 ms to each hand-over.
     sys.setswitchinterval(0.0002)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_data_dir(settings.data_dir) if settings.broker_url.startswith("embedded:") else None
     secret = settings.secret_key()
     database_url = settings.resolved_database_url
     migrate(database_url)
@@ -96,7 +117,7 @@ def build_services(settings: Settings) -> Services:
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
                                 max_queued=settings.max_queued_tasks),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
-        batch_jobs=batch_jobs, batch_runner=batch_runner,
+        batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
     )
 
 
