@@ -72,3 +72,41 @@ class FrameWriter:
         if self._pending and self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(self._pending))
         self._pending.clear()
+
+
+class FrameProtocol(asyncio.Protocol):
+    """One end of a frame connection: decodes incoming frames (``frame_received``), coalesces outgoing ones
+    (``send``) and closes the connection on a malformed frame."""
+
+    def __init__(self) -> None:
+        self.reader = FrameReader()
+        self.writer = FrameWriter()
+        self.transport: asyncio.Transport | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.writer.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for request_id, kind, payload in self.reader.feed(data):
+                self.frame_received(request_id, kind, payload)
+        except FrameError as exc:
+            self.connection_lost(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        self.transport = None
+        self.writer.transport = None
+
+    def frame_received(self, request_id: int, kind: int, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def send(self, request_id: int, kind: int, payload: bytes) -> None:
+        if self.transport is not None:
+            self.writer.write(request_id, kind, payload)

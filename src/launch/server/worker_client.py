@@ -34,40 +34,20 @@ class WorkerUnreachable(Exception):
         self.sent = sent
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(wire.FrameProtocol):
     def __init__(self, address: str) -> None:
+        super().__init__()
         self.address = address
-        self.reader = wire.FrameReader()
         self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
-        self.transport: asyncio.Transport | None = None
-        self.writer = wire.FrameWriter()
         self.ids = itertools.count(1)
 
-    @property
-    def open(self) -> bool:
-        return self.transport is not None and not self.transport.is_closing()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.writer.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            for request_id, kind, payload in self.reader.feed(data):
-                future = self.pending.pop(request_id, None)
-                if future is not None and not future.done():
-                    future.set_result((kind, payload))
-        except wire.FrameError as exc:
-            self._fail(exc)
+    def frame_received(self, request_id: int, kind: int, payload: bytes) -> None:
+        future = self.pending.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_result((kind, payload))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(exc)
-
-    def _fail(self, exc: BaseException | None) -> None:
-        if self.transport is not None:
-            self.transport.close()
-        self.transport = None
-        self.writer.transport = None
+        super().connection_lost(exc)
         error = WorkerUnreachable(f"connection to worker {self.address} lost: {exc!r}", sent=True)
         for future in self.pending.values():
             if not future.done():
@@ -79,7 +59,7 @@ class _Connection(asyncio.Protocol):
         request_id = next(self.ids) & 0xFFFFFFFF
         future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
-        self.writer.write(request_id, kind, payload)
+        self.send(request_id, kind, payload)
         return future
 
     def forget(self, future: asyncio.Future[tuple[int, bytes]]) -> None:

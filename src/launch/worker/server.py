@@ -109,29 +109,10 @@ class WorkerServer:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-class WorkerProtocol(asyncio.Protocol):
+class WorkerProtocol(wire.FrameProtocol):
     def __init__(self, server: WorkerServer) -> None:
+        super().__init__()
         self.server = server
-        self.reader = wire.FrameReader()
-        self.writer = wire.FrameWriter()
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.writer.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            for request_id, kind, payload in self.reader.feed(data):
-                self.server.handle(self, request_id, kind, payload)
-        except wire.FrameError:
-            if self.transport is not None:
-                self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.writer.transport = None
-
-    def send(self, request_id: int, kind: int, payload: bytes) -> None:
-        if self.transport is not None:
-            self.writer.write(request_id, kind, payload)
+    def frame_received(self, request_id: int, kind: int, payload: bytes) -> None:
+        self.server.handle(self, request_id, kind, payload)
