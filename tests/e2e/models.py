@@ -99,3 +99,12 @@ def constant(value: str) -> Any:
         return value
 
     return predict
+
+
+def journaled(item: int, journal: str, delay: float = 0.0) -> dict[str, int]:
+    """Appends ``item`` to the file ``journal`` (one line per run), so a test can count how often each
+    input was computed, then sleeps ``delay`` seconds."""
+    with open(journal, "a") as handle:
+        handle.write(f"{item}\n")
+    time.sleep(delay)
+    return {"item": item}

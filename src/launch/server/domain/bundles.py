@@ -15,7 +15,7 @@ from launch.server.domain.names import validate_name
 from launch.server.domain.uploads import key_from_location
 from launch.stores.database import Database
 from launch.stores.objects import ObjectStore
-from launch.stores.schema import bundles, endpoints
+from launch.stores.schema import batch_jobs, bundles, endpoints
 
 PACKAGING_TYPES = ("cloudpickle", "zip")
 
@@ -130,6 +130,9 @@ class Bundles:
             in_use = conn.execute(sa.select(endpoints.c.name).where(endpoints.c.bundle_id == bundle.id)).first()
             if in_use is not None:
                 raise Conflict(f"bundle {name!r} is used by endpoint {in_use.name!r}; delete or edit it first")
+            job = conn.execute(sa.select(batch_jobs.c.id).where(batch_jobs.c.bundle_id == bundle.id)).first()
+            if job is not None:  # a job's record (and its results) keeps naming the bundle it ran
+                raise Conflict(f"bundle {name!r} was run by batch job {job.id}; its record keeps the bundle")
             conn.execute(bundles.delete().where(bundles.c.id == bundle.id))
 
         await self.db.write(delete_unused)
