@@ -96,27 +96,35 @@ class GroupWriter:
     three writes (submit, claim, result) cost a fraction of a commit each under load.
     """
 
-    MAX_BATCH = 512
+    MAX_BATCH = 1024
 
     def __init__(self, url: str) -> None:
         self.engine = create_sync_engine(url)
         self._nested = not url.startswith("sqlite")  # PostgreSQL aborts a transaction on error: savepoints
-        self._queue: queue.SimpleQueue[tuple[WriteFn[Any], asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[tuple[WriteFn[Any], asyncio.Future[Any]]] | None] = queue.SimpleQueue()
+        self._pending: list[tuple[WriteFn[Any], asyncio.Future[Any]]] = []
         self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self._thread.start()
 
     async def write(self, fn: WriteFn[T]) -> T:
         """Run ``fn(connection)`` in the next transaction; returns its result once committed."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((fn, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._pending:  # hand the writes of this event-loop turn over together: one thread wake-up
+            loop.call_soon(self._hand_over)
+        self._pending.append((fn, future))
         return await future
+
+    def _hand_over(self) -> None:
+        self._queue.put(self._pending)
+        self._pending = []
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            batch = [item]
+            batch = list(item)
             while len(batch) < self.MAX_BATCH:
                 try:
                     more = self._queue.get_nowait()
@@ -125,7 +133,7 @@ class GroupWriter:
                 if more is None:
                     self._queue.put(None)
                     break
-                batch.append(more)
+                batch.extend(more)
             self._commit(batch)
 
     def _commit(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]) -> None:
@@ -153,6 +161,8 @@ class GroupWriter:
             return None, exc
 
     def close(self) -> None:
+        if self._pending:
+            self._hand_over()
         self._queue.put(None)
         self._thread.join(timeout=10)
         self.engine.dispose()
