@@ -29,7 +29,8 @@ class EndpointPool:
 
     endpoint_id: str
     workers: list[WorkerRef] = field(default_factory=list)
-    waiting: int = 0
+    waiting: int = 0  # sync requests waiting for a worker (demand the autoscaler sees)
+    waiters: int = 0  # coroutines blocked in wait_for (whom notify must wake)
     last_busy: float = field(default_factory=time.monotonic)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -62,6 +63,8 @@ class EndpointPool:
         return best
 
     async def notify(self) -> None:
+        if not self.waiters:  # nobody waits: skip the condition's lock
+            return
         async with self.changed:
             self.changed.notify_all()
 
@@ -72,15 +75,19 @@ class EndpointPool:
         if worker is not None:
             return worker
         deadline = time.monotonic() + timeout
-        async with self.changed:
-            while (worker := chooser()) is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                try:
-                    await asyncio.wait_for(self.changed.wait(), remaining)
-                except TimeoutError:
-                    return None
+        self.waiters += 1
+        try:
+            async with self.changed:
+                while (worker := chooser()) is None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    try:
+                        await asyncio.wait_for(self.changed.wait(), remaining)
+                    except TimeoutError:
+                        return None
+        finally:
+            self.waiters -= 1
         return worker
 
 

@@ -162,11 +162,11 @@ class Tasks:
         while task.state not in TERMINAL and (remaining := deadline - loop.time()) > 0:
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(task_id, []).append(future)
+            timer = loop.call_later(min(step, remaining), _settle_future, future)
             try:
-                await asyncio.wait_for(future, min(step, remaining))
-            except TimeoutError:
-                pass
+                await future
             finally:
+                timer.cancel()
                 waiting = self._waiters.get(task_id)
                 if waiting and future in waiting:
                     waiting.remove(future)
@@ -312,3 +312,8 @@ class Tasks:
         await self.db.write(lambda conn: conn.execute(statement))
         self.cache.clear()  # many tasks changed at once (rare): forget them all
         self._wake()
+
+
+def _settle_future(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
