@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from pathlib import Path
 
 from pydantic import Field
@@ -59,8 +61,16 @@ class Settings(BaseSettings):
     def secret_key(self) -> bytes:
         """The server's secret (API key digests, signed URLs), created on first use in the data dir."""
         path = self.data_dir / "secret.key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_hex(32))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:  # O_EXCL: when the server and `launch api-keys create` start at once, exactly one writes it
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            for _ in range(100):  # the other process may still be writing it
+                text = path.read_text().strip()
+                if len(text) == 64:
+                    return bytes.fromhex(text)
+                time.sleep(0.01)
+            raise RuntimeError(f"{path} is not a valid secret key; delete it to make a new one") from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
         return bytes.fromhex(path.read_text().strip())
