@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 
@@ -122,9 +122,10 @@ class Dispatcher:
         ok = data.get("status") == "SUCCESS"
         return await self.tasks.finish(task, ok=ok, result=data.get("result"), traceback=data.get("traceback"))
 
-    async def _settle(self, outcome: object, task: Task, worker: WorkerRef) -> None:
+    async def _settle(self, outcome: Awaitable[object], task: Task, worker: WorkerRef) -> None:
+        """Record the outcome, then free the worker's slot whatever happened."""
         try:
-            await outcome  # type: ignore[misc]
+            await outcome
         except Exception:
             log.exception("could not record the outcome of task %s; its lease will expire and retry", task.id)
         finally:
