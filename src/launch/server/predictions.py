@@ -1,4 +1,4 @@
-"""The prediction paths. Sync: cached endpoint → least busy worker → one HTTP hop, no database I/O. Async:
+"""The prediction paths. Sync: cached endpoint → least busy worker → one hop, no database I/O. Async:
 validated and committed as a task, then dispatched by ``control.dispatcher``."""
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus
 from launch.server.domain.endpoints import Endpoint, Endpoints
-from launch.server.domain.errors import Conflict, InvalidRequest, LaunchError, TooManyRequests, Unavailable
+from launch.server.domain.errors import (
+    Conflict,
+    InvalidRequest,
+    PredictionTimeout,
+    TooManyRequests,
+    Unavailable,
+    WorkerFailed,
+)
 from launch.server.domain.results import result_key, result_url
 from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
 from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
@@ -25,16 +32,6 @@ MAX_WAIT_SECONDS = 60.0
 
 def _detail(reply: WorkerReply) -> str:
     return reply.body[:300].decode("utf-8", "replace")
-
-
-class WorkerFailed(LaunchError):
-    """The worker died or broke the connection while running the prediction (it may have run)."""
-
-    status_code = 502
-
-
-class PredictionTimeout(LaunchError):
-    status_code = 504
 
 
 @dataclass(frozen=True)

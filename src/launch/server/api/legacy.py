@@ -19,8 +19,7 @@ from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.domain.bundles import Bundle, NewBundle
 from launch.server.domain.endpoints import Endpoint
-from launch.server.domain.errors import LaunchError, NotFound
-from launch.server.predictions import PredictionTimeout
+from launch.server.domain.errors import LaunchError, NotFound, PredictionTimeout
 
 router = APIRouter(prefix="/v1/hosted_inference")
 

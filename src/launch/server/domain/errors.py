@@ -8,7 +8,9 @@
      ├── Conflict            409      the resource is in a state that forbids the action
      ├── PayloadTooLarge     413      over a configured size limit
      ├── TooManyRequests     429      the endpoint's queue is full; retry later
+     ├── WorkerFailed        502      the worker died during a sync prediction (it may have run)
      ├── Unavailable         503      nothing can serve it right now; safe to retry
+     ├── PredictionTimeout   504      a sync prediction ran past its time limit
      └── InsufficientStorage 507      the disk is full; nothing was stored
 """
 
@@ -51,9 +53,17 @@ class TooManyRequests(LaunchError):
     status_code = 429
 
 
+class WorkerFailed(LaunchError):
+    status_code = 502
+
+
 class Unavailable(LaunchError):
     status_code = 503
 
 
 class InsufficientStorage(LaunchError):
     status_code = 507
+
+
+class PredictionTimeout(LaunchError):
+    status_code = 504
