@@ -28,6 +28,8 @@ def _validation_detail(exc: RequestValidationError) -> str:
 def storage_error(exc: Exception) -> LaunchError | None:
     """The domain error for a failure of the database or the disk (nothing was committed: safe to retry)."""
     if isinstance(exc, DBAPIError):
+        if "disk is full" in str(exc.orig) or "No space left" in str(exc.orig):
+            return InsufficientStorage("the server's disk is full, nothing was stored; retry later")
         return Unavailable(f"the database is unavailable, nothing was changed; retry later ({type(exc.orig).__name__})")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return InsufficientStorage("the server's disk is full, nothing was stored; retry later")
