@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,23 @@ def test_open_broker_by_url() -> None:
     assert isinstance(open_broker("embedded://"), EmbeddedBroker)
     with pytest.raises(ValueError, match="unsupported"):
         open_broker("rabbit://x")
+
+
+def test_put_stream_stores_all_or_nothing(tmp_path: Path) -> None:
+    store = LocalObjectStore(str(tmp_path))
+
+    async def chunks(fail: bool) -> AsyncIterator[bytes]:
+        yield b"abc"
+        if fail:
+            raise RuntimeError("client went away")
+        yield b"def"
+
+    async def scenario() -> None:
+        assert await store.put_stream("uploads/a/ok", chunks(fail=False)) == 6
+        assert await store.get("uploads/a/ok") == b"abcdef"
+        with pytest.raises(RuntimeError):
+            await store.put_stream("uploads/a/broken", chunks(fail=True))
+        assert not await store.exists("uploads/a/broken")
+        assert not [p for p in (tmp_path / "uploads" / "a").iterdir() if p.name.startswith(".tmp-")]
+
+    asyncio.run(scenario())

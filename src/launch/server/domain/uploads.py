@@ -62,11 +62,12 @@ class Uploads:
         PUT: a registered bundle's code cannot be replaced through it afterwards."""
         if await self.objects.exists(key):
             raise Conflict("this upload URL was already used; ask for a new one")
-        parts, size = [], 0
+        return await self.objects.put_stream(key, self._capped(chunks))
+
+    async def _capped(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        size = 0
         async for chunk in chunks:
             size += len(chunk)
             if size > self.max_bytes:
                 raise PayloadTooLarge(f"upload is over the limit of {self.max_bytes} bytes")
-            parts.append(chunk)
-        await self.objects.put(key, b"".join(parts))
-        return size
+            yield chunk

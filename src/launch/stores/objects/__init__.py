@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 
@@ -9,6 +10,11 @@ class ObjectStore(Protocol):
     """Opaque bytes under slash-separated keys. Keys are chosen by the server, never by users."""
 
     async def put(self, key: str, data: bytes) -> None: ...
+
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> int:
+        """Store a stream without holding it in memory; nothing is stored if the stream raises. Returns the
+        size."""
+        ...
 
     async def get(self, key: str) -> bytes:
         """The bytes at ``key``; raises ``KeyError`` when there are none."""
