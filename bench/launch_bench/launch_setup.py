@@ -1,4 +1,4 @@
-"""Runs inside Launch's own venv (/work/main/.venv): create the bench bundles and endpoints through the SDK.
+"""Runs inside Launch's own venv (the repository's .venv): create the bench bundles and endpoints through the SDK.
 
 Reads a JSON spec on argv: {"endpoint": URL, "api_key": KEY, "endpoints": [{"name", "model", "type",
 "min_workers", "max_workers", "per_worker"}], "timeout_s": N}; waits until every endpoint is READY (those

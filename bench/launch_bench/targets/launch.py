@@ -1,4 +1,4 @@
-"""Our platform as a target: `launch server` from /work/main/.venv, endpoints created through the SDK."""
+"""Our platform as a target: `launch server` from the repository's .venv, endpoints created through the SDK."""
 
 from __future__ import annotations
 
