@@ -1,7 +1,7 @@
 """Scale's own client, scale-launch 0.3.3, run unchanged against our server (only its base URL differs).
 
 Each test runs one scenario script under .venv-legacy/bin/python (see conftest.py) and checks what the
-client saw. The contract is shared/spec/legacy-api.md (the project's shared folder); section numbers below refer to it.
+client saw. The contract is shared/spec/legacy-api.md; section numbers below refer to it.
 """
 
 from __future__ import annotations

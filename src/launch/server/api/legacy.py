@@ -3,7 +3,7 @@
 Every route calls the same services as the native API; this module only renames fields (``bundle_name`` →
 ``name``, ``status`` → ``state``, ...) and keeps the transport promises the 0.3.3 client relies on: JSON on
 every answer, 404 for unknown objects and routes, no redirects, and never a status the client retries
-(503/504/520/524) for a sync prediction that timed out. The contract is shared/spec/legacy-api.md (the project's shared folder).
+(503/504/520/524) for a sync prediction that timed out. The contract is shared/spec/legacy-api.md.
 """
 
 from __future__ import annotations
