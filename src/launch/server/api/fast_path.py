@@ -74,9 +74,10 @@ class FastPath:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
         owner = await self._owner(scope)
-        names = parse_qs(scope["query_string"].decode("latin-1")).get("model_endpoint_name")
+        query = parse_qs(scope["query_string"].decode("latin-1"))
+        names = query.get("model_endpoint_name") or query.get("model_endpoint_id")
         if not names:
-            raise InvalidRequest("query parameter model_endpoint_name is required")
+            raise InvalidRequest("query parameter model_endpoint_name (or model_endpoint_id) is required")
         body = await self._body(receive)
         if path == SYNC_PATH:
             return await self.predictions.sync(owner, names[0], body)

@@ -13,7 +13,7 @@ from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.domain.bundles import NewBundle
 from launch.server.domain.endpoints import EndpointSettings
-from launch.server.domain.errors import NotFound, Unauthenticated
+from launch.server.domain.errors import InvalidRequest, NotFound, Unauthenticated
 from launch.server.domain.results import RESULT_PURPOSE
 from launch.server.predictions import MAX_WAIT_SECONDS
 from launch.server.signing import verify
@@ -208,19 +208,26 @@ async def endpoint_logs(name: str, request: Request, who: str = Depends(owner)) 
     return {"content": svc.reconciler.creation_logs(endpoint.id), "status_reason": endpoint.status_reason}
 
 
+def endpoint_ref(model_endpoint_name: str | None = None, model_endpoint_id: str | None = None) -> str:
+    """The endpoint a task is for, by name or by id (Launch's v1 API uses ids)."""
+    ref = model_endpoint_name or model_endpoint_id
+    if not ref:
+        raise InvalidRequest("query parameter model_endpoint_name (or model_endpoint_id) is required")
+    return ref
+
+
 @router.post("/v1/sync-tasks", tags=["tasks"], response_class=ORJSONResponse)
-async def sync_task(request: Request, model_endpoint_name: str = Query(...),
-                    who: str = Depends(owner)) -> Response:
+async def sync_task(request: Request, endpoint: str = Depends(endpoint_ref), who: str = Depends(owner)) -> Response:
     """Run one prediction and wait for it: ``{"args": {...}}`` or ``{"url": "..."}``, ``return_pickled``."""
-    body = await services(request).predictions.sync(who, model_endpoint_name, await request.body())
+    body = await services(request).predictions.sync(who, endpoint, await request.body())
     return Response(body, media_type="application/json")
 
 
 @router.post("/v1/async-tasks", tags=["tasks"])
-async def async_task(request: Request, model_endpoint_name: str = Query(...),
+async def async_task(request: Request, endpoint: str = Depends(endpoint_ref),
                      who: str = Depends(owner)) -> dict[str, str]:
     """Queue one prediction; poll ``GET /v1/async-tasks/{task_id}`` for its result."""
-    task_id = await services(request).predictions.submit(who, model_endpoint_name, await request.body())
+    task_id = await services(request).predictions.submit(who, endpoint, await request.body())
     return {"task_id": task_id}
 
 

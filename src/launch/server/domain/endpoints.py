@@ -20,6 +20,7 @@ from launch.stores.database import Database
 from launch.stores.schema import bundles, endpoints
 
 ENDPOINT_TYPES = ("sync", "async")
+_ID = re.compile(r"[0-9a-f]{32}")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?$")
 # Fields whose change needs new workers (a new generation, rolled out); the rest only rescale.
 ROLLOUT_FIELDS = ("bundle_id", "cpus", "memory", "storage", "gpus", "gpu_type")
@@ -152,10 +153,15 @@ class Endpoints:
         return endpoint
 
     async def get(self, owner: str, name: str) -> Endpoint:
+        """One of ``owner``'s endpoints by name, or by id (as Launch's v1 API addresses them)."""
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(_select().where(endpoints.c.owner == owner, endpoints.c.name == name))
             ).first()
+            if row is None and _ID.fullmatch(name):
+                row = (
+                    await conn.execute(_select().where(endpoints.c.owner == owner, endpoints.c.id == name))
+                ).first()
         if row is None:
             raise NotFound(f"no endpoint named {name!r}")
         return _row_to_endpoint(row)
