@@ -24,14 +24,10 @@ from launch.server.domain.errors import (
 )
 from launch.server.domain.results import result_key, result_url
 from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
-from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
+from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
 MAX_WAIT_SECONDS = 60.0
-
-
-def _detail(reply: WorkerReply) -> str:
-    return reply.body[:300].decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -95,7 +91,7 @@ class Predictions:
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
                 self.endpoints.changed.set()  # start its replacement now
                 if not can_retry:
-                    raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {_detail(reply)}")
+                    raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {reply.detail}")
             except WorkerUnreachable as exc:
                 worker.broken = True
                 self.endpoints.changed.set()  # the reconciler replaces it now

@@ -7,6 +7,8 @@ import asyncio
 import itertools
 from dataclasses import dataclass
 
+import orjson
+
 from launch import wire
 
 
@@ -23,6 +25,16 @@ class WorkerReply:
     def rejected(self) -> bool:
         """The worker did not run the request (it is draining, or the request was malformed)."""
         return self.kind == wire.REJECTED
+
+    @property
+    def detail(self) -> str:
+        """The start of the body as text, for error messages."""
+        return self.body[:300].decode("utf-8", "replace")
+
+    def json_outcome(self) -> tuple[bool, str | None, str | None]:
+        """(succeeded, result as a JSON string, traceback) of a JSON result frame."""
+        data = orjson.loads(self.body)
+        return data.get("status") == "SUCCESS", data.get("result"), data.get("traceback")
 
 
 class WorkerUnreachable(Exception):

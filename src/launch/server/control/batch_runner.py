@@ -129,13 +129,11 @@ class BatchRunner:
     async def _run_item(self, job: BatchJob, handle: WorkerHandle, item_id: str, request: dict[str, Any]) -> None:
         reply = await self.client.predict(handle.address, orjson.dumps(request), self.item_timeout)
         if reply.rejected:
-            detail = reply.body[:300].decode("utf-8", "replace")
-            raise WorkerUnreachable(f"worker refused the item: {detail}", sent=False)
+            raise WorkerUnreachable(f"worker refused the item: {reply.detail}", sent=False)
         if reply.pickled:
             key = f"batch-results/{job.owner}/{job.id}/{item_id}.pkl"
             await self.objects.put(key, reply.body)
             await self.jobs.record_item(job.id, item_id, ok=True, output_key=key)
         else:
-            data = orjson.loads(reply.body)
-            await self.jobs.record_item(job.id, item_id, ok=data.get("status") == "SUCCESS",
-                                        output=data.get("result"), traceback=data.get("traceback"))
+            ok, result, traceback = reply.json_outcome()
+            await self.jobs.record_item(job.id, item_id, ok=ok, output=result, traceback=traceback)

@@ -108,7 +108,7 @@ class Dispatcher:
         if reply.rejected:  # never ran: give the attempt back
             worker.retiring = True
             self.on_broken_worker()
-            reason = f"worker refused the task: {reply.body[:300].decode('utf-8', 'replace')}"
+            reason = f"worker refused the task: {reply.detail}"
             await self._settle(self.tasks.release(task, reason, self.queue, refund=True), task, worker)
             return
         await self._settle(self._store(task, reply), task, worker)
@@ -118,9 +118,8 @@ class Dispatcher:
             key = result_key(task.owner, task.id)
             await self.objects.put(key, reply.body)
             return await self.tasks.finish(task, ok=True, result_key=key)
-        data = orjson.loads(reply.body)
-        ok = data.get("status") == "SUCCESS"
-        return await self.tasks.finish(task, ok=ok, result=data.get("result"), traceback=data.get("traceback"))
+        ok, result, traceback = reply.json_outcome()
+        return await self.tasks.finish(task, ok=ok, result=result, traceback=traceback)
 
     async def _settle(self, outcome: Awaitable[object], task: Task, worker: WorkerRef) -> None:
         """Record the outcome, then free the worker's slot whatever happened."""
