@@ -62,26 +62,23 @@ class FastPath:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
                 break
-        key = key_from_header(authorization)
-        return (self.api_keys.cached_owner(key) if key else None) or await self.api_keys.authenticate(key)
+        return await self.api_keys.authenticate(key_from_header(authorization))
 
     async def _handle(self, path: str, scope: dict[str, Any], receive: Any) -> bytes:
+        query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
         if path.startswith(TASK_PREFIX):
             owner = await self._owner(scope)
-            wait = _wait_seconds(scope["query_string"]) if scope["query_string"] else 0.0
+            wait = _wait_seconds(_first(query, "wait"))
             return orjson.dumps(await self.predictions.task_view(owner, path[len(TASK_PREFIX):], wait))
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
         owner = await self._owner(scope)
-        query = parse_qs(scope["query_string"].decode("latin-1"))
-        names = query.get("model_endpoint_name") or query.get("model_endpoint_id")
-        if not names:
-            raise InvalidRequest("query parameter model_endpoint_name (or model_endpoint_id) is required")
+        endpoint = endpoint_ref(_first(query, "model_endpoint_name"), _first(query, "model_endpoint_id"))
         body = await self._body(receive)
         if path == SYNC_PATH:
-            return await self.predictions.sync(owner, names[0], body)
-        return orjson.dumps({"task_id": await self.predictions.submit(owner, names[0], body)})
+            return await self.predictions.sync(owner, endpoint, body)
+        return orjson.dumps({"task_id": await self.predictions.submit(owner, endpoint, body)})
 
     async def _body(self, receive: Any) -> bytes:
         chunks, size = [], 0
@@ -96,12 +93,24 @@ class FastPath:
                 return b"".join(chunks) if len(chunks) > 1 else chunks[0]
 
 
-def _wait_seconds(query_string: bytes) -> float:
-    values = parse_qs(query_string.decode("latin-1")).get("wait")
-    if not values:
+def endpoint_ref(model_endpoint_name: str | None = None, model_endpoint_id: str | None = None) -> str:
+    """The endpoint a task is for, by name or by id (Launch's v1 API uses ids)."""
+    ref = model_endpoint_name or model_endpoint_id
+    if not ref:
+        raise InvalidRequest("query parameter model_endpoint_name (or model_endpoint_id) is required")
+    return ref
+
+
+def _first(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _wait_seconds(value: str | None) -> float:
+    if value is None:
         return 0.0
     try:
-        wait = float(values[0])
+        wait = float(value)
     except ValueError:
         raise InvalidRequest("wait must be a number of seconds") from None
     if not 0 <= wait <= MAX_WAIT_SECONDS:

@@ -9,11 +9,12 @@ from fastapi.responses import ORJSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from launch.server.api.auth import key_from_header
+from launch.server.api.fast_path import endpoint_ref
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.domain.bundles import NewBundle
 from launch.server.domain.endpoints import EndpointSettings
-from launch.server.domain.errors import InvalidRequest, NotFound, Unauthenticated
+from launch.server.domain.errors import NotFound, Unauthenticated
 from launch.server.domain.results import RESULT_PURPOSE
 from launch.server.predictions import MAX_WAIT_SECONDS
 from launch.server.signing import verify
@@ -206,14 +207,6 @@ async def endpoint_logs(name: str, request: Request, who: str = Depends(owner)) 
     svc = services(request)
     endpoint = await svc.endpoints.get(who, name)
     return {"content": svc.reconciler.creation_logs(endpoint.id), "status_reason": endpoint.status_reason}
-
-
-def endpoint_ref(model_endpoint_name: str | None = None, model_endpoint_id: str | None = None) -> str:
-    """The endpoint a task is for, by name or by id (Launch's v1 API uses ids)."""
-    ref = model_endpoint_name or model_endpoint_id
-    if not ref:
-        raise InvalidRequest("query parameter model_endpoint_name (or model_endpoint_id) is required")
-    return ref
 
 
 @router.post("/v1/sync-tasks", tags=["tasks"], response_class=ORJSONResponse)

@@ -51,10 +51,6 @@ class ApiKeys:
         self._owners: dict[str, str] = {}
         self._unknown: dict[str, float] = {}
 
-    def cached_owner(self, key: str) -> str | None:
-        """The owner of ``key`` if it is already known (no I/O)."""
-        return self._owners.get(key)
-
     async def authenticate(self, key: str | None) -> str:
         if not key:
             raise Unauthenticated("missing API key: send it as HTTP basic auth user name or a bearer token")
