@@ -16,6 +16,13 @@ from tests.e2e.helpers import deployed, http, unique
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
+@pytest.fixture(scope="module")
+def async_toolbox(alice: LaunchClient, toolbox_bundle: Any) -> Iterator[Any]:
+    """An async endpoint of its own: timings here must not wait behind other modules' queued tasks."""
+    with deployed(alice, toolbox_bundle, "async", per_worker=4) as endpoint:
+        yield endpoint
+
+
 def test_long_poll_answers_when_the_task_ends(alice: LaunchClient, alice_key: str, server: RunningServer,
                                               async_toolbox: Any) -> None:
     future = async_toolbox.predict(EndpointRequest(args={"op": "sleep", "x": 0.5}, return_pickled=False))
