@@ -21,6 +21,14 @@ RESULT_PICKLE = 3  # worker → gateway: cloudpickled output (opaque to the gate
 PING = 4
 PONG = 5
 REJECTED = 6  # worker → gateway: not run (draining or malformed); JSON {"detail"}
+# Streams (``launch.worker.streams``): one request id per stream, items flow under credit (flow control).
+STREAM = 7  # gateway → worker: JSON {"args"|"url", "credit": bytes}: run the predict function as a stream
+CHUNK = 8  # worker → gateway: one item, as JSON
+END = 9  # worker → gateway: the stream is complete; JSON {"items": n}
+STREAM_ERROR = 10  # worker → gateway: the predict function raised mid-stream; JSON {"traceback"}
+CREDIT = 11  # gateway → worker: ``CREDIT_FORMAT``: the gateway takes that many more bytes of chunks
+CANCEL = 12  # gateway → worker: the client went away: close the generator (its ``finally`` runs)
+CREDIT_FORMAT = struct.Struct("!I")
 
 
 class FrameError(Exception):

@@ -33,6 +33,7 @@ from launch.server.domain.uploads import Uploads
 from launch.server.environments import Environments
 from launch.server.predictions import Predictions, ResultLinks
 from launch.server.settings import Settings
+from launch.server.streams import Streams
 from launch.server.worker_client import WorkerClient
 from launch.stores.broker import Broker, open_broker
 from launch.stores.database import Database, migrate
@@ -53,6 +54,7 @@ class Services:
     tasks: Tasks
     uploads: Uploads
     predictions: Predictions
+    streams: Streams
     pools: Pools
     objects: ObjectStore
     broker: Broker
@@ -116,6 +118,8 @@ def build_services(settings: Settings) -> Services:
         predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
                                 max_queued=settings.max_queued_tasks),
+        streams=Streams(cache=cache, endpoints=endpoints, pools=pools, client=client,
+                        item_timeout=settings.sync_timeout_seconds),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
     )

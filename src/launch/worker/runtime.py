@@ -122,8 +122,9 @@ class Runtime:
     def __init__(self, predict_fn: PredictFn, policy: FetchPolicy) -> None:
         self.predict_fn = predict_fn
         self.policy = policy
-        method = type(predict_fn).__dict__.get("__call__")
-        self.is_async = inspect.iscoroutinefunction(predict_fn) or inspect.iscoroutinefunction(method)
+        candidates = (predict_fn, type(predict_fn).__dict__.get("__call__"))
+        # async generators run on the event loop like coroutines (collected into a list outside a stream)
+        self.is_async = any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in candidates)
 
     def inputs(self, request: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Positional and keyword arguments for the predict function (``url`` wins over ``args``)."""
@@ -141,15 +142,29 @@ class Runtime:
         try:
             args, kwargs = self.inputs(request)
             output = self.predict_fn(*args, **kwargs)
+            if inspect.isgenerator(output):  # a streaming bundle on a sync or async endpoint: the whole list
+                output = list(output)
         except Exception:
             return Outcome(ok=False, traceback=traceback.format_exc())
         return serialise(output, bool(request.get("return_pickled", True)))
+
+    def open_stream(self, request: dict[str, Any]) -> Any:
+        """Call the predict function for a stream: a generator, an async generator, an awaitable or a value
+        (``launch.worker.streams`` tells them apart)."""
+        args, kwargs = self.inputs(request)
+        return self.predict_fn(*args, **kwargs)
 
     async def run_async(self, request: dict[str, Any]) -> Outcome:
         """Run one prediction of an ``async def`` predict function."""
         try:
             args, kwargs = self.inputs(request)
-            output = await self.predict_fn(*args, **kwargs)
+            output = self.predict_fn(*args, **kwargs)
+            if inspect.isawaitable(output):
+                output = await output
+            if inspect.isasyncgen(output):  # an async streaming bundle outside a stream: the whole list
+                output = [item async for item in output]
+            elif inspect.isgenerator(output):
+                output = list(output)
         except Exception:
             return Outcome(ok=False, traceback=traceback.format_exc())
         return serialise(output, bool(request.get("return_pickled", True)))

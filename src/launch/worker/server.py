@@ -18,6 +18,7 @@ import orjson
 
 from launch import wire
 from launch.worker.runtime import Outcome, Runtime
+from launch.worker.streams import Streams
 
 INLINE_BELOW = 0.0002
 
@@ -41,6 +42,7 @@ class WorkerServer:
         self.measured = False
         self.idle = asyncio.Event()
         self.idle.set()
+        self.streams = Streams(runtime, self.executor)
 
     def protocol(self) -> WorkerProtocol:
         return WorkerProtocol(self)
@@ -57,7 +59,10 @@ class WorkerServer:
         if kind == wire.PING:
             conn.send(request_id, wire.PONG, b"")
             return
-        if kind != wire.PREDICT or self.draining:
+        if kind in (wire.CREDIT, wire.CANCEL):
+            self.streams.control(conn, request_id, kind, payload)
+            return
+        if kind not in (wire.PREDICT, wire.STREAM) or self.draining:
             reason = "worker is draining" if self.draining else f"unknown frame kind {kind}"
             conn.send(request_id, wire.REJECTED, orjson.dumps({"detail": reason}))
             return
@@ -69,7 +74,9 @@ class WorkerServer:
             conn.send(request_id, wire.REJECTED, orjson.dumps({"detail": f"invalid request: {exc}"}))
             return
         self._begin()
-        if self.runtime.is_async and not request.get("url"):
+        if kind == wire.STREAM:
+            self.streams.start(conn, request_id, request, self._done)
+        elif self.runtime.is_async and not request.get("url"):
             asyncio.get_running_loop().create_task(self._run_async(conn, request_id, request))
         elif self.measured and self.cost < INLINE_BELOW and not request.get("url"):
             self._finish(conn, request_id, self._timed_run(request))
@@ -116,3 +123,7 @@ class WorkerProtocol(wire.FrameProtocol):
 
     def frame_received(self, request_id: int, kind: int, payload: bytes) -> None:
         self.server.handle(self, request_id, kind, payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.server.streams.drop(self)  # nobody reads its streams any more: close their generators

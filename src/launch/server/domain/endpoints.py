@@ -1,4 +1,4 @@
-"""Model endpoints: a bundle served by autoscaled workers, sync or async, owned by one user."""
+"""Model endpoints: a bundle served by autoscaled workers, sync, async or streaming, owned by one user."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from launch.server.domain.names import validate_name
 from launch.stores.database import Database
 from launch.stores.schema import bundles, endpoints
 
-ENDPOINT_TYPES = ("sync", "async")
+ENDPOINT_TYPES = ("sync", "async", "streaming")
 _ID = re.compile(r"[0-9a-f]{32}")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?$")
 # Fields whose change needs new workers (a new generation, rolled out); the rest only rescale.
@@ -130,7 +130,7 @@ class Endpoints:
     ) -> Endpoint:
         validate_name("endpoint", name)
         if endpoint_type not in ENDPOINT_TYPES:
-            raise InvalidRequest("endpoint_type must be 'sync' or 'async'")
+            raise InvalidRequest("endpoint_type must be 'sync', 'async' or 'streaming'")
         settings.validate()
         bundle = await self.bundles.get(owner, bundle_name)
         now = time.time()

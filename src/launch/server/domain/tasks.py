@@ -47,6 +47,9 @@ _FINISH = sa.text(
     "UPDATE tasks SET state = :state, result = :result, result_key = :result_key, traceback = :traceback, "
     "finished_at = :now, lease_expires_at = NULL WHERE id = :id AND attempt = :attempt AND state = 'RUNNING'"
 )
+_POSITION = sa.text(
+    "SELECT count(*) FROM tasks WHERE endpoint_id = :endpoint_id AND state = 'PENDING' AND created_at < :created_at"
+)
 _RELEASE = sa.text(
     "UPDATE tasks SET state = 'PENDING', lease_expires_at = NULL, traceback = :reason, attempt = attempt - :refund "
     "WHERE id = :id AND attempt = :attempt AND state = 'RUNNING'"
@@ -175,6 +178,26 @@ class Tasks:
             task = await self.get(owner, task_id)
         return task
 
+    def subscribe(self, task_id: str) -> asyncio.Future[None]:
+        """A future set at the task's next state change in this process (claimed, released, finished):
+        subscribe before reading the task, so no change is missed; ``unsubscribe`` afterwards."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(future)
+        return future
+
+    def unsubscribe(self, task_id: str, future: asyncio.Future[None]) -> None:
+        waiting = self._waiters.get(task_id)
+        if waiting and future in waiting:
+            waiting.remove(future)
+            if not waiting:
+                del self._waiters[task_id]
+
+    async def queue_position(self, task: Task) -> int:
+        """How many PENDING tasks of the same endpoint were submitted before this one."""
+        params = {"endpoint_id": task.endpoint_id, "created_at": task.created_at}
+        async with self.db.connect() as conn:
+            return int((await conn.execute(_POSITION, params)).scalar_one())
+
     async def submit(self, owner: str, endpoint_id: str, queue: str, request: dict[str, Any]) -> str:
         """Durably record a task, then publish it; the id is returned only after the commit."""
         task_id = str(uuid.uuid4())
@@ -210,6 +233,7 @@ class Tasks:
             return None
         task = _row_to_task(row)
         self.cache.put(task)
+        self._wake(task_id)  # watchers see STARTED
         return task
 
     async def extend(self, task_ids: list[str]) -> None:
@@ -251,6 +275,7 @@ class Tasks:
             self.cache.put(replace(task, state=TaskState.PENDING, traceback=reason,
                                    attempt=task.attempt - (1 if refund else 0)))
             await self.broker.publish(queue, task.id)
+            self._wake(task.id)  # watchers see it queued again
         return TaskState.PENDING
 
     async def reap_expired(self, queue_of: dict[str, str]) -> int:
@@ -277,7 +302,6 @@ class Tasks:
         failed, requeued = await self.db.write(reap)
         for row in (*failed, *requeued):  # their leases expired behind the cache's back
             self.cache.drop(row.id)
-        for row in failed:
             self._wake(row.id)
         return await self._publish(requeued, queue_of)
 
