@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from launch.client import LaunchClient
-    from launch.errors import APIError, LaunchClientError
+    from launch.errors import APIError, LaunchClientError, StreamError
     from launch.model_bundle import ModelBundle
     from launch.model_endpoint import (
         AsyncEndpoint,
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         EndpointResponse,
         EndpointResponseFuture,
         ModelEndpoint,
+        StreamingEndpoint,
         SyncEndpoint,
     )
 
@@ -31,10 +32,11 @@ _HOMES = {
     "LaunchClient": "launch.client",
     "APIError": "launch.errors",
     "LaunchClientError": "launch.errors",
+    "StreamError": "launch.errors",
     "ModelBundle": "launch.model_bundle",
     **{name: "launch.model_endpoint" for name in (
         "AsyncEndpoint", "AsyncEndpointBatchResponse", "Endpoint", "EndpointRequest", "EndpointResponse",
-        "EndpointResponseFuture", "ModelEndpoint", "SyncEndpoint",
+        "EndpointResponseFuture", "ModelEndpoint", "StreamingEndpoint", "SyncEndpoint",
     )},
 }
 
@@ -50,6 +52,8 @@ __all__ = [
     "LaunchClientError",
     "ModelBundle",
     "ModelEndpoint",
+    "StreamError",
+    "StreamingEndpoint",
     "SyncEndpoint",
     "__version__",
 ]

@@ -6,7 +6,9 @@ every request; the server answers those only when it did nothing (no task accept
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -33,21 +35,55 @@ class Transport:
             raise APIError(method, str(response.url), response.status_code, _detail(response))
         return response.json() if response.content else None
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, stream: bool = False, **kwargs: Any) -> httpx.Response:
         delay = 0.5
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                response = self._client.request(method, path, **kwargs)
+                request = self._client.build_request(method, path, **kwargs)
+                response = self._client.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 if last:
                     raise
             else:
                 if response.status_code not in RETRY_STATUSES or last:
                     return response
+                response.close()
             time.sleep(delay)
             delay = min(delay * 3, 10.0)
         raise AssertionError("unreachable")
+
+    def stream_lines(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                     headers: dict[str, str] | None = None) -> Iterator[str]:
+        """The response's lines as they arrive (retried like ``request`` until the response starts); closing
+        the iterator closes the connection."""
+        response = self._send(method, path, stream=True, json=json, params=params, headers=headers)
+        try:
+            if response.status_code >= 400:
+                response.read()
+                raise APIError(method, str(response.url), response.status_code, _detail(response))
+            yield from response.iter_lines()
+        finally:
+            response.close()
+
+    async def astream_lines(self, method: str, path: str, *, json: Any = None,
+                            params: dict[str, Any] | None = None) -> AsyncIterator[str]:
+        """``stream_lines`` for asyncio (its own connection; 429/503 retried the same way)."""
+        async with httpx.AsyncClient(base_url=self.base_url, auth=self._client.auth, timeout=self._client.timeout,
+                                     trust_env=False, headers=self._client.headers) as client:
+            delay = 0.5
+            for attempt in range(self.retries + 1):
+                async with client.stream(method, path, json=json, params=params) as response:
+                    if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 3, 10.0)
+                        continue
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise APIError(method, str(response.url), response.status_code, _detail(response))
+                    async for line in response.aiter_lines():
+                        yield line
+                    return
 
     def put_bytes(self, url: str, data: bytes) -> None:
         """PUT raw bytes to a signed URL (authorised by the URL itself)."""

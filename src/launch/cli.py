@@ -216,6 +216,34 @@ def endpoints_logs(name: str, api_key: str = ApiKeyOption, endpoint: str = Endpo
     print(_run(lambda: client.read_endpoint_creation_logs(name)))
 
 
+@endpoints_app.command("stream")
+def endpoints_stream(name: str, args: str = typer.Option(None, "--args", help="Keyword arguments as a JSON object."),
+                     url: str = typer.Option(None, "--url", help="A URL whose bytes are the input (instead of --args)."),
+                     api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
+    """Run one prediction on a streaming endpoint and print each item (one JSON line) as it arrives."""
+    from launch.errors import StreamError
+
+    if (args is None) == (url is None):
+        console.print("[red]give exactly one of --args and --url[/red]")
+        raise typer.Exit(2)
+    try:
+        parsed = json.loads(args) if args is not None else None
+    except json.JSONDecodeError as exc:
+        console.print(f"[red]--args is not valid JSON: {exc}[/red]")
+        raise typer.Exit(2) from None
+    client = _client(api_key, endpoint)
+
+    def relay() -> None:
+        for item in client._stream_request(name, url=url, args=parsed):
+            print(json.dumps(item), flush=True)
+
+    try:
+        _run(relay)
+    except StreamError as exc:
+        print(str(exc), file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
 @tasks_app.command("get")
 def tasks_get(task_id: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
               as_json: bool = JsonOption) -> None:

@@ -1,7 +1,8 @@
 """SDK exceptions.
 
     LaunchClientError
-     └── APIError          the server answered with an error status (``status_code``, ``detail``)
+     ├── APIError          the server answered with an error status (``status_code``, ``detail``)
+     └── StreamError       a stream ended in failure (``traceback`` of the predict function, or ``detail``)
 """
 
 from __future__ import annotations
@@ -19,4 +20,14 @@ class APIError(LaunchClientError):
         self.method = method
         self.url = url
         self.status_code = status_code
+        self.detail = detail
+
+
+class StreamError(LaunchClientError):
+    """A streaming prediction failed after it started: the predict function raised (``traceback``), or the
+    platform could not finish it (``detail``), or the connection was cut before the final event."""
+
+    def __init__(self, message: str, traceback: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.traceback = traceback
         self.detail = detail

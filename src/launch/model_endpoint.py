@@ -7,8 +7,13 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from launch.errors import APIError
 
 if TYPE_CHECKING:
     from launch.client import LaunchClient
@@ -17,6 +22,8 @@ TASK_PENDING_STATE = "PENDING"
 TASK_SUCCESS_STATE = "SUCCESS"
 TASK_FAILURE_STATE = "FAILURE"
 LONG_POLL_SECONDS = 20.0
+EVENTS_SECONDS = 60.0  # one task-events connection at most this long, then a reconnect (bounded reads)
+RECONNECT_FOR_SECONDS = 120.0  # without a timeout, how long get() keeps reconnecting to an unreachable server
 
 __all__ = [
     "AsyncEndpoint",
@@ -26,6 +33,7 @@ __all__ = [
     "EndpointResponse",
     "EndpointResponseFuture",
     "ModelEndpoint",
+    "StreamingEndpoint",
     "SyncEndpoint",
 ]
 
@@ -48,7 +56,7 @@ class ModelEndpoint:
     metadata: dict | None = None
     """Metadata for the endpoint."""
     endpoint_type: str | None = None
-    """The type of the endpoint. Must be ``'async'`` or ``'sync'``."""
+    """The type of the endpoint: ``'async'``, ``'sync'`` or ``'streaming'``."""
     configs: dict | None = None
     """Config for the endpoint."""
     destination: str | None = None
@@ -128,8 +136,16 @@ class EndpointResponseFuture:
 
     def get(self, timeout: float | None = None) -> EndpointResponse:
         """Retrieves the ``EndpointResponse`` for the prediction request after it completes. This method
-        blocks (at most ``timeout`` seconds when given, then raises ``TimeoutError``)."""
+        blocks (at most ``timeout`` seconds when given, then raises ``TimeoutError``).
+
+        It watches the task's events (``GET /v1/async-tasks/{id}/events``) when the server has them, and
+        reconnects if the server restarts meanwhile; otherwise it long-polls."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if getattr(self.client, "_task_events_supported", True):
+            response = self._watch(deadline)
+            if response is not None:
+                return response
+            self.client._task_events_supported = False  # an older server: long-poll from now on
         while True:
             remaining = LONG_POLL_SECONDS if deadline is None else deadline - time.monotonic()
             # the server holds the request until the task ends (or the wait is over): no busy polling
@@ -141,6 +157,35 @@ class EndpointResponseFuture:
                 raise ValueError(f"Unrecognized state: {state}")
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"task {self.async_task_id} did not finish within {timeout} s")
+
+    def _watch(self, deadline: float | None) -> EndpointResponse | None:
+        """The response, from the task's event stream; None if the server has no such stream."""
+        last_event_id: str | None = None
+        unreachable_since: float | None = None
+        while True:
+            remaining = EVENTS_SECONDS if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"task {self.async_task_id} did not finish in time")
+            try:
+                for name, event_id, data in self.client._task_events(self.async_task_id, last_event_id,
+                                                                     min(EVENTS_SECONDS, remaining)):
+                    unreachable_since = None
+                    last_event_id = event_id
+                    if name in (TASK_SUCCESS_STATE, TASK_FAILURE_STATE):
+                        return _response_from(self.client, data)
+                unreachable_since = None
+            except APIError as exc:
+                if exc.status_code == 404 and exc.detail == "Not Found":  # the route, not the task
+                    return None
+                if exc.status_code not in (502, 503):
+                    raise
+                unreachable_since = unreachable_since or time.monotonic()
+            except httpx.TransportError:  # the server restarts or the connection dropped: resume
+                unreachable_since = unreachable_since or time.monotonic()
+            if unreachable_since is not None:
+                if deadline is None and time.monotonic() - unreachable_since > RECONNECT_FOR_SECONDS:
+                    raise ConnectionError(f"the server stayed unreachable for {RECONNECT_FOR_SECONDS:.0f} s")
+                time.sleep(0.2)
 
 
 class Endpoint:
@@ -222,6 +267,26 @@ class AsyncEndpoint(Endpoint):
         with concurrent.futures.ThreadPoolExecutor(max_workers=20) as executor:
             request_ids = dict(executor.map(submit, requests))
         return AsyncEndpointBatchResponse(self.client, self.model_endpoint.name, request_ids)
+
+
+class StreamingEndpoint(Endpoint):
+    """A streaming model endpoint: its predict function yields items, which arrive as they are produced."""
+
+    def __str__(self) -> str:
+        return f"StreamingEndpoint <endpoint_name:{self.model_endpoint.name}>"
+
+    def __repr__(self) -> str:
+        return self._describe("StreamingEndpoint")
+
+    def predict(self, request: EndpointRequest) -> Iterator[Any]:
+        """The items of one prediction, each a parsed JSON value, in order, as they come. Raises
+        ``StreamError`` if the predict function fails mid-stream (after the items before it). Stopping
+        early (closing the iterator) stops the generator on the worker."""
+        return self.client._stream_request(self.model_endpoint.name, url=request.url, args=request.args)
+
+    def apredict(self, request: EndpointRequest) -> AsyncIterator[Any]:
+        """``predict`` for asyncio: ``async for item in endpoint.apredict(request)``."""
+        return self.client._astream_request(self.model_endpoint.name, url=request.url, args=request.args)
 
 
 class AsyncEndpointBatchResponse:
