@@ -218,7 +218,7 @@ def endpoints_logs(name: str, api_key: str = ApiKeyOption, endpoint: str = Endpo
 
 @endpoints_app.command("stream")
 def endpoints_stream(name: str, args: str = typer.Option(None, "--args", help="Keyword arguments as a JSON object."),
-                     url: str = typer.Option(None, "--url", help="A URL whose bytes are the input (instead of --args)."),
+                     url: str = typer.Option(None, "--url", help="A URL whose bytes are the input."),
                      api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
     """Run one prediction on a streaming endpoint and print each item (one JSON line) as it arrives."""
     from launch.errors import StreamError
