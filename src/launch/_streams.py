@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,26 +25,34 @@ def parse_item_line(line: str) -> Any:
     raise StreamError(f"the stream failed:\n{traceback or detail}", traceback=traceback, detail=detail)
 
 
-def items(lines: Iterator[str]) -> Iterator[Any]:
-    """Items from JSON lines, in order; ``StreamError`` if the stream fails or is cut before its end."""
-    for line in lines:
-        if line:
-            item = parse_item_line(line)
-            if item is _END:
-                return
-            yield item
-    raise StreamError("the connection closed before the stream ended", detail="stream cut")
+def items(lines: Generator[str, None, None]) -> Iterator[Any]:
+    """Items from JSON lines, in order; ``StreamError`` if the stream fails or is cut before its end. The
+    connection is closed here whatever happens (never later, by the garbage collector, inside another
+    request on the same connection pool)."""
+    try:
+        for line in lines:
+            if line:
+                item = parse_item_line(line)
+                if item is _END:
+                    return
+                yield item
+        raise StreamError("the connection closed before the stream ended", detail="stream cut")
+    finally:
+        lines.close()
 
 
-async def aitems(lines: AsyncIterator[str]) -> AsyncIterator[Any]:
+async def aitems(lines: AsyncGenerator[str, None]) -> AsyncIterator[Any]:
     """``items`` for asyncio."""
-    async for line in lines:
-        if line:
-            item = parse_item_line(line)
-            if item is _END:
-                return
-            yield item
-    raise StreamError("the connection closed before the stream ended", detail="stream cut")
+    try:
+        async for line in lines:
+            if line:
+                item = parse_item_line(line)
+                if item is _END:
+                    return
+                yield item
+        raise StreamError("the connection closed before the stream ended", detail="stream cut")
+    finally:
+        await lines.aclose()
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,11 @@ class EventParser:
         return None
 
 
-def events(lines: Iterator[str], parser: EventParser) -> Iterator[Event]:
-    for line in lines:
-        event = parser.feed(line)
-        if event is not None:
-            yield event
+def events(lines: Generator[str, None, None], parser: EventParser) -> Iterator[Event]:
+    try:
+        for line in lines:
+            event = parser.feed(line)
+            if event is not None:
+                yield event
+    finally:
+        lines.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
 import httpx
@@ -54,7 +54,7 @@ class Transport:
         raise AssertionError("unreachable")
 
     def stream_lines(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                     headers: dict[str, str] | None = None) -> Iterator[str]:
+                     headers: dict[str, str] | None = None) -> Generator[str, None, None]:
         """The response's lines as they arrive (retried like ``request`` until the response starts); closing
         the iterator closes the connection."""
         response = self._send(method, path, stream=True, json=json, params=params, headers=headers)
@@ -67,7 +67,7 @@ class Transport:
             response.close()
 
     async def astream_lines(self, method: str, path: str, *, json: Any = None,
-                            params: dict[str, Any] | None = None) -> AsyncIterator[str]:
+                            params: dict[str, Any] | None = None) -> AsyncGenerator[str, None]:
         """``stream_lines`` for asyncio (its own connection; 429/503 retried the same way)."""
         async with httpx.AsyncClient(base_url=self.base_url, auth=self._client.auth, timeout=self._client.timeout,
                                      trust_env=False, headers=self._client.headers) as client:

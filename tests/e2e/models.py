@@ -108,3 +108,39 @@ def journaled(item: int, journal: str, delay: float = 0.0) -> dict[str, int]:
         handle.write(f"{item}\n")
     time.sleep(delay)
     return {"item": item}
+
+
+STREAM_STATE: dict[str, Any] = {"produced": {}, "closed": [], "active": 0, "max_active": 0}
+
+
+def streamer(op: str = "count", n: int = 10, tag: str = "", delay: float = 0.0, size: int = 0) -> Any:
+    """A streaming (generator) predict function. ``op``: ``count`` yields ``{"i": i}`` (with ``size`` bytes of
+    padding), ``raise`` fails after ``n`` items, ``probe`` yields what this worker process has seen of
+    ``tag``: items produced, whether its generator was closed (``finally`` ran), the most concurrent streams."""
+    if op == "probe":
+        yield {"produced": STREAM_STATE["produced"].get(tag, 0), "closed": tag in STREAM_STATE["closed"],
+               "max_active": STREAM_STATE["max_active"]}
+        return
+    STREAM_STATE["active"] += 1
+    STREAM_STATE["max_active"] = max(STREAM_STATE["max_active"], STREAM_STATE["active"])
+    try:
+        for i in range(n):
+            if delay:
+                time.sleep(delay)
+            STREAM_STATE["produced"][tag] = i + 1
+            yield {"i": i, "pad": "x" * size} if size else {"i": i}
+        if op == "raise":
+            raise ValueError(f"stream-boom-{tag}")
+    finally:
+        STREAM_STATE["active"] -= 1
+        STREAM_STATE["closed"].append(tag)
+
+
+async def astreamer(n: int = 10, delay: float = 0.0) -> Any:
+    """An async generator predict function: yields ``i`` for i < n, awaiting ``delay`` between items."""
+    import asyncio
+
+    for i in range(n):
+        if delay:
+            await asyncio.sleep(delay)
+        yield i
