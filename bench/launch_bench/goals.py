@@ -92,6 +92,33 @@ def async_vs_f3(get: Lookup) -> Check:
     )
 
 
+def stream_first_item(get: Lookup) -> Check:
+    ours = get(OURS, "stream", "tokens", 1)
+    v = _values((ours, "ttfi_p50_ms"), (ours, "own_first_yield_ms"))
+    observed = "missing"
+    if v:
+        observed = f"{v[0] - v[1]:+.3f} ms (first item {v[0]:.3f} ms; the generator alone {v[1]:.4f} ms)"
+    return Check("stream first item, added over the generator's own first yield, c=1", observed, "≤ 2 ms",
+                 _verdict(None if v is None else v[0] - v[1] <= 2.0))
+
+
+def stream_rate(get: Lookup) -> Check:
+    v = _values((get(OURS, "stream", "tokens", 1), "stream_items_per_s_p50"))
+    observed = f"{v[0]:.0f} items/s" if v else "missing"
+    return Check(
+        "stream items/s over one stream", observed, "≥ 10,000", _verdict(None if v is None else v[0] >= 10_000)
+    )
+
+
+def stream_vs_litserve(get: Lookup) -> Check:
+    v = _values((get(OURS, "stream", "tokens", 1), "stream_items_per_s_p50"),
+                (get("litserve", "stream", "tokens", 1), "stream_items_per_s_p50"))
+    observed = f"{v[0] / v[1]:.1f}x ({v[0]:.0f} vs {v[1]:.0f} items/s)" if v else "missing"
+    return Check("stream items/s over one stream vs LitServe", observed, "≥ 5x",
+                 _verdict(None if v is None else v[0] >= 5 * v[1]))
+
+
 def evaluate(summaries: list[Summary], peers: list[str]) -> list[Check]:
     get = _lookup(summaries)
-    return [p50_overhead(get), rps_vs_f1(get), rps_vs_peers(get, peers), p99_vs_f2(get), async_vs_f3(get)]
+    return [p50_overhead(get), rps_vs_f1(get), rps_vs_peers(get, peers), p99_vs_f2(get), async_vs_f3(get),
+            stream_first_item(get), stream_rate(get), stream_vs_litserve(get)]

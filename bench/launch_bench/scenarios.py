@@ -43,7 +43,7 @@ QUICK = Mode(
     window_s=3,
     async_tasks=50_000,
     scale_from_zero=True,
-    scenarios=(*_grid("sync", ("echo",), (1, 64)), Scenario("async", "noop", 64)),
+    scenarios=(*_grid("sync", ("echo",), (1, 64)), Scenario("stream", "tokens", 1), Scenario("async", "noop", 64)),
     quiet_max_wait_s=5.0,
     async_only=("F3", "launch"),  # the async target compares these two; peers' async is full-mode only
 )

@@ -30,6 +30,8 @@ class Launch(Target):
     name = "launch"
     group = "ours"
     sync_models = frozenset({"echo", "sleep", "matmul"})
+    stream_models = frozenset({"tokens"})
+    stream_format = "launch-ndjson"
     async_models = frozenset({"noop"})
 
     def __init__(self) -> None:
@@ -84,8 +86,9 @@ class Launch(Target):
         return out.stdout.strip().splitlines()[-1].strip()
 
     def _endpoint_specs(self, ctx: RunContext) -> list[dict[str, Any]]:
+        types = {"sync": "sync", "async": "async", "stream": "streaming"}
         specs = [
-            {"name": f"{model}-ep", "model": model, "type": "async" if kind == "async" else "sync", **WORKERS}
+            {"name": f"{model}-ep", "model": model, "type": types[kind], **WORKERS}
             for kind, model in sorted(ctx.wanted)
             if self.supports(kind, model)
         ]
@@ -121,6 +124,10 @@ class Launch(Target):
     def sync_call(self, model: str) -> HttpCall:
         url = self.url(f"/v1/sync-tasks?model_endpoint_name={model}-ep")
         return HttpCall(url, LAUNCH_BODY, self.authorization, FAILURE_MARKER)
+
+    def stream_call(self, model: str) -> HttpCall:
+        url = self.url(f"/v1/streaming-tasks?model_endpoint_name={model}-ep&format=ndjson")
+        return HttpCall(url, b'{"args": {"x": 1}}', self.authorization)
 
     def async_spec(self, model: str) -> AsyncSpec:
         submit = self.url(f"/v1/async-tasks?model_endpoint_name={model}-ep")

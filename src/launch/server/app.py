@@ -154,7 +154,7 @@ def build_app(settings: Settings) -> FastPath:
     app.include_router(native.router)
     app.include_router(legacy.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
-    return FastPath(app, services.api_keys, services.predictions, settings.max_request_bytes)
+    return FastPath(app, services.api_keys, services.predictions, settings.max_request_bytes, services.streams)
 
 
 class _Server(uvicorn.Server):

@@ -24,7 +24,7 @@ from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoints import Endpoint, Endpoints
 from launch.server.domain.errors import TooManyRequests, Unavailable
 from launch.server.predictions import _usable, parse_body
-from launch.server.worker_client import WorkerClient, WorkerStream, WorkerUnreachable
+from launch.server.worker_client import StreamClosed, WorkerClient, WorkerStream, WorkerUnreachable
 
 Frames = list[tuple[int, bytes]]
 Encoder = Callable[[Frames], tuple[bytes, int, bool]]
@@ -109,6 +109,8 @@ class OpenStream:
                 self.worker_stream.taken(relayed)
                 try:
                     frames = await self.worker_stream.next_frames(self.item_timeout)
+                except StreamClosed:  # the client went away
+                    return
                 except TimeoutError:
                     frames = failure(f"the predict function produced no item within {self.item_timeout:g} s")
                 except WorkerUnreachable as exc:

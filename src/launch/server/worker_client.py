@@ -39,6 +39,10 @@ class WorkerReply:
         return data.get("status") == "SUCCESS", data.get("result"), data.get("traceback")
 
 
+class StreamClosed(Exception):
+    """The gateway closed the stream itself (its client went away): nothing more will arrive."""
+
+
 class WorkerUnreachable(Exception):
     """The worker could not be reached (``sent`` False: the request never left) or dropped the connection
     while the request was in flight (``sent`` True: it may have run)."""
@@ -108,8 +112,8 @@ class WorkerStream:
         self.request_id = request_id
         self.credit = CreditWindow(window)
         self.frames: deque[tuple[int, bytes]] = deque()
-        self.ended = False  # the worker sent its final frame (or the connection is gone)
-        self._error: WorkerUnreachable | None = None
+        self.ended = False  # the worker sent its final frame (or the connection is gone, or we closed it)
+        self._error: Exception | None = None
         self._arrived: asyncio.Future[None] | None = None
 
     def push(self, kind: int, payload: bytes) -> None:
@@ -131,7 +135,8 @@ class WorkerStream:
 
     async def next_frames(self, timeout: float) -> list[tuple[int, bytes]]:
         """Every frame received since the last call, waiting up to ``timeout`` seconds for one; raises
-        ``TimeoutError``, or ``WorkerUnreachable`` once the connection is lost and its frames are taken."""
+        ``TimeoutError``, ``WorkerUnreachable`` once the connection is lost and its frames are taken, or
+        ``StreamClosed`` once ``close`` was called."""
         if not self.frames:
             if self._error is not None:
                 raise self._error
@@ -158,11 +163,16 @@ class WorkerStream:
             self.conn.send(self.request_id, wire.CREDIT, wire.CREDIT_FORMAT.pack(grant))
 
     def close(self) -> None:
-        """Stop the stream; if the worker still runs it, tell it to close the generator."""
+        """Stop the stream; if the worker still runs it, tell it to close the generator. A reader waiting
+        in ``next_frames`` gets ``StreamClosed``."""
         if not self.ended:
             self.ended = True
             self.conn.streams.pop(self.request_id, None)
             self.conn.send(self.request_id, wire.CANCEL, b"")
+        if self._error is None:
+            self._error = StreamClosed("the stream was closed")
+        self.frames.clear()
+        self._wake()
 
 
 class WorkerClient:

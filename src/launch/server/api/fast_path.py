@@ -1,7 +1,7 @@
-"""The prediction routes (sync predict, async submit and poll) as a bare ASGI handler in front of FastAPI: the hot
-paths skip routing, dependency injection and response classes (they still authenticate, limit and map errors
-the same way). OpenAPI documents the same routes through ``native.sync_task``, ``native.async_task`` and
-``native.get_task``."""
+"""The prediction routes (sync predict, async submit and poll, streaming predict) as a bare ASGI handler in
+front of FastAPI: the hot paths skip routing, dependency injection and response classes (they still
+authenticate, limit and map errors the same way). OpenAPI documents the same routes through
+``native.sync_task``, ``native.async_task``, ``native.get_task`` and ``native.streaming_task``."""
 
 from __future__ import annotations
 
@@ -13,23 +13,28 @@ import orjson
 
 from launch.server.api.auth import key_from_header
 from launch.server.api.errors import storage_error
+from launch.server.api.streaming import relay
 from launch.server.domain.errors import InvalidRequest, LaunchError, PayloadTooLarge
 from launch.server.domain.owners import ApiKeys
 from launch.server.predictions import MAX_WAIT_SECONDS, Predictions
+from launch.server.streams import Streams, wants_ndjson
 
 log = logging.getLogger("launch.api")
 SYNC_PATH = "/v1/sync-tasks"
 ASYNC_PATH = "/v1/async-tasks"
+STREAM_PATH = "/v1/streaming-tasks"
 TASK_PREFIX = ASYNC_PATH + "/"
 _JSON = [(b"content-type", b"application/json")]
 
 
 class FastPath:
-    def __init__(self, app: Any, api_keys: ApiKeys, predictions: Predictions, max_bytes: int) -> None:
+    def __init__(self, app: Any, api_keys: ApiKeys, predictions: Predictions, max_bytes: int,
+                 streams: Streams | None = None) -> None:
         self.app = app
         self.api_keys = api_keys
         self.predictions = predictions
         self.max_bytes = max_bytes
+        self.streams = streams
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
@@ -37,10 +42,14 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        if (method == "POST" and path in (SYNC_PATH, ASYNC_PATH)) or (
+        stream = method == "POST" and path == STREAM_PATH and self.streams is not None
+        if stream or (method == "POST" and path in (SYNC_PATH, ASYNC_PATH)) or (
             method == "GET" and path.startswith(TASK_PREFIX) and "/" not in path[len(TASK_PREFIX):]
         ):
             try:
+                if stream:
+                    await self._stream(scope, receive, send)
+                    return
                 status, body = 200, await self._handle(path, scope, receive)
             except LaunchError as exc:
                 status, body = exc.status_code, orjson.dumps({"detail": exc.detail})
@@ -79,6 +88,27 @@ class FastPath:
         if path == SYNC_PATH:
             return await self.predictions.sync(owner, endpoint, body)
         return orjson.dumps({"task_id": await self.predictions.submit(owner, endpoint, body)})
+
+    async def _stream(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A streaming prediction; errors before the stream starts raise (answered as JSON by the caller)."""
+        assert self.streams is not None
+        query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
+        accept = None
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
+            if name == b"accept":
+                accept = value.decode("latin-1")
+        fmt = _first(query, "format")
+        if fmt is not None and fmt not in ("sse", "ndjson"):
+            raise InvalidRequest("format must be 'sse' or 'ndjson'")
+        owner = await self._owner(scope)
+        endpoint = endpoint_ref(_first(query, "model_endpoint_name"), _first(query, "model_endpoint_id"))
+        opened = await self.streams.open(owner, endpoint, await self._body(receive))
+        try:
+            await relay(opened, wants_ndjson(accept, fmt), receive, send)
+        except Exception:  # the response has started: it can only end (the client sees no final event)
+            log.exception("stream on %s failed after it started", endpoint)
 
     async def _body(self, receive: Any) -> bytes:
         chunks, size = [], 0
