@@ -113,10 +113,12 @@ def journaled(item: int, journal: str, delay: float = 0.0) -> dict[str, int]:
 STREAM_STATE: dict[str, Any] = {"produced": {}, "closed": [], "active": 0, "max_active": 0}
 
 
-def streamer(op: str = "count", n: int = 10, tag: str = "", delay: float = 0.0, size: int = 0) -> Any:
-    """A streaming (generator) predict function. ``op``: ``count`` yields ``{"i": i}`` (with ``size`` bytes of
-    padding), ``raise`` fails after ``n`` items, ``probe`` yields what this worker process has seen of
-    ``tag``: items produced, whether its generator was closed (``finally`` ran), the most concurrent streams."""
+def streamer(op: str = "count", n: int = 10, tag: str = "", delay: float = 0.0, size: int = 0,
+             stall: float = 0.0) -> Any:
+    """A streaming (generator) predict function. ``op``: ``count`` yields ``{"i": i}`` (``size`` bytes of
+    padding; ``delay`` before each item, ``stall`` more before the second), ``raise`` fails after ``n``
+    items, ``probe`` yields what this worker process has seen of ``tag``: items produced, whether its
+    generator was closed (``finally`` ran), the most concurrent streams."""
     if op == "probe":
         yield {"produced": STREAM_STATE["produced"].get(tag, 0), "closed": tag in STREAM_STATE["closed"],
                "max_active": STREAM_STATE["max_active"]}
@@ -125,8 +127,8 @@ def streamer(op: str = "count", n: int = 10, tag: str = "", delay: float = 0.0, 
     STREAM_STATE["max_active"] = max(STREAM_STATE["max_active"], STREAM_STATE["active"])
     try:
         for i in range(n):
-            if delay:
-                time.sleep(delay)
+            if delay or (stall and i == 1):
+                time.sleep(delay + (stall if i == 1 else 0.0))
             STREAM_STATE["produced"][tag] = i + 1
             yield {"i": i, "pad": "x" * size} if size else {"i": i}
         if op == "raise":

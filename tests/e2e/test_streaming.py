@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from launch import EndpointRequest, LaunchClient, StreamError, StreamingEndpoint, SyncEndpoint
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, start_server
 from tests.e2e import models
 from tests.e2e.helpers import deployed, unique, wait_until
 
@@ -197,3 +197,32 @@ def test_the_same_bundle_on_a_sync_endpoint_returns_the_list(alice: LaunchClient
         response = endpoint.predict(EndpointRequest(args={"n": 4}, return_pickled=False))
         assert response.status == "SUCCESS"
         assert json.loads(response.result) == [{"i": 0}, {"i": 1}, {"i": 2}, {"i": 3}]
+
+
+def test_the_sync_timeout_bounds_the_wait_for_each_item_not_the_stream(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", env={"LAUNCH_SYNC_TIMEOUT_SECONDS": "1"})
+    try:
+        key = server.key("dave")
+        client = LaunchClient(api_key=key, endpoint=server.url)
+        bundle = client.create_model_bundle(unique("streamer"), {}, predict_fn_or_cls=models.streamer,
+                                            requirements=[])
+        with deployed(client, bundle, "streaming") as endpoint:
+            started = time.monotonic()
+            items = list(endpoint.predict(EndpointRequest(args={"n": 6, "delay": 0.4})))
+            assert items == [{"i": i} for i in range(6)] and time.monotonic() - started > 2  # > the timeout
+            tag = unique("stalled")
+            with _post(server, key, endpoint.model_endpoint.name, {"n": 3, "stall": 2.5, "tag": tag}) as response:
+                assert response.status_code == 200
+                events = list(_sse(response.iter_lines()))
+            assert events == [("message", {"i": 0}), ("error", {
+                "status": "FAILURE", "detail": "the predict function produced no item within 1 s"})]
+            wait_until(lambda: _probe(endpoint, tag)["closed"], 30, "the stalled generator closed")
+            with httpx.Client(base_url=server.url, auth=(key, ""), timeout=30) as http:  # stalled before any item
+                late = http.post("/v1/streaming-tasks", params={"model_endpoint_name": endpoint.model_endpoint.name},
+                                 json={"args": {"n": 1, "delay": 2.5}})
+            assert late.status_code == 504 and "produced nothing within 1 s" in late.json()["detail"]
+        schema = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
+        assert "post" in schema["paths"]["/v1/streaming-tasks"]
+        assert "get" in schema["paths"]["/v1/async-tasks/{task_id}/events"]
+    finally:
+        server.stop()

@@ -22,7 +22,7 @@ from launch.flow_control import DEFAULT_WINDOW
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoints import Endpoint, Endpoints
-from launch.server.domain.errors import TooManyRequests, Unavailable
+from launch.server.domain.errors import PredictionTimeout, TooManyRequests, Unavailable
 from launch.server.predictions import _usable, parse_body
 from launch.server.worker_client import StreamClosed, WorkerClient, WorkerStream, WorkerUnreachable
 
@@ -176,8 +176,8 @@ class Streams:
                     raise Unavailable(f"the worker serving {endpoint_name!r} failed: {exc}") from None
             except TimeoutError:
                 worker_stream.close()
-                raise Unavailable(f"stream on {endpoint_name!r} produced nothing within {self.item_timeout:g} s"
-                                  ) from None
+                raise PredictionTimeout(f"the stream on {endpoint_name!r} produced nothing within "
+                                        f"{self.item_timeout:g} s") from None
             finally:
                 if not opened:
                     worker.inflight -= 1
