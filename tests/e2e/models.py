@@ -15,6 +15,13 @@ from typing import Any
 MARKER = "e2e-marker-7f3a"
 
 
+def process_identity() -> int:
+    """Who this worker process is, in a form a test can compute from the host's /proc (helpers.
+    process_identity): a sandboxed worker sees its own PID namespace (its pid is small and repeats across
+    workers) but keeps the uid no other worker has."""
+    return os.getuid() * 10_000_000 + os.getpid()
+
+
 def toolbox(data: bytes | None = None, op: str = "double", x: Any = 0, **extra: Any) -> Any:
     """One predict function for many behaviours, chosen by ``op`` (``data`` is set for ``url`` inputs)."""
     if data is not None:
@@ -28,7 +35,7 @@ def toolbox(data: bytes | None = None, op: str = "double", x: Any = 0, **extra: 
         return {x, x + 1}  # picklable, not JSON-serialisable
     if op == "sleep":
         time.sleep(float(x))
-        return {"slept": x, "pid": os.getpid()}
+        return {"slept": x, "pid": os.getpid(), "worker": process_identity()}
     if op == "pid":
         return os.getpid()
     if op == "echo":
@@ -102,9 +109,9 @@ def constant(value: str) -> Any:
 
 
 def journaled(item: int, journal: str, delay: float = 0.0) -> dict[str, int]:
-    """Appends ``item`` to the file ``journal`` (one line per run), so a test can count how often each
-    input was computed, then sleeps ``delay`` seconds."""
-    with open(journal, "a") as handle:
-        handle.write(f"{item}\n")
+    """Prints ``journal:<journal>:<item>`` to the worker's log (one line per run; sandboxed workers can write
+    nowhere a test could read but their log), so a test can count how often each input was computed, then
+    sleeps ``delay`` seconds."""
+    print(f"journal:{journal}:{item}", flush=True)
     time.sleep(delay)
     return {"item": item}

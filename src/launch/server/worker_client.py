@@ -126,8 +126,8 @@ class WorkerClient:
             timer.cancel()
         return WorkerReply(reply_kind, body)
 
-    async def predict(self, address: str, payload: bytes, timeout: float) -> WorkerReply:
-        return await self.call(address, wire.PREDICT, payload, timeout)
+    async def predict(self, address: str, payload: bytes, timeout: float, kind: int = wire.PREDICT) -> WorkerReply:
+        return await self.call(address, kind, payload, timeout)
 
     async def healthy(self, address: str, timeout: float = 2.0) -> bool:
         try:
