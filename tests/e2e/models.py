@@ -115,3 +115,52 @@ def journaled(item: int, journal: str, delay: float = 0.0) -> dict[str, int]:
     print(f"journal:{journal}:{item}", flush=True)
     time.sleep(delay)
     return {"item": item}
+
+
+def hostile(action: str, arg: Any = None) -> Any:
+    """What a hostile tenant's predict function tries; returns what it got (or the error it met)."""
+    import signal
+    import socket
+
+    def attempt(fn: Any) -> Any:
+        try:
+            return fn()
+        except BaseException as exc:  # the error is the answer
+            return f"{type(exc).__name__}: {exc}"
+
+    if action == "env":
+        return sorted(os.environ)
+    if action == "whoami":
+        return {"uid": os.getuid(), "pid": os.getpid(), "ppid": os.getppid()}
+    if action == "read":
+        return attempt(lambda: builtins.open(arg, "rb").read(64).hex())
+    if action == "listdir":
+        return attempt(lambda: sorted(os.listdir(arg)))
+    if action == "connect_unix":
+        return attempt(lambda: socket.socket(socket.AF_UNIX).connect(arg) or "connected")
+    if action == "connect_tcp":
+        return attempt(lambda: socket.create_connection(("127.0.0.1", int(arg)), timeout=2) and "connected")
+    if action == "kill":
+        return attempt(lambda: os.kill(int(arg), signal.SIGKILL) or "sent")
+    if action == "kill_everything":
+        return attempt(lambda: os.kill(-1, signal.SIGKILL) or "sent")
+    if action == "alloc":
+        hoard = b"x" * (int(arg) * 2**20)  # written, so every page is really used
+        return len(hoard)
+    if action == "fork_storm":
+        made = 0
+        for _ in range(int(arg)):
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                time.sleep(5)
+                os._exit(0)
+            made += 1
+        return made
+    if action == "hang":
+        time.sleep(3600)
+    if action == "big_result":
+        return "x" * int(arg)
+    raise KeyError(action)

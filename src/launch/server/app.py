@@ -93,7 +93,7 @@ def build_services(settings: Settings) -> Services:
     objects = open_object_store(settings.resolved_objects_url)
     broker = open_broker(settings.broker_url)
     pools = Pools()
-    client = WorkerClient()
+    client = WorkerClient(max_frame_bytes=settings.max_result_bytes + 64 * 1024)
     bundles = Bundles(db, objects)
     endpoints = Endpoints(db, bundles)
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
