@@ -101,7 +101,7 @@ class LocalPlacement:
             sandbox = (f"sandbox: NOT IN FORCE ({self.sandbox_reason}); workers run as the server's user and can "
                        "read its data directory")
         gateway = ("gateway oom_score_adj -900" if self.gateway_protected
-                   else "gateway oom_score_adj NOT lowered (not permitted)")
+                   else "gateway oom_score_adj not lowered (needs CAP_SYS_RESOURCE), workers are chosen first")
         return [sandbox, f"limits: {self.limiter.describe()}; pids per worker {o.pids_limit}",
                 f"memory pressure: workers oom_score_adj {WORKER_OOM_SCORE}; {gateway}"]
 
