@@ -15,7 +15,6 @@ import pytest
 from launch import _streams, wire
 from launch.errors import StreamError
 from launch.flow_control import Balance, CreditWindow
-from launch.net_guard import FetchPolicy
 from launch.server import streams as gateway
 from launch.server.task_events import describe
 from launch.worker.runtime import Runtime
@@ -63,7 +62,7 @@ class FakeConnection:
 
 def _runner(fn: Any) -> tuple[Streams, list[str]]:
     executor = concurrent.futures.ThreadPoolExecutor(2)
-    return Streams(Runtime(fn, FetchPolicy(frozenset({"http"}), False, 1, 1.0)), executor), []
+    return Streams(Runtime(fn), executor, max_item_bytes=1000), []
 
 
 async def _until(predicate: Any, timeout: float = 2.0) -> None:
@@ -86,7 +85,7 @@ def test_worker_stream_runs_only_as_far_as_its_credit_then_resumes() -> None:
         streams, _ = _runner(count)
         conn = FakeConnection()
         done: list[bool] = []
-        streams.start(conn, 7, {"args": {"n": 100}, "credit": 3}, lambda: done.append(True))  # 3 bytes: 3 items
+        streams.start(conn, 7, {"args": {"n": 100}, "credit": 3}, None, lambda: done.append(True))  # 3 bytes: 3 items
         await _until(lambda: len(conn.frames) == 3)
         await asyncio.sleep(0.05)
         assert len(produced) <= 4 and conn.kinds() == [wire.CHUNK] * 3  # stopped for credit
@@ -114,7 +113,7 @@ def test_cancel_closes_the_generator_so_its_finally_runs() -> None:
         streams, _ = _runner(endless)
         conn = FakeConnection()
         done: list[bool] = []
-        streams.start(conn, 1, {"args": {}, "credit": 5}, lambda: done.append(True))
+        streams.start(conn, 1, {"args": {}, "credit": 5}, None, lambda: done.append(True))
         await _until(lambda: len(conn.frames) >= 5)
         streams.control(conn, 1, wire.CANCEL, b"")
         await _until(lambda: bool(done) and bool(closed))
@@ -137,7 +136,7 @@ def test_a_lost_connection_closes_async_generators_too() -> None:
     async def scenario() -> None:
         streams, _ = _runner(ticks)
         conn = FakeConnection()
-        streams.start(conn, 1, {"args": {}, "credit": 1 << 20}, lambda: None)
+        streams.start(conn, 1, {"args": {}, "credit": 1 << 20}, None, lambda: None)
         await _until(lambda: len(conn.frames) >= 3)
         streams.drop(conn)
         await _until(lambda: bool(closed))
@@ -154,7 +153,7 @@ def test_an_exception_mid_stream_ends_it_with_the_traceback() -> None:
         streams, _ = _runner(failing)
         conn = FakeConnection()
         done: list[bool] = []
-        streams.start(conn, 2, {"args": {}, "credit": 100}, lambda: done.append(True))
+        streams.start(conn, 2, {"args": {}, "credit": 100}, None, lambda: done.append(True))
         await _until(lambda: bool(done))
         return conn
 
@@ -168,12 +167,45 @@ def test_a_plain_function_streams_its_value_as_one_item() -> None:
         streams, _ = _runner(lambda x: {"y": x})
         conn = FakeConnection()
         done: list[bool] = []
-        streams.start(conn, 3, {"args": {"x": 2}, "credit": 100}, lambda: done.append(True))
+        streams.start(conn, 3, {"args": {"x": 2}, "credit": 100}, None, lambda: done.append(True))
         await _until(lambda: bool(done))
         return conn
 
     conn = asyncio.run(scenario())
     assert [(k, p) for _, k, p in conn.frames] == [(wire.CHUNK, b'{"y":2}'), (wire.END, b'{"items":1}')]
+
+
+def test_an_item_over_the_size_limit_fails_the_stream_with_a_reason() -> None:
+    async def scenario() -> FakeConnection:
+        def big() -> Iterator[str]:
+            yield "small"
+            yield "x" * 5000
+
+        streams, _ = _runner(big)
+        conn = FakeConnection()
+        done: list[bool] = []
+        streams.start(conn, 4, {"args": {}, "credit": 100_000}, None, lambda: done.append(True))
+        await _until(lambda: bool(done))
+        return conn
+
+    conn = asyncio.run(scenario())
+    assert conn.kinds() == [wire.CHUNK, wire.STREAM_ERROR]
+    assert "over this server's limit of 1000 bytes" in orjson.loads(conn.frames[1][2])["traceback"]
+
+
+def test_a_url_input_arrives_as_bytes() -> None:
+    def lengths(data: bytes) -> Iterator[int]:
+        yield len(data)
+
+    async def scenario() -> FakeConnection:
+        streams, _ = _runner(lengths)
+        conn = FakeConnection()
+        done: list[bool] = []
+        streams.start(conn, 5, {"credit": 100}, b"abc", lambda: done.append(True))
+        await _until(lambda: bool(done))
+        return conn
+
+    assert [p for _, k, p in asyncio.run(scenario()).frames if k == wire.CHUNK] == [b"3"]
 
 
 def test_sync_runtime_collects_a_generator_into_a_list() -> None:
@@ -184,10 +216,9 @@ def test_sync_runtime_collects_a_generator_into_a_list() -> None:
         for i in range(n):
             yield i
 
-    policy = FetchPolicy(frozenset({"http"}), False, 1, 1.0)
-    outcome = Runtime(gen, policy).run({"args": {"n": 3}, "return_pickled": False})
+    outcome = Runtime(gen).run({"args": {"n": 3}, "return_pickled": False})
     assert outcome.ok and json.loads(outcome.result or "") == [0, 1, 2]
-    runtime = Runtime(agen, policy)
+    runtime = Runtime(agen)
     assert runtime.is_async
     outcome = asyncio.run(runtime.run_async({"args": {"n": 2}, "return_pickled": False}))
     assert outcome.ok and json.loads(outcome.result or "") == [0, 1]

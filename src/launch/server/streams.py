@@ -19,10 +19,12 @@ import orjson
 
 from launch import wire
 from launch.flow_control import DEFAULT_WINDOW
+from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoints import Endpoint, Endpoints
-from launch.server.domain.errors import PredictionTimeout, TooManyRequests, Unavailable
+from launch.server.domain.errors import InvalidRequest, PredictionTimeout, TooManyRequests, Unavailable
+from launch.server.inputs import prepare
 from launch.server.predictions import _usable, parse_body
 from launch.server.worker_client import StreamClosed, WorkerClient, WorkerStream, WorkerUnreachable
 
@@ -135,13 +137,14 @@ class OpenStream:
 
 class Streams:
     def __init__(self, *, cache: EndpointCache, endpoints: Endpoints, pools: Pools, client: WorkerClient,
-                 item_timeout: float, window: int = DEFAULT_WINDOW) -> None:
+                 item_timeout: float, window: int = DEFAULT_WINDOW, fetch_policy: FetchPolicy | None = None) -> None:
         self.cache = cache
         self.endpoints = endpoints
         self.pools = pools
         self.client = client
         self.item_timeout = item_timeout
         self.window = window
+        self.fetch_policy = fetch_policy or FetchPolicy()
 
     async def open(self, owner: str, endpoint_name: str, body: bytes) -> OpenStream:
         """Start a stream on a worker with a free slot, and wait for its first frames (so that errors before
@@ -150,6 +153,11 @@ class Streams:
         _usable(endpoint, "streaming")
         request = parse_body(body)
         request.pop("return_pickled", None)
+        request["credit"] = self.window
+        prepared = await prepare(request, self.fetch_policy)  # a url input is fetched here, not by the worker
+        if prepared.failure is not None:
+            raise InvalidRequest(prepared.failure)
+        kind = wire.STREAM_INPUT if prepared.kind == wire.PREDICT_INPUT else wire.STREAM
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.item_timeout
         for attempt in range(2):
@@ -158,7 +166,7 @@ class Streams:
             can_retry = attempt == 0 and len(pool.serving) > 1
             opened = False
             try:
-                worker_stream = await self.client.open_stream(worker.address, request, self.window)
+                worker_stream = await self.client.open_stream(worker.address, kind, prepared.payload, self.window)
                 first = await worker_stream.next_frames(max(0.001, deadline - time.monotonic()))
                 if first[0][0] != wire.REJECTED:
                     opened = True

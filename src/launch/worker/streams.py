@@ -70,16 +70,20 @@ class _Stream:
 
 
 class Streams:
-    def __init__(self, runtime: Runtime, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+    def __init__(self, runtime: Runtime, executor: concurrent.futures.ThreadPoolExecutor,
+                 max_item_bytes: int = wire.MAX_PAYLOAD) -> None:
         self.runtime = runtime
         self.executor = executor
+        self.max_item_bytes = max_item_bytes
         self.item_cost = 0.0  # moving average of next() on sync generators, seconds
         self.measured = False
         # calling a generator function only creates the generator: cheap enough for the loop
         self.open_inline = runtime.is_async or _is_generator_function(runtime.predict_fn)
         self._running: dict[tuple[Connection, int], _Stream] = {}
 
-    def start(self, conn: Connection, request_id: int, request: dict[str, Any], done: Callable[[], None]) -> None:
+    def start(self, conn: Connection, request_id: int, request: dict[str, Any], data: bytes | None,
+              done: Callable[[], None]) -> None:
+        """Run a stream; ``data``: the bytes of a ``url`` input (fetched by the gateway), else ``args``."""
         stream = _Stream(int(request.get("credit") or 1))
         key = (conn, request_id)
         self._running[key] = stream
@@ -89,7 +93,7 @@ class Streams:
                 del self._running[key]
             done()
 
-        stream.task = asyncio.get_running_loop().create_task(self._run(conn, request_id, request, stream))
+        stream.task = asyncio.get_running_loop().create_task(self._run(conn, request_id, request, data, stream))
         stream.task.add_done_callback(finished)
 
     def control(self, conn: Connection, request_id: int, kind: int, payload: bytes) -> None:
@@ -108,11 +112,12 @@ class Streams:
             if owner is conn and stream.task is not None:
                 stream.task.cancel()
 
-    async def _run(self, conn: Connection, request_id: int, request: dict[str, Any], stream: _Stream) -> None:
+    async def _run(self, conn: Connection, request_id: int, request: dict[str, Any], data: bytes | None,
+                   stream: _Stream) -> None:
         source: Any = None
         count = 0
         try:
-            source = await self._open(request)
+            source = await self._open(request, data)
             if hasattr(source, "__anext__"):
                 items: AsyncIterator[Any] = source
                 while True:
@@ -133,16 +138,20 @@ class Streams:
                         await asyncio.sleep(0)  # let the first item leave at once, and other streams run
             conn.send(request_id, wire.END, orjson.dumps({"items": count}))
         except Exception:
-            conn.send(request_id, wire.STREAM_ERROR, orjson.dumps({"traceback": traceback.format_exc()}))
+            text = traceback.format_exc()
+            if len(text) > self.max_item_bytes // 2:  # the gateway drops frames over the limit
+                text = text[: self.max_item_bytes // 4] + "\n...\n" + text[-self.max_item_bytes // 4:]
+            conn.send(request_id, wire.STREAM_ERROR, orjson.dumps({"traceback": text}))
         finally:
             await self._close(source, stream)
 
-    async def _open(self, request: dict[str, Any]) -> Any:
+    async def _open(self, request: dict[str, Any], data: bytes | None) -> Any:
         """The stream's source: an iterator of the predict function's items."""
-        if self.open_inline and not request.get("url"):
-            output = self.runtime.open_stream(request)
-        else:  # a plain function does all its work when called; url inputs fetch: off the loop
-            output = await asyncio.get_running_loop().run_in_executor(self.executor, self.runtime.open_stream, request)
+        if self.open_inline:
+            output = self.runtime.open_stream(request, data)
+        else:  # a plain function does all its work when called: off the loop
+            loop = asyncio.get_running_loop()
+            output = await loop.run_in_executor(self.executor, self.runtime.open_stream, request, data)
         if inspect.isawaitable(output):
             output = await output
         if inspect.isgenerator(output) or hasattr(output, "__anext__"):
@@ -163,9 +172,11 @@ class Streams:
         self.measured = True
         return item, inline
 
-    @staticmethod
-    def _send(conn: Connection, request_id: int, item: Any, stream: _Stream, count: int) -> int:
+    def _send(self, conn: Connection, request_id: int, item: Any, stream: _Stream, count: int) -> int:
         payload = encode(item)
+        if len(payload) > self.max_item_bytes:
+            raise ValueError(f"item {count} is {len(payload)} bytes as JSON, over this server's limit of "
+                             f"{self.max_item_bytes} bytes (LAUNCH_MAX_RESULT_BYTES)")
         conn.send(request_id, wire.CHUNK, payload)
         stream.balance.spend(len(payload))
         return count + 1
