@@ -3,10 +3,12 @@ as it is produced and the gateway's credit allows (``launch.flow_control``); the
 the traceback. CANCEL (the client went away) or a lost connection closes the generator, so its ``finally``
 runs, and frees the slot.
 
-Scheduling follows ``launch.worker.server``: ``next()`` of a sync generator runs inline on the event loop while
-the moving average of its cost per item is under ``INLINE_BELOW`` seconds, else on the thread pool (so a slow
-generator never blocks the loop, and a fast one costs no thread hop per item); async generators run on the
-loop. A predict function that returns a plain value streams it as one item.
+A sync generator runs on a pool thread (``per_worker`` threads bound the concurrent streams), never on the
+event loop: one that blocks between items — waiting on a model, a queue, a socket — cannot stall the
+worker's other streams or its health checks. The thread encodes items itself and hands them to the loop in
+batches, one wake-up per batch, so a cheap generator still streams at hundreds of thousands of items per
+second. Async generators run on the loop. A predict function that returns a plain value streams it as one
+item.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import inspect
+import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import orjson
@@ -26,47 +29,110 @@ from launch import wire
 from launch.flow_control import Balance
 from launch.worker.runtime import Runtime
 
-INLINE_BELOW = 0.0002
-YIELD_EVERY = 16  # inline items produced between two turns of the event loop (frames flush, others run)
-_DONE = object()
-
 
 class Connection(Protocol):
     def send(self, request_id: int, kind: int, payload: bytes) -> None: ...
 
 
-def encode(item: Any) -> bytes:
+class ItemTooLarge(ValueError):
+    """An item is larger than a frame may be."""
+
+
+def encode(item: Any, count: int, limit: int) -> bytes:
     """One item as JSON (NumPy values included); anything else fails the stream with a clear traceback."""
-    return orjson.dumps(item, option=orjson.OPT_SERIALIZE_NUMPY)
+    payload = orjson.dumps(item, option=orjson.OPT_SERIALIZE_NUMPY)
+    if len(payload) > limit:
+        raise ItemTooLarge(f"item {count} is {len(payload)} bytes as JSON, over this server's limit of {limit} "
+                           "bytes (LAUNCH_MAX_RESULT_BYTES)")
+    return payload
 
 
-def _timed_next(iterator: Iterator[Any]) -> tuple[Any, float]:
-    """The next item (``_DONE`` at the end: StopIteration cannot cross a future) and its cost in seconds."""
-    start = time.perf_counter()
-    try:
-        item = next(iterator)
-    except StopIteration:
-        item = _DONE
-    return item, time.perf_counter() - start
+def _bounded_traceback(limit: int) -> str:
+    text = traceback.format_exc()
+    if len(text) > limit // 2:  # the gateway drops frames over the limit
+        text = text[: limit // 4] + "\n...\n" + text[-(limit // 4):]
+    return text
 
 
-def _close_quietly(source: Any) -> None:
-    with contextlib.suppress(Exception):
-        source.close()
+class _Pump:
+    """A sync generator on a pool thread. The thread waits while the stream has no credit, encodes each item
+    and appends it to ``buffer``; the event loop is woken once per batch to send what accumulated."""
 
+    def __init__(self, credit: int, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[bytes]], None],
+                 limit: int) -> None:
+        self.cond = threading.Condition()
+        self.credit = credit
+        self.cancelled = False
+        self.buffer: list[bytes] = []
+        self.scheduled = False
+        self.loop = loop
+        self.deliver = deliver
+        self.limit = limit
 
-def _is_generator_function(fn: Any) -> bool:
-    candidates = (fn, type(fn).__dict__.get("__call__"))
-    return any(inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f) for f in candidates)
+    def grant(self, nbytes: int) -> None:
+        with self.cond:
+            self.credit += nbytes
+            self.cond.notify()
+
+    def cancel(self) -> None:
+        with self.cond:
+            self.cancelled = True
+            self.cond.notify()
+
+    def flush(self) -> None:
+        """On the loop: send what the thread produced since the last flush."""
+        with self.cond:
+            batch, self.buffer = self.buffer, []
+            self.scheduled = False
+        if batch:
+            self.deliver(batch)
+
+    def run(self, open_source: Callable[[], Any]) -> tuple[int, str | None]:
+        """On a pool thread: (items produced, traceback if the predict function raised)."""
+        source: Any = None
+        count = 0
+        try:
+            output = open_source()
+            source = output if inspect.isgenerator(output) else iter((output,))
+            while True:
+                with self.cond:
+                    while self.credit <= 0 and not self.cancelled:
+                        self.cond.wait()
+                    if self.cancelled:
+                        return count, None
+                try:
+                    item = next(source)
+                except StopIteration:
+                    return count, None
+                payload = encode(item, count, self.limit)
+                count += 1
+                with self.cond:
+                    self.credit -= len(payload)
+                    self.buffer.append(payload)
+                    wake, self.scheduled = not self.scheduled, True
+                if wake:
+                    self.loop.call_soon_threadsafe(self.flush)
+                    time.sleep(0)  # hand the interpreter to the event loop now: the item leaves at once
+        except Exception:
+            return count, _bounded_traceback(self.limit)
+        finally:
+            if source is not None and hasattr(source, "close"):
+                with contextlib.suppress(Exception):
+                    source.close()  # here, on its own thread: its ``finally`` runs
 
 
 class _Stream:
-    """One running stream: its credit, its task, and the thread call in flight (if any)."""
+    """One running stream: its credit (a pump's, or the loop's for async generators) and its task."""
 
     def __init__(self, credit: int) -> None:
         self.balance = Balance(credit)
+        self.pump: _Pump | None = None
         self.task: asyncio.Task[None] | None = None
-        self.in_thread: concurrent.futures.Future[tuple[Any, float]] | None = None
+
+    def grant(self, nbytes: int) -> None:
+        self.balance.grant(nbytes)
+        if self.pump is not None:
+            self.pump.grant(nbytes)
 
 
 class Streams:
@@ -75,10 +141,6 @@ class Streams:
         self.runtime = runtime
         self.executor = executor
         self.max_item_bytes = max_item_bytes
-        self.item_cost = 0.0  # moving average of next() on sync generators, seconds
-        self.measured = False
-        # calling a generator function only creates the generator: cheap enough for the loop
-        self.open_inline = runtime.is_async or _is_generator_function(runtime.predict_fn)
         self._running: dict[tuple[Connection, int], _Stream] = {}
 
     def start(self, conn: Connection, request_id: int, request: dict[str, Any], data: bytes | None,
@@ -93,7 +155,8 @@ class Streams:
                 del self._running[key]
             done()
 
-        stream.task = asyncio.get_running_loop().create_task(self._run(conn, request_id, request, data, stream))
+        run = self._run_async if self.runtime.is_async else self._run_threaded
+        stream.task = asyncio.get_running_loop().create_task(run(conn, request_id, request, data, stream))
         stream.task.add_done_callback(finished)
 
     def control(self, conn: Connection, request_id: int, kind: int, payload: bytes) -> None:
@@ -102,7 +165,7 @@ class Streams:
         if stream is None:
             return
         if kind == wire.CREDIT:
-            stream.balance.grant(wire.CREDIT_FORMAT.unpack(payload)[0])
+            stream.grant(wire.CREDIT_FORMAT.unpack(payload)[0])
         elif stream.task is not None:
             stream.task.cancel()
 
@@ -112,87 +175,57 @@ class Streams:
             if owner is conn and stream.task is not None:
                 stream.task.cancel()
 
-    async def _run(self, conn: Connection, request_id: int, request: dict[str, Any], data: bytes | None,
-                   stream: _Stream) -> None:
+    def _finish(self, conn: Connection, request_id: int, count: int, failure: str | None) -> None:
+        if failure is None:
+            conn.send(request_id, wire.END, orjson.dumps({"items": count}))
+        else:
+            conn.send(request_id, wire.STREAM_ERROR, orjson.dumps({"traceback": failure}))
+
+    async def _run_threaded(self, conn: Connection, request_id: int, request: dict[str, Any], data: bytes | None,
+                            stream: _Stream) -> None:
+        def deliver(batch: list[bytes]) -> None:
+            for payload in batch:
+                conn.send(request_id, wire.CHUNK, payload)
+
+        pump = stream.pump = _Pump(stream.balance.credit, asyncio.get_running_loop(), deliver, self.max_item_bytes)
+        future = self.executor.submit(pump.run, lambda: self.runtime.open_stream(request, data))
+        try:
+            count, failure = await asyncio.wrap_future(future)
+        except BaseException:
+            pump.cancel()  # the thread stops before its next item and closes the generator
+            raise
+        pump.flush()
+        self._finish(conn, request_id, count, failure)
+
+    async def _run_async(self, conn: Connection, request_id: int, request: dict[str, Any], data: bytes | None,
+                         stream: _Stream) -> None:
         source: Any = None
         count = 0
+        failure = None
         try:
-            source = await self._open(request, data)
-            if hasattr(source, "__anext__"):
-                items: AsyncIterator[Any] = source
-                while True:
-                    await stream.balance.ready()
-                    try:
-                        item = await items.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    count = self._send(conn, request_id, item, stream, count)
-            else:
-                while True:
-                    await stream.balance.ready()
-                    item, inline = await self._next(source, stream)
-                    if item is _DONE:
-                        break
-                    count = self._send(conn, request_id, item, stream, count)
-                    if inline and (count == 1 or count % YIELD_EVERY == 0):
-                        await asyncio.sleep(0)  # let the first item leave at once, and other streams run
-            conn.send(request_id, wire.END, orjson.dumps({"items": count}))
-        except Exception:
-            text = traceback.format_exc()
-            if len(text) > self.max_item_bytes // 2:  # the gateway drops frames over the limit
-                text = text[: self.max_item_bytes // 4] + "\n...\n" + text[-self.max_item_bytes // 4:]
-            conn.send(request_id, wire.STREAM_ERROR, orjson.dumps({"traceback": text}))
-        finally:
-            await self._close(source, stream)
-
-    async def _open(self, request: dict[str, Any], data: bytes | None) -> Any:
-        """The stream's source: an iterator of the predict function's items."""
-        if self.open_inline:
             output = self.runtime.open_stream(request, data)
-        else:  # a plain function does all its work when called: off the loop
-            loop = asyncio.get_running_loop()
-            output = await loop.run_in_executor(self.executor, self.runtime.open_stream, request, data)
-        if inspect.isawaitable(output):
-            output = await output
-        if inspect.isgenerator(output) or hasattr(output, "__anext__"):
-            return output
-        return iter((output,))
+            if inspect.isawaitable(output):
+                output = await output
+            source = output if hasattr(output, "__anext__") else _one(output)
+            items: AsyncIterator[Any] = source
+            while True:
+                await stream.balance.ready()
+                try:
+                    item = await items.__anext__()
+                except StopAsyncIteration:
+                    break
+                payload = encode(item, count, self.max_item_bytes)
+                conn.send(request_id, wire.CHUNK, payload)
+                stream.balance.spend(len(payload))
+                count += 1
+        except Exception:
+            failure = _bounded_traceback(self.max_item_bytes)
+        finally:
+            if source is not None and hasattr(source, "aclose"):
+                with contextlib.suppress(Exception):
+                    await source.aclose()  # its ``finally`` runs (also when the stream was cancelled)
+        self._finish(conn, request_id, count, failure)
 
-    async def _next(self, iterator: Iterator[Any], stream: _Stream) -> tuple[Any, bool]:
-        """(next item, whether it ran inline)."""
-        if self.measured and self.item_cost < INLINE_BELOW:
-            item, cost = _timed_next(iterator)
-            inline = True
-        else:
-            stream.in_thread = self.executor.submit(_timed_next, iterator)
-            item, cost = await asyncio.wrap_future(stream.in_thread)
-            stream.in_thread = None
-            inline = False
-        self.item_cost = cost if not self.measured else 0.9 * self.item_cost + 0.1 * cost
-        self.measured = True
-        return item, inline
 
-    def _send(self, conn: Connection, request_id: int, item: Any, stream: _Stream, count: int) -> int:
-        payload = encode(item)
-        if len(payload) > self.max_item_bytes:
-            raise ValueError(f"item {count} is {len(payload)} bytes as JSON, over this server's limit of "
-                             f"{self.max_item_bytes} bytes (LAUNCH_MAX_RESULT_BYTES)")
-        conn.send(request_id, wire.CHUNK, payload)
-        stream.balance.spend(len(payload))
-        return count + 1
-
-    async def _close(self, source: Any, stream: _Stream) -> None:
-        """Close the generator so its ``finally`` runs; one busy in a thread is closed there when it returns."""
-        if source is None:
-            return
-        if hasattr(source, "aclose"):
-            with contextlib.suppress(Exception):
-                await source.aclose()
-            return
-        if not hasattr(source, "close"):
-            return
-        running = stream.in_thread
-        if running is not None and not running.done():
-            running.add_done_callback(lambda _: _close_quietly(source))
-        else:
-            _close_quietly(source)
+async def _one(value: Any) -> AsyncIterator[Any]:
+    yield value
