@@ -76,7 +76,8 @@ class Predictions:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "sync")
-        payload = orjson.dumps(parse_body(body))
+        parse_body(body)  # validated here for a clear 400; the worker reads the same bytes the same way
+        payload = body
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
