@@ -90,12 +90,12 @@ class Predictions:
                 if not reply.rejected:
                     break
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
-                self.endpoints.changed.set()  # start its replacement now
+                self.endpoints.wake(endpoint.id)  # start its replacement now
                 if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {reply.detail}")
             except WorkerUnreachable as exc:
                 worker.broken = True
-                self.endpoints.changed.set()  # the reconciler replaces it now
+                self.endpoints.wake(endpoint.id)  # the reconciler replaces it now
                 if exc.sent:  # it may have run: do not run it again behind the caller's back
                     raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {exc}"
                                        ) from None
@@ -118,7 +118,7 @@ class Predictions:
                                deadline: float) -> WorkerRef:
         """Wait for a serving worker (scale from zero, start-up), failing fast if the endpoint fails."""
         pool.waiting += 1
-        self.endpoints.changed.set()  # wake the reconciler: demand from zero workers
+        self.endpoints.wake(endpoint.id)  # wake the reconciler: demand from zero workers
         worker = None
         try:
             while worker is None and (remaining := deadline - time.monotonic()) > 0:
@@ -143,7 +143,7 @@ class Predictions:
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
         task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request)
         if not self.pools.get(endpoint.id).serving:
-            self.endpoints.changed.set()  # wake the reconciler: scale from zero now, not at its next pass
+            self.endpoints.wake(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
 
     async def task_view(self, owner: str, task_id: str, wait: float = 0.0) -> dict[str, Any]:
