@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from launch import wire
 from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.domain.endpoint_cache import EndpointCache
@@ -82,9 +83,13 @@ class Predictions:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "sync")
-        request = await prepare(parse_body(body), self.fetch_policy)
-        if request.failure is not None:
-            return failure_body(request.failure)
+        request = parse_body(body)  # validated here for a clear 400; the worker reads the same bytes the same way
+        kind, payload = wire.PREDICT, body
+        if "url" in request:  # workers have no network: the gateway fetches the input and sends its bytes
+            prepared = await prepare(request, self.fetch_policy)
+            if prepared.failure is not None:
+                return failure_body(prepared.failure)
+            kind, payload = prepared.kind, prepared.payload
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
@@ -93,17 +98,17 @@ class Predictions:
             worker.inflight += 1
             can_retry = attempt == 0 and len(pool.serving) > 1  # another worker can take it
             try:
-                reply = await self.client.predict(worker.address, request.payload,
-                                                  max(0.001, deadline - time.monotonic()), request.kind)
+                reply = await self.client.predict(worker.address, payload, max(0.001, deadline - time.monotonic()),
+                                                  kind)
                 if not reply.rejected:
                     break
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
-                self.endpoints.changed.set()  # start its replacement now
+                self.endpoints.wake(endpoint.id)  # start its replacement now
                 if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {reply.detail}")
             except WorkerUnreachable as exc:
                 worker.broken = True
-                self.endpoints.changed.set()  # the reconciler replaces it now
+                self.endpoints.wake(endpoint.id)  # the reconciler replaces it now
                 if exc.sent:  # it may have run: do not run it again behind the caller's back
                     why = self.exit_reason(worker.worker_id) or str(exc)
                     raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {why}"
@@ -112,7 +117,7 @@ class Predictions:
                     raise Unavailable(f"the worker serving {endpoint_name!r} is unreachable: {exc}") from None
             except TimeoutError:
                 worker.broken = True  # its thread cannot be stopped, its process can: the reconciler recycles it
-                self.endpoints.changed.set()
+                self.endpoints.wake(endpoint.id)
                 raise PredictionTimeout(
                     f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:g} s "
                     "(LAUNCH_SYNC_TIMEOUT_SECONDS); the worker that ran it is being replaced"
@@ -130,7 +135,7 @@ class Predictions:
                                deadline: float) -> WorkerRef:
         """Wait for a serving worker (scale from zero, start-up), failing fast if the endpoint fails."""
         pool.waiting += 1
-        self.endpoints.changed.set()  # wake the reconciler: demand from zero workers
+        self.endpoints.wake(endpoint.id)  # wake the reconciler: demand from zero workers
         worker = None
         try:
             while worker is None and (remaining := deadline - time.monotonic()) > 0:
@@ -155,7 +160,7 @@ class Predictions:
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
         task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request)
         if not self.pools.get(endpoint.id).serving:
-            self.endpoints.changed.set()  # wake the reconciler: scale from zero now, not at its next pass
+            self.endpoints.wake(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
 
     async def task_view(self, owner: str, task_id: str, wait: float = 0.0) -> dict[str, Any]:

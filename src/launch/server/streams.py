@@ -171,15 +171,15 @@ class Streams:
                 if first[0][0] != wire.REJECTED:
                     opened = True
                     return OpenStream(worker_stream, first, worker, pool, self.item_timeout,
-                                      self.endpoints.changed.set)
+                                      lambda: self.endpoints.wake(endpoint.id))
                 worker.retiring = True  # it is stopping: it ran nothing
-                self.endpoints.changed.set()
+                self.endpoints.wake(endpoint.id)
                 if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the stream: "
                                       f"{final_event(*first[0]).get('detail')}")
             except WorkerUnreachable as exc:
                 worker.broken = True
-                self.endpoints.changed.set()
+                self.endpoints.wake(endpoint.id)
                 if exc.sent or not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} failed: {exc}") from None
             except TimeoutError:
@@ -194,7 +194,7 @@ class Streams:
     async def _wait_for_slot(self, pool: EndpointPool, owner: str, endpoint: Endpoint, deadline: float) -> WorkerRef:
         """Wait for a worker with a free slot (scale from zero, start-up, or other streams ending)."""
         pool.waiting += 1
-        self.endpoints.changed.set()  # wake the reconciler: demand beyond the current workers
+        self.endpoints.wake(endpoint.id)  # wake the reconciler: demand beyond the current workers
         worker = None
         try:
             while worker is None and (remaining := deadline - time.monotonic()) > 0:

@@ -1,25 +1,22 @@
-"""The native HTTP API under /v1 (resource names after Launch's v1 API), documented by FastAPI's OpenAPI."""
+"""The native HTTP API under /v1 (resource names after Launch's v1 API), documented by FastAPI's OpenAPI.
+The prediction routes (sync/async tasks) are in ``prediction_routes``, served by the fast path."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import ORJSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from launch.server.api.auth import key_from_header
-from launch.server.api.fast_path import endpoint_ref
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.domain.bundles import NewBundle
 from launch.server.domain.endpoints import EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
 from launch.server.domain.results import RESULT_PURPOSE
-from launch.server.predictions import MAX_WAIT_SECONDS
 from launch.server.signing import verify
-from launch.server.streams import NDJSON_TYPE, SSE_TYPE, OpenStream, ndjson, sse, wants_ndjson
-from launch.server.task_events import task_events
 
 router = APIRouter()
 
@@ -209,79 +206,6 @@ async def endpoint_logs(name: str, request: Request, who: str = Depends(owner)) 
     svc = services(request)
     endpoint = await svc.endpoints.get(who, name)
     return {"content": svc.reconciler.creation_logs(endpoint.id), "status_reason": endpoint.status_reason}
-
-
-@router.post("/v1/sync-tasks", tags=["tasks"], response_class=ORJSONResponse)
-async def sync_task(request: Request, endpoint: str = Depends(endpoint_ref), who: str = Depends(owner)) -> Response:
-    """Run one prediction and wait for it: ``{"args": {...}}`` or ``{"url": "..."}``, ``return_pickled``."""
-    body = await services(request).predictions.sync(who, endpoint, await request.body())
-    return Response(body, media_type="application/json")
-
-
-@router.post("/v1/async-tasks", tags=["tasks"])
-async def async_task(request: Request, endpoint: str = Depends(endpoint_ref),
-                     who: str = Depends(owner)) -> dict[str, str]:
-    """Queue one prediction; poll ``GET /v1/async-tasks/{task_id}`` for its result."""
-    task_id = await services(request).predictions.submit(who, endpoint, await request.body())
-    return {"task_id": task_id}
-
-
-@router.get("/v1/async-tasks/{task_id}", tags=["tasks"])
-async def get_task(task_id: str, request: Request, wait: float = Query(0.0, ge=0, le=MAX_WAIT_SECONDS),
-                   who: str = Depends(owner)) -> dict[str, Any]:
-    """The task's status (PENDING, SUCCESS or FAILURE) and result. ``wait`` (seconds): answer as soon as the
-    task ends, or after that long (long-poll)."""
-    return await services(request).predictions.task_view(who, task_id, wait)
-
-
-_NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {
-    "description": "Server-sent events: one `data:` event per item (its JSON), then `event: end` with "
-                   '`{"status": "SUCCESS", "items": n}` or `event: error` with `{"status": "FAILURE", '
-                   '"traceback"|"detail": ...}`. As JSON lines: `{"item": ...}` per item, then the final object.',
-    "content": {SSE_TYPE: {"schema": {"type": "string"}}, NDJSON_TYPE: {"schema": {"type": "string"}}},
-}}
-
-
-class StreamResponse(StreamingResponse):
-    """Relays an ``OpenStream``; frees its slot however the response ends (a client that disconnects too)."""
-
-    def __init__(self, stream: OpenStream, as_ndjson: bool) -> None:
-        super().__init__(stream.body(ndjson if as_ndjson else sse), headers=_NO_BUFFERING,
-                         media_type=NDJSON_TYPE if as_ndjson else SSE_TYPE)
-        self.stream = stream
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.stream.close()
-
-
-@router.post("/v1/streaming-tasks", tags=["tasks"], response_class=StreamingResponse, responses=_STREAM_DOC)
-async def streaming_task(request: Request, endpoint: str = Depends(endpoint_ref),
-                         format: Literal["sse", "ndjson"] | None = Query(None, description="default: from Accept"),
-                         accept: str | None = Header(None), who: str = Depends(owner)) -> Response:
-    """Run one prediction of a ``streaming`` endpoint and receive its items as they are produced:
-    ``{"args": {...}}`` or ``{"url": "..."}``. Server-sent events (default), or JSON lines with
-    ``Accept: application/x-ndjson`` or ``format=ndjson``. Errors before the first item are plain JSON."""
-    stream = await services(request).streams.open(who, endpoint, await request.body())
-    return StreamResponse(stream, wants_ndjson(accept, format))
-
-
-@router.get("/v1/async-tasks/{task_id}/events", tags=["tasks"], response_class=StreamingResponse,
-            responses={200: {"description": "Server-sent events `PENDING` (with `queue_position`), `STARTED`, then "
-                                            "`SUCCESS` or `FAILURE` (the task's body); each with an `id`.",
-                             "content": {SSE_TYPE: {"schema": {"type": "string"}}}}})
-async def task_events_stream(task_id: str, request: Request,
-                             wait: float | None = Query(None, gt=0, description="end the stream after this long"),
-                             last_event_id: str | None = Header(None), who: str = Depends(owner)) -> Response:
-    """Watch a task live: one event per state change, ending after SUCCESS or FAILURE. Reconnect with
-    ``Last-Event-ID`` to resume without repeats."""
-    svc = services(request)
-    await svc.tasks.get(who, task_id)  # 404 now, not inside the stream
-    events = task_events(svc.tasks, svc.links, who, task_id, last_event_id, wait)
-    return StreamingResponse(events, media_type=SSE_TYPE, headers=_NO_BUFFERING)
 
 
 @router.post("/v1/batch-jobs", tags=["batch jobs"])

@@ -1,0 +1,230 @@
+"""Every prediction route, native and legacy (scale-launch 0.3.3), as one ``routes.Route`` table: the fast
+path serves exactly these and FastAPI documents exactly these. A new prediction route (streaming, task
+events, ...) is a handler here plus one entry in ``ROUTES``.
+
+Legacy answers are the native ones renamed (``status`` → ``state``); a sync result is renamed on its bytes,
+so the gateway never parses a result it only passes through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from launch.server.api.routes import Call, Route
+from launch.server.api.streaming import relay_events, relay_stream
+from launch.server.domain.errors import InvalidRequest, LaunchError, PredictionTimeout
+from launch.server.predictions import MAX_WAIT_SECONDS
+from launch.server.streams import NDJSON_TYPE, SSE_TYPE, wants_ndjson
+from launch.server.task_events import task_events
+
+LEGACY = "/v1/hosted_inference"
+
+
+class SyncTimeout(LaunchError):
+    """A sync prediction ran past the server's limit. 408, not 504: the 0.3.3 client retries 504 (three
+    more runs of a slow model, and 13 s of sleep) while this one is final."""
+
+    status_code = 408
+
+
+def endpoint_ref(model_endpoint_name: str | None = None, model_endpoint_id: str | None = None) -> str:
+    """The endpoint a task is for, by name or by id (Launch's v1 API uses ids)."""
+    ref = model_endpoint_name or model_endpoint_id
+    if not ref:
+        raise InvalidRequest("query parameter model_endpoint_name (or model_endpoint_id) is required")
+    return ref
+
+
+def wait_seconds(value: str | None) -> float:
+    """The ``wait`` query parameter of a task poll (long-poll), in seconds."""
+    if value is None:
+        return 0.0
+    try:
+        wait = float(value)
+    except ValueError:
+        raise InvalidRequest("wait must be a number of seconds") from None
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise InvalidRequest(f"wait must be between 0 and {MAX_WAIT_SECONDS:.0f} seconds")
+    return wait
+
+
+def task_object(native: dict[str, Any]) -> dict[str, Any]:
+    """A native task view as the 0.3.3 client reads it: ``state`` instead of ``status`` (last)."""
+    view = dict(native)
+    view["state"] = view.pop("status", None)
+    return view
+
+
+_FINAL = tuple((b'{"status":"' + state + b'",', b',"state":"' + state + b'"}') for state in (b"SUCCESS", b"FAILURE"))
+
+
+def legacy_task_body(native: bytes) -> bytes:
+    """``task_object`` on the bytes of a native result (``{"status":"SUCCESS",...}`` as workers and
+    ``Predictions.sync`` write it): the same bytes ``orjson.dumps(task_object(orjson.loads(native)))`` gives,
+    with one copy of the result and no parse."""
+    for prefix, suffix in _FINAL:
+        if native.startswith(prefix) and native.endswith(b"}"):
+            return b"".join((b"{", memoryview(native)[len(prefix):-1], suffix))
+    return orjson.dumps(task_object(orjson.loads(native)))
+
+
+# -- native ---------------------------------------------------------------------------------------------------
+async def sync_task(call: Call) -> bytes:
+    owner = await call.owner()
+    endpoint = endpoint_ref(call.query("model_endpoint_name"), call.query("model_endpoint_id"))
+    return await call.services.predictions.sync(owner, endpoint, await call.body())
+
+
+async def async_task(call: Call) -> bytes:
+    owner = await call.owner()
+    endpoint = endpoint_ref(call.query("model_endpoint_name"), call.query("model_endpoint_id"))
+    return orjson.dumps({"task_id": await call.services.predictions.submit(owner, endpoint, await call.body())})
+
+
+async def get_task(call: Call) -> bytes:
+    owner = await call.owner()
+    wait = wait_seconds(call.query("wait"))
+    return orjson.dumps(await call.services.predictions.task_view(owner, call.params["task_id"], wait))
+
+
+async def streaming_task(call: Call) -> None:
+    """A streaming prediction: errors before its first item raise (plain JSON), then the items are sent."""
+    fmt = call.query("format")
+    if fmt is not None and fmt not in ("sse", "ndjson"):
+        raise InvalidRequest("format must be 'sse' or 'ndjson'")
+    accept = call.header(b"accept")
+    as_ndjson = wants_ndjson(accept.decode("latin-1") if accept is not None else None, fmt)
+    owner = await call.owner()
+    endpoint = endpoint_ref(call.query("model_endpoint_name"), call.query("model_endpoint_id"))
+    stream = await call.services.streams.open(owner, endpoint, await call.body())
+    await relay_stream(stream, as_ndjson, call.receive, call.send)
+
+
+async def task_events_stream(call: Call) -> None:
+    """A task's state changes as server-sent events (404 before the stream if the task is not the caller's)."""
+    owner = await call.owner()
+    task_id = call.params["task_id"]
+    wait = call.query("wait")
+    try:
+        seconds = float(wait) if wait is not None else None
+    except ValueError:
+        raise InvalidRequest("wait must be a number of seconds") from None
+    if seconds is not None and seconds <= 0:
+        raise InvalidRequest("wait must be more than 0 seconds")
+    services = call.services
+    await services.tasks.get(owner, task_id)
+    last = call.header(b"last-event-id")
+    events = task_events(services.tasks, services.links, owner, task_id,
+                         last.decode("latin-1") if last is not None else None, seconds)
+    await relay_events(events, call.receive, call.send)
+
+
+# -- legacy ---------------------------------------------------------------------------------------------------
+async def legacy_sync_task(call: Call) -> bytes:
+    owner = await call.owner()
+    try:
+        body = await call.services.predictions.sync(owner, call.params["endpoint_name"], await call.body())
+    except PredictionTimeout as exc:
+        raise SyncTimeout(exc.detail) from None
+    return legacy_task_body(body)
+
+
+async def legacy_async_task(call: Call) -> bytes:
+    owner = await call.owner()
+    task_id = await call.services.predictions.submit(owner, call.params["endpoint_name"], await call.body())
+    return orjson.dumps({"task_id": task_id})
+
+
+async def legacy_get_task(call: Call) -> bytes:
+    """Tasks are looked up among the caller's own by id, so a task outlives its endpoint's deletion."""
+    owner = await call.owner()
+    return orjson.dumps(task_object(await call.services.predictions.task_view(owner, call.params["task_id"])))
+
+
+# -- documentation ----------------------------------------------------------------------------------------------
+_TASK_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {
+        "type": "object",
+        "properties": {
+            "args": {"type": "object", "description": "keyword arguments of the predict function"},
+            "url": {"type": "string", "description": "fetched by the worker and passed as the only argument"},
+            "return_pickled": {"type": "boolean", "default": True},
+        },
+    }}},
+}
+_ENDPOINT_QUERY = [
+    {"name": "model_endpoint_name", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "model_endpoint_id", "in": "query", "required": False, "schema": {"type": "string"}},
+]
+_WAIT_QUERY = [{"name": "wait", "in": "query", "required": False,
+                "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0}}]
+
+_STREAM_QUERY = [*_ENDPOINT_QUERY, {
+    "name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["sse", "ndjson"]},
+    "description": "default: JSON lines if Accept names application/x-ndjson, else server-sent events"}]
+_STREAM_BODY = {**_TASK_BODY, "content": {"application/json": {"schema": {
+    "type": "object",
+    "properties": {
+        "args": {"type": "object", "description": "keyword arguments of the predict function"},
+        "url": {"type": "string", "description": "fetched by the gateway and passed as the only argument"},
+    },
+}}}}
+_STREAM_RESPONSES = {"200": {
+    "description": "Server-sent events: one `data:` event per item (its JSON), then `event: end` with "
+                   '`{"status": "SUCCESS", "items": n}` or `event: error` with `{"status": "FAILURE", '
+                   '"traceback"|"detail": ...}`. As JSON lines: `{"item": ...}` per item, then the final object. '
+                   "Errors before the first item are plain JSON with a 4xx/5xx status.",
+    "content": {SSE_TYPE: {"schema": {"type": "string"}}, NDJSON_TYPE: {"schema": {"type": "string"}}},
+}}
+_EVENTS_EXTRA = {
+    "parameters": [
+        {"name": "wait", "in": "query", "required": False, "schema": {"type": "number", "exclusiveMinimum": 0},
+         "description": "end the stream after this many seconds (the client reconnects); default: until the end"},
+        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "the last event's id, to resume without repeats"},
+    ],
+    "responses": {"200": {
+        "description": "Server-sent events `PENDING` (with `queue_position`), `STARTED`, then `SUCCESS` or "
+                       "`FAILURE` (the body of `GET /v1/async-tasks/{task_id}`); each with an `id`.",
+        "content": {SSE_TYPE: {"schema": {"type": "string"}}},
+    }},
+}
+
+ROUTES: list[Route] = [
+    Route("POST", "/v1/sync-tasks", sync_task, "sync_task", reads_body=True, tags=("tasks",),
+          summary="Run one prediction and wait for it",
+          description="``{\"args\": {...}}`` or ``{\"url\": \"...\"}``, ``return_pickled``; the endpoint by "
+                      "``model_endpoint_name`` or ``model_endpoint_id``.",
+          openapi_extra={"parameters": _ENDPOINT_QUERY, "requestBody": _TASK_BODY}),
+    Route("POST", "/v1/async-tasks", async_task, "async_task", reads_body=True, tags=("tasks",),
+          summary="Queue one prediction",
+          description="Poll ``GET /v1/async-tasks/{task_id}`` for its result.",
+          openapi_extra={"parameters": _ENDPOINT_QUERY, "requestBody": _TASK_BODY}),
+    Route("GET", "/v1/async-tasks/{task_id}", get_task, "get_task", tags=("tasks",),
+          summary="A task's status and result",
+          description="PENDING, SUCCESS or FAILURE, with the result. ``wait`` (seconds): answer as soon as the "
+                      "task ends, or after that long (long-poll).",
+          openapi_extra={"parameters": _WAIT_QUERY}),
+    Route("POST", "/v1/streaming-tasks", streaming_task, "streaming_task", reads_body=True, tags=("tasks",),
+          summary="Run one prediction of a streaming endpoint and receive its items as they come",
+          description="``{\"args\": {...}}`` or ``{\"url\": \"...\"}``. Server-sent events (default), or JSON "
+                      "lines with ``Accept: application/x-ndjson`` or ``format=ndjson``.",
+          openapi_extra={"parameters": _STREAM_QUERY, "requestBody": _STREAM_BODY, "responses": _STREAM_RESPONSES}),
+    Route("GET", "/v1/async-tasks/{task_id}/events", task_events_stream, "task_events", tags=("tasks",),
+          summary="Watch a task live",
+          description="One server-sent event per state change, ending after SUCCESS or FAILURE. Reconnect with "
+                      "``Last-Event-ID`` to resume without repeats.",
+          openapi_extra=_EVENTS_EXTRA),
+    Route("POST", LEGACY + "/task_sync/{endpoint_name}", legacy_sync_task, "legacy_sync_task", reads_body=True,
+          summary="scale-launch 0.3.3: run one prediction", openapi_extra={"requestBody": _TASK_BODY}),
+    Route("POST", LEGACY + "/task_async/{endpoint_name}", legacy_async_task, "legacy_async_task",
+          reads_body=True, summary="scale-launch 0.3.3: queue one prediction",
+          openapi_extra={"requestBody": _TASK_BODY}),
+    Route("GET", LEGACY + "/endpoints/{endpoint_name}/task_async/{task_id}", legacy_get_task,
+          "legacy_endpoint_task", summary="scale-launch 0.3.3: a task's state and result"),
+    Route("GET", LEGACY + "/task/result/{task_id}", legacy_get_task, "legacy_task_result",
+          summary="scale-launch 0.3.3 (deprecated get_async_response): a task's state and result"),
+]
