@@ -11,6 +11,7 @@ generator on the worker.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -28,6 +29,7 @@ from launch.server.inputs import prepare
 from launch.server.predictions import _usable, parse_body
 from launch.server.worker_client import StreamClosed, WorkerClient, WorkerStream, WorkerUnreachable
 
+log = logging.getLogger("launch.streams")
 Frames = list[tuple[int, bytes]]
 Encoder = Callable[[Frames], tuple[bytes, int, bool]]
 _background: set[asyncio.Task[None]] = set()  # fire-and-forget wake-ups, kept alive until done
@@ -116,6 +118,7 @@ class OpenStream:
                 except TimeoutError:
                     frames = failure(f"the predict function produced no item within {self.item_timeout:g} s")
                 except WorkerUnreachable as exc:
+                    log.warning("stream on worker %s: %s", self.worker.worker_id, exc)
                     self.worker.broken = True
                     self.on_broken_worker()
                     frames = failure(f"the worker failed during the stream: {exc}")
@@ -178,6 +181,7 @@ class Streams:
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the stream: "
                                       f"{final_event(*first[0]).get('detail')}")
             except WorkerUnreachable as exc:
+                log.warning("stream on worker %s: %s", worker.worker_id, exc)
                 worker.broken = True
                 self.endpoints.wake(endpoint.id)
                 if exc.sent or not can_retry:
