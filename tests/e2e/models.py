@@ -202,3 +202,9 @@ async def astreamer(n: int = 10, delay: float = 0.0) -> Any:
         if delay:
             await asyncio.sleep(delay)
         yield i
+
+
+def byte_chunks(data: bytes) -> Any:
+    """A streaming predict function for ``url`` inputs: the fetched bytes, four at a time, as text."""
+    for start in range(0, len(data), 4):
+        yield data[start:start + 4].decode()

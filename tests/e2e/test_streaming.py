@@ -18,7 +18,7 @@ import pytest
 from launch import EndpointRequest, LaunchClient, StreamError, StreamingEndpoint, SyncEndpoint
 from tests.conftest import RunningServer, start_server
 from tests.e2e import models
-from tests.e2e.helpers import deployed, unique, wait_until
+from tests.e2e.helpers import deployed, file_server, unique, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -226,3 +226,9 @@ def test_the_sync_timeout_bounds_the_wait_for_each_item_not_the_stream(tmp_path:
         assert "get" in schema["paths"]["/v1/async-tasks/{task_id}/events"]
     finally:
         server.stop()
+
+
+def test_a_url_input_is_fetched_by_the_gateway_and_streamed(alice: LaunchClient) -> None:
+    bundle = alice.create_model_bundle(unique("chunks"), {}, predict_fn_or_cls=models.byte_chunks, requirements=[])
+    with deployed(alice, bundle, "streaming") as endpoint, file_server({"/input.txt": b"abcdefghij"}) as base:
+        assert list(endpoint.predict(EndpointRequest(url=f"{base}/input.txt"))) == ["abcd", "efgh", "ij"]
