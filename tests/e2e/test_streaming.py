@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ import httpx
 import pytest
 
 from launch import EndpointRequest, LaunchClient, StreamError, StreamingEndpoint, SyncEndpoint
-from tests.conftest import RunningServer, start_server
+from tests.conftest import LAUNCH, RunningServer, start_server
 from tests.e2e import models
 from tests.e2e.helpers import deployed, file_server, unique, wait_until
 
@@ -232,3 +234,16 @@ def test_a_url_input_is_fetched_by_the_gateway_and_streamed(alice: LaunchClient)
     bundle = alice.create_model_bundle(unique("chunks"), {}, predict_fn_or_cls=models.byte_chunks, requirements=[])
     with deployed(alice, bundle, "streaming") as endpoint, file_server({"/input.txt": b"abcdefghij"}) as base:
         assert list(endpoint.predict(EndpointRequest(url=f"{base}/input.txt"))) == ["abcd", "efgh", "ij"]
+
+
+def test_cli_streams_items_as_json_lines(server: RunningServer, alice_key: str, streaming: StreamingEndpoint) -> None:
+    env = {**os.environ, "LAUNCH_API_KEY": alice_key, "LAUNCH_ENDPOINT": server.url}
+    name = streaming.model_endpoint.name
+    out = subprocess.run([LAUNCH, "endpoints", "stream", name, "--args", '{"n": 3}'], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line) for line in out.stdout.splitlines()] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    failed = subprocess.run([LAUNCH, "endpoints", "stream", name, "--args", '{"op": "raise", "n": 1, "tag": "cli"}'],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and failed.stdout.splitlines() == ['{"i": 0}']
+    assert "stream-boom-cli" in failed.stderr
