@@ -112,7 +112,10 @@ class _Pump:
                     wake, self.scheduled = not self.scheduled, True
                 if wake:
                     self.loop.call_soon_threadsafe(self.flush)
-                    time.sleep(0)  # hand the interpreter to the event loop now: the item leaves at once
+                    if count == 1:
+                        time.sleep(0)  # hand the interpreter to the event loop now: the first item leaves at once
+                    # later items: the loop takes the interpreter within the switch interval and sends what
+                    # accumulated by then in one batch (a hand-over per item would cost a wake-up per item)
         except Exception:
             return count, _bounded_traceback(self.limit)
         finally:
