@@ -279,3 +279,24 @@ def test_task_event_ids_follow_the_state() -> None:
     done = Task(**{**task.__dict__, "state": TaskState.SUCCESS, "result": "3", "attempt": 1})
     assert describe(done, links, None) == ("SUCCESS", "SUCCESS", {"task_id": "t", "status": "SUCCESS", "attempts": 1,
                                                                   "result": "3"})
+
+
+def test_cancel_all_releases_a_generator_thread_waiting_for_credit() -> None:
+    closed: list[bool] = []
+
+    def endless() -> Iterator[int]:
+        try:
+            while True:
+                yield 1
+        finally:
+            closed.append(True)
+
+    async def scenario() -> None:
+        streams, _ = _runner(endless)
+        conn = FakeConnection()
+        streams.start(conn, 9, {"args": {}, "credit": 2}, None, lambda: None)  # two items, then it waits
+        await _until(lambda: len(conn.frames) == 2)
+        streams.cancel_all()
+        await _until(lambda: bool(closed))
+
+    asyncio.run(scenario())

@@ -127,6 +127,7 @@ class WorkerServer:
         self.draining = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.idle.wait(), timeout)
+        self.streams.cancel_all()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -178,6 +178,15 @@ class Streams:
             if owner is conn and stream.task is not None:
                 stream.task.cancel()
 
+    def cancel_all(self) -> None:
+        """The worker stops: end every stream now (a generator thread waiting for credit would otherwise keep
+        the process alive)."""
+        for stream in list(self._running.values()):
+            if stream.pump is not None:
+                stream.pump.cancel()
+            if stream.task is not None:
+                stream.task.cancel()
+
     def _finish(self, conn: Connection, request_id: int, count: int, failure: str | None) -> None:
         if failure is None:
             conn.send(request_id, wire.END, orjson.dumps({"items": count}))
