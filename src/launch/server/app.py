@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from launch.server.api.errors import install_error_handlers
 from launch.server.api.fast_path import FastPath
+from launch.server.api.http_guard import guarded_protocol
 from launch.server.api.limits import BodySizeLimit
 from launch.server.control.batch_runner import BatchRunner
 from launch.server.control.pool import Pools
@@ -109,7 +110,9 @@ def build_services(settings: Settings) -> Services:
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
     batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs")
     return Services(
-        settings=settings, secret=secret, api_keys=ApiKeys(db, secret), bundles=bundles,
+        settings=settings, secret=secret, bundles=bundles,
+        api_keys=ApiKeys(db, secret, recheck_seconds=settings.api_key_recheck_seconds,
+                         last_used_seconds=settings.api_key_last_used_seconds),
         endpoints=endpoints, cache=cache, tasks=tasks,
         uploads=Uploads(objects, secret, settings.resolved_public_url, settings.upload_url_ttl_seconds,
                         settings.max_bundle_bytes),
@@ -128,6 +131,7 @@ def build_app(settings: Settings) -> FastPath:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.api_keys.start()
         await services.reconciler.start()
         await services.batch_runner.start()
         # start-up objects (framework, models, metadata) leave the collector's working set: full collections
@@ -139,6 +143,7 @@ def build_app(settings: Settings) -> FastPath:
         finally:
             await services.batch_runner.stop()
             await services.reconciler.stop()
+            await services.api_keys.stop()
             await services.predictions.client.close()
             await services.broker.close()
             await services.tasks.db.close()
@@ -161,7 +166,8 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings, log_level: str = "info") -> None:
     """Run the platform until SIGTERM/SIGINT, then drain requests, stop workers and exit 0."""
+    http = guarded_protocol(settings.max_header_bytes, settings.header_timeout_seconds)
     config = uvicorn.Config(build_app(settings), host=settings.host, port=settings.port, loop="uvloop",
-                            http="httptools", log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
+                            http=http, log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
                             backlog=4096, proxy_headers=False, server_header=False)
     _Server(config).run()
