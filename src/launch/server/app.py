@@ -29,6 +29,7 @@ from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoints import Endpoints
 from launch.server.domain.owners import ApiKeys
+from launch.server.domain.quotas import Quotas
 from launch.server.domain.tasks import TaskCache, Tasks
 from launch.server.domain.uploads import Uploads
 from launch.server.environments import Environments
@@ -95,7 +96,8 @@ def build_services(settings: Settings) -> Services:
     pools = Pools()
     client = WorkerClient()
     bundles = Bundles(db, objects)
-    endpoints = Endpoints(db, bundles)
+    quotas = Quotas.from_settings(settings)
+    endpoints = Endpoints(db, bundles, quotas)
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
     task_cache = TaskCache(authoritative=settings.broker_url.startswith("embedded:"))
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
@@ -118,7 +120,7 @@ def build_services(settings: Settings) -> Services:
                         settings.max_bundle_bytes),
         predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
-                                max_queued=settings.max_queued_tasks),
+                                max_queued=settings.max_queued_tasks, quotas=quotas),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
     )
