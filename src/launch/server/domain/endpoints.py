@@ -255,10 +255,10 @@ class Endpoints:
                 new = transition(EndpointStatus(row.status), event)
             except IllegalTransition:
                 return None, False
-            if new.value == row.status and reason is None and event is not Event.WORKER_READY:
+            if new.value == row.status and reason is None and event not in (Event.WORKER_READY, Event.WAITING):
                 return new, False  # nothing changes: no write
             values: dict[str, Any] = {"status": new.value, "updated_at": time.time()}
-            if event in (Event.FAILED, Event.WORKER_READY) or reason is not None:
+            if event in (Event.FAILED, Event.WORKER_READY, Event.WAITING) or reason is not None:
                 values["status_reason"] = reason
             conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id).values(**values))
             return new, True
