@@ -85,6 +85,10 @@ class Reconciler:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        host = self.host
+        log.info("workers are placed within %g cpus (LAUNCH_HOST_CPUS %g x LAUNCH_CPU_OVERCOMMIT %g) and %s of "
+                 "memory (LAUNCH_HOST_MEMORY)", host.schedulable_cpus, host.cpus, host.cpu_overcommit,
+                 capacity.format_bytes(host.memory))
         records = await self.endpoints.list()
         await self.tasks.recover({e.id: e.queue for e in records if e.endpoint_type == "async"})
         self._loop = asyncio.create_task(self._run(), name="reconciler")
