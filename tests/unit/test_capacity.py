@@ -19,16 +19,17 @@ MI = 1024**2
 
 
 @pytest.mark.parametrize(("text", "size"), [
-    ("100", 100), ("512Mi", 512 * MI), ("8Gi", 8 * GI), ("1.5G", 1_500_000_000), ("2k", 2048), ("1K", 1000),
-    ("512m", 512 * MI), ("1Ti", 1024 * GI),
+    ("100", 100), ("512Mi", 512 * MI), ("8Gi", 8 * GI), ("1.5G", 1_500_000_000), ("1K", 1000),
+    ("1Ti", 1024 * GI),
 ])
 def test_parse_quantity(text: str, size: int) -> None:
     assert parse_quantity(text) == size
 
 
 def test_parse_quantity_refuses_nonsense() -> None:
-    with pytest.raises(ValueError):
-        parse_quantity("lots")
+    for text in ("lots", ""):
+        with pytest.raises(ValueError):
+            parse_quantity(text)
 
 
 def test_format_bytes() -> None:

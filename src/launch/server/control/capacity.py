@@ -9,25 +9,17 @@ than a reservation, so it may be overcommitted: the workers' cpus add up to at m
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)([KMGTPE]i?|[kmgtpe])?$")
-_POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+from launch.stores.placement.limits import parse_memory
 
 
 def parse_quantity(text: str) -> int:
-    """Bytes in a quantity such as ``512Mi``, ``8Gi``, ``1.5G`` or ``100``. ``Ki``/``Mi``/... are binary and
-    ``K``/``M``/... decimal, as in Kubernetes; lower-case ``k``/``m``/``g``... are binary, as in Docker."""
-    match = _QUANTITY.fullmatch(text.strip())
-    if match is None:
+    """Bytes in a memory quantity, read exactly as the worker's memory limit reads it (one rule for both)."""
+    size = parse_memory(text)
+    if size is None:
         raise ValueError(f"not a quantity such as '512Mi' or '8Gi': {text!r}")
-    number, unit = float(match.group(1)), match.group(2) or ""
-    if not unit:
-        return int(number)
-    power = _POWERS[unit[0].lower()]
-    binary = unit.endswith("i") or unit.islower()
-    return int(number * (1024 if binary else 1000) ** power)
+    return size
 
 
 def format_bytes(size: float) -> str:
