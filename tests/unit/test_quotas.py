@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from launch.server.domain.endpoints import EndpointSettings
 from launch.server.domain.errors import Conflict, InvalidRequest, TooManyRequests
 from launch.server.domain.quotas import OwnerCounts, Quotas
+from launch.server.domain.tasks import Tasks
+from launch.stores.broker.embedded import EmbeddedBroker
+from launch.stores.database import Database, migrate
 
 QUOTAS = Quotas(max_workers_per_endpoint=32, max_workers_per_owner=40, max_endpoints_per_owner=3,
                 max_queued_tasks_per_owner=5)
@@ -66,3 +72,32 @@ def test_owner_counts() -> None:
     assert counts.get("bob") == 0
     counts.reset({"carol": 4, "dave": 0})
     assert (counts.get("alice"), counts.get("carol"), counts.get("dave")) == (0, 4, 0)
+
+
+def test_unfinished_tasks_are_counted_through_their_lifecycle(tmp_path: Path) -> None:
+    """The per-owner count follows submit, finish and endpoint failure, and is rebuilt from the database."""
+    url = f"sqlite:///{tmp_path / 'launch.db'}"
+    migrate(url)
+
+    async def scenario() -> None:
+        db = Database(url)
+        tasks = Tasks(db, EmbeddedBroker(), max_attempts=3, lease_seconds=60)
+        try:
+            first = await tasks.submit("alice", "e1", "q1", {"args": {}})
+            await tasks.submit("alice", "e2", "q2", {"args": {}})
+            await tasks.submit("bob", "e1", "q1", {"args": {}})
+            assert (tasks.unfinished.get("alice"), tasks.unfinished.get("bob")) == (2, 1)
+            claimed = await tasks.claim(first)
+            assert claimed is not None
+            assert await tasks.finish(claimed, ok=True, result="1")
+            assert not await tasks.finish(claimed, ok=True, result="1")  # fenced out: not counted twice
+            assert tasks.unfinished.get("alice") == 1
+            restarted = Tasks(db, EmbeddedBroker(), max_attempts=3, lease_seconds=60)
+            await restarted.recover({"e1": "q1", "e2": "q2"})
+            assert (restarted.unfinished.get("alice"), restarted.unfinished.get("bob")) == (1, 1)
+            await tasks.fail_endpoint_tasks("e1", "deleted")
+            assert (tasks.unfinished.get("alice"), tasks.unfinished.get("bob")) == (1, 0)
+        finally:
+            await db.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
