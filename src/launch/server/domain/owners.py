@@ -123,8 +123,9 @@ class KeyChanges(Protocol):
 
 
 class TableKeyChanges:
-    """Keys are only ever added or revoked (revoked_at set to now), so their count and the latest
-    revocation time change with every such change: one read of a tiny table, portable to any database."""
+    """Keys are only ever added or revoked, never deleted or restored, so the number of keys and the number
+    of revoked keys change with every such change (whatever the clocks say): one read of a tiny table,
+    portable to any database."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -132,7 +133,7 @@ class TableKeyChanges:
     async def version(self) -> Hashable:
         async with self.db.connect() as conn:
             row = (await conn.execute(
-                sa.select(sa.func.count(), sa.func.max(api_keys.c.revoked_at)).select_from(api_keys)
+                sa.select(sa.func.count(), sa.func.count(api_keys.c.revoked_at)).select_from(api_keys)
             )).one()
         return (row[0], row[1])
 
