@@ -56,13 +56,6 @@ ROOMY = {"LAUNCH_HOST_CPUS": "64", "LAUNCH_HOST_MEMORY": "256Gi", "LAUNCH_MAX_EN
          "LAUNCH_MAX_WORKERS_PER_OWNER": "10000"}
 
 
-def own_uids(port: int) -> dict[str, str]:
-    """A sandbox uid range of this server's own: placement hands out uids from its range without knowing
-    other servers on the machine, and stopping a worker kills every process of its uid, so two servers
-    with one range kill each other's workers."""
-    return {"LAUNCH_SANDBOX_UID_BASE": str(524288 + (port % 4096) * 64), "LAUNCH_SANDBOX_UID_COUNT": "64"}
-
-
 def start_server(data_dir: Path, port: int | None = None, *args: str, env: dict[str, str] | None = None,
                  timeout: float = 30) -> RunningServer:
     """Start ``launch server`` and wait until ``/healthz`` answers 200."""
@@ -73,7 +66,7 @@ def start_server(data_dir: Path, port: int | None = None, *args: str, env: dict[
         process = subprocess.Popen(
             [LAUNCH, "server", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
              "--allow-private-fetch", "--log-level", "warning", *args],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ROOMY, **own_uids(port), **(env or {})},
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ROOMY, **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
