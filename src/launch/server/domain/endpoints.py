@@ -16,6 +16,7 @@ from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_states import EndpointStatus, Event, IllegalTransition, transition
 from launch.server.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from launch.server.domain.names import validate_name
+from launch.server.domain.quotas import Quotas
 from launch.stores.database import Database
 from launch.stores.schema import bundles, endpoints
 
@@ -110,13 +111,23 @@ def _select() -> sa.Select[Any]:
     )
 
 
+def _live_settings(conn: sa.Connection, owner: str, except_id: str | None = None) -> list[EndpointSettings]:
+    """The settings of ``owner``'s endpoints that are not being deleted (what quotas count)."""
+    query = sa.select(endpoints.c.settings).where(
+        endpoints.c.owner == owner, endpoints.c.status != EndpointStatus.DELETE_IN_PROGRESS.value)
+    if except_id is not None:
+        query = query.where(endpoints.c.id != except_id)
+    return [EndpointSettings.from_dict(row.settings) for row in conn.execute(query)]
+
+
 class Endpoints:
     """Endpoint records. Every change wakes the reconciler through ``changed`` and names the endpoint in
     ``dirty``, so the reconciler looks at that endpoint only."""
 
-    def __init__(self, db: Database, bundles_service: Bundles) -> None:
+    def __init__(self, db: Database, bundles_service: Bundles, quotas: Quotas | None = None) -> None:
         self.db = db
         self.bundles = bundles_service
+        self.quotas = quotas or Quotas()
         self.changed = asyncio.Event()
         self.dirty: set[str] = set()
         self.listeners: list[Any] = []
@@ -158,8 +169,14 @@ class Endpoints:
             settings=settings.to_dict(), metadata=endpoint.metadata, labels=endpoint.labels,
             status=endpoint.status.value, status_reason=None, generation=1, created_at=now, updated_at=now,
         )
+
+        def insert(conn: sa.Connection) -> None:
+            # checked in the write itself: the single writer makes count-then-insert atomic
+            self.quotas.check_endpoint(settings, _live_settings(conn, owner))
+            conn.execute(statement)
+
         try:
-            await self.db.write(lambda conn: conn.execute(statement))
+            await self.db.write(insert)
         except IntegrityError:
             raise AlreadyExists(f"an endpoint named {name!r} already exists") from None
         self._notify(endpoint.id)
@@ -222,7 +239,12 @@ class Endpoints:
         if metadata is not None:
             values["metadata"] = metadata
         statement = endpoints.update().where(endpoints.c.id == current.id).values(**values)
-        await self.db.write(lambda conn: conn.execute(statement))
+
+        def update(conn: sa.Connection) -> None:
+            self.quotas.check_endpoint(settings, _live_settings(conn, owner, current.id), current.settings)
+            conn.execute(statement)
+
+        await self.db.write(update)
         self._notify(current.id)
         return await self.get(owner, name)
 
@@ -246,10 +268,10 @@ class Endpoints:
                 new = transition(EndpointStatus(row.status), event)
             except IllegalTransition:
                 return None, False
-            if new.value == row.status and reason is None and event is not Event.WORKER_READY:
+            if new.value == row.status and reason is None and event not in (Event.WORKER_READY, Event.WAITING):
                 return new, False  # nothing changes: no write
             values: dict[str, Any] = {"status": new.value, "updated_at": time.time()}
-            if event in (Event.FAILED, Event.WORKER_READY) or reason is not None:
+            if event in (Event.FAILED, Event.WORKER_READY, Event.WAITING) or reason is not None:
                 values["status_reason"] = reason
             conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id).values(**values))
             return new, True
