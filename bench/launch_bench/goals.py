@@ -97,7 +97,9 @@ def stream_first_item(get: Lookup) -> Check:
     v = _values((ours, "ttfi_p50_ms"), (ours, "own_first_yield_ms"))
     observed = "missing"
     if v:
-        observed = f"{v[0] - v[1]:+.3f} ms (first item {v[0]:.3f} ms; the generator alone {v[1]:.4f} ms)"
+        observed = f"{v[0] - v[1]:+.3f} ms (first item {v[0]:.3f} ms; the generator alone {v[1]:.4f} ms"
+        floor = _values((get("F1", "stream", "tokens", 1), "ttfi_p50_ms"))
+        observed += f"; F1's first item {floor[0]:.3f} ms)" if floor else ")"
     return Check("stream first item, added over the generator's own first yield, c=1", observed, "≤ 2 ms",
                  _verdict(None if v is None else v[0] - v[1] <= 2.0))
 
