@@ -22,7 +22,7 @@ from launch.server.domain.errors import InvalidRequest, NotFound
 from launch.server.domain.uploads import key_from_location
 from launch.stores.database import Database
 from launch.stores.objects import ObjectStore
-from launch.stores.schema import batch_items, batch_jobs
+from launch.stores.schema import batch_items, batch_jobs, bundles
 
 SERIALIZATION_FORMATS = ("json", "pickle")
 MAX_ITEMS = 100_000
@@ -139,8 +139,11 @@ class BatchJobs:
         job_id = uuid.uuid4().hex
 
         def insert(conn: sa.Connection) -> None:
+            if conn.execute(sa.select(bundles.c.id).where(bundles.c.id == bundle.id)).first() is None:
+                raise NotFound(f"no bundle named {bundle_name!r}")  # deleted meanwhile: nothing half-saved
             conn.execute(batch_jobs.insert().values(
-                id=job_id, owner=owner, bundle_id=bundle.id, status=BatchStatus.PENDING.value, input_key=key,
+                id=job_id, owner=owner, bundle_id=bundle.id, bundle_name=bundle.name,
+                status=BatchStatus.PENDING.value, input_key=key,
                 serialization_format=serialization_format, options=dict(options or {}), labels=dict(labels or {}),
                 total=len(items), done=0, failed=0, created_at=time.time(),
             ))
