@@ -231,7 +231,7 @@ class Reconciler:
     async def _fail(self, endpoint: Endpoint, reason: str) -> None:
         """The endpoint's generation failed for good: roll back to the serving one, or fail the endpoint."""
         if await self.endpoints.fail_rollout(endpoint.id, endpoint.generation, reason):
-            self.note(endpoint, f"failed: {reason}")
+            self.note(endpoint, f"failed: {reason.splitlines()[0] if reason else 'unknown reason'}")
 
     def _note_failure(self, rt: EndpointRuntime) -> None:
         rt.failures += 1

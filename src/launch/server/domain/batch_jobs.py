@@ -92,6 +92,7 @@ class BatchJob:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    bundle_name: str = ""  # a record of the bundle it ran (the bundle may be deleted once the job ended)
 
     @property
     def duration(self) -> str | None:
@@ -107,6 +108,7 @@ def _row_to_job(row: Any) -> BatchJob:
         serialization_format=row.serialization_format, options=row.options or {}, labels=row.labels or {},
         total=row.total or 0, done=row.done, failed=row.failed, result_key=row.result_key, error=row.error,
         created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+        bundle_name=row.bundle_name,
     )
 
 
@@ -169,7 +171,7 @@ class BatchJobs:
     async def view(self, owner: str, job_id: str) -> dict[str, Any]:
         job = await self.get(owner, job_id)
         return {
-            "job_id": job.id, "status": job.status.value, "duration": job.duration,
+            "job_id": job.id, "status": job.status.value, "duration": job.duration, "bundle_name": job.bundle_name,
             "result": self.result_url(job.result_key) if job.result_key else None,
             "total": job.total, "done": job.done, "failed": job.failed, "error": job.error,
             "serialization_format": job.serialization_format, "labels": job.labels, "options": job.options,
