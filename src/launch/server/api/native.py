@@ -26,7 +26,9 @@ from launch.server.signing import verify
 router = APIRouter(route_class=StrictJsonRoute)
 
 # -- field types: the document states the rules the domain enforces ---------------------------------------
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# (the name's pattern is documented, and checked by domain.names, whose message says what a name may hold)
+Name = Annotated[str, Field(min_length=1, max_length=128,
+                            json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"})]
 Location = Annotated[str, Field(min_length=1, max_length=MAX_LOCATION_CHARS)]
 Requirements = Annotated[list[Annotated[str, Field(max_length=MAX_REQUIREMENT_CHARS)]],
                          Field(max_length=MAX_REQUIREMENTS)]
