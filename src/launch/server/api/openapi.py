@@ -40,9 +40,15 @@ _DESCRIPTIONS = {
 COMMON = (413, 422, 503, 507)
 
 
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "The scheme to authenticate with", "schema": {"type": "string"}}},
+}
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route answering ``codes`` (and the common ones) with ``ErrorDetail``."""
-    return {code: {"model": ErrorDetail, "description": _DESCRIPTIONS[code]}
+    return {code: {"model": ErrorDetail, "description": _DESCRIPTIONS[code],
+                   **({"headers": _HEADERS[code]} if code in _HEADERS else {})}
             for code in sorted({*codes, *COMMON})}
 
 
