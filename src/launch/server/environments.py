@@ -24,7 +24,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from launch.server.domain.errors import InvalidRequest
 
 log = logging.getLogger("launch.environments")
-RESOLVE_TIMEOUT_SECONDS = 120.0
+RESOLVE_TIMEOUT_SECONDS = 60.0  # under the SDK's request timeout (120 s)
 # uv's words for "the index could not be reached": no verdict on the requirements themselves
 _NETWORK_TROUBLE = ("Failed to fetch", "error sending request", "dns error", "Request failed after",
                     "connection", "timed out", "Could not connect")
