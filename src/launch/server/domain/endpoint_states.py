@@ -7,7 +7,8 @@
     any ──delete──▶ DELETE_IN_PROGRESS ──(workers stopped)──▶ row removed
 
 A READY endpoint stays READY while a rolling update or an autoscaling change is under way (old workers keep
-serving); it goes to UPDATE_FAILED only when its configuration cannot run at all.
+serving). UPDATE_FAILED says the last rollout failed: with a generation that served before, the endpoint is
+rolled back to it and keeps serving (``rollouts``); only one that never served refuses requests.
 """
 
 from __future__ import annotations
