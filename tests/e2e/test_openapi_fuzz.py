@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from launch import LaunchClient
 from tests.conftest import REPO, RunningServer, start_server
+from tests.e2e import models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 ST = REPO / ".venv-schemathesis" / "bin" / "st"
@@ -44,6 +46,8 @@ def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
 def test_schemathesis_finds_no_failure(schemathesis: Path, fuzzed_server: RunningServer,
                                       tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     key = fuzzed_server.key("fuzzer")
+    client = LaunchClient(api_key=key, endpoint=fuzzed_server.url)
+    bundle = client.create_model_bundle("fuzz-bundle", {}, predict_fn_or_cls=models.constant("A"), requirements=[])
     argv = [
         str(schemathesis), "--config-file", str(CONFIG), "run", f"{fuzzed_server.url}/openapi.json",
         "--checks", "all", "--max-examples", os.environ.get("LAUNCH_FUZZ_EXAMPLES", "25"),
@@ -51,7 +55,8 @@ def test_schemathesis_finds_no_failure(schemathesis: Path, fuzzed_server: Runnin
         "--header", f"Authorization: Bearer {key}", "--workers", "2", "--no-color",
         "--request-timeout", "30", "--report", "junit", "--report-dir", str(tmp_path),
     ]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=540, cwd=tmp_path)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=540, cwd=tmp_path,
+                          env={**os.environ, "LAUNCH_FUZZ_BUNDLE": bundle.name})
     output = proc.stdout + proc.stderr
     summary = output[output.rfind("SUMMARY"):] if "SUMMARY" in output else output[-3000:]
     with capsys.disabled():
