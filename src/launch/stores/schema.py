@@ -14,6 +14,8 @@ api_keys = sa.Table(
     sa.Column("key_digest", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("key_prefix", sa.String(16), nullable=True),  # the key's first characters, to name it in lists
+    sa.Column("last_used_at", sa.Float, nullable=True),  # written at most once a minute per key
 )
 
 bundles = sa.Table(

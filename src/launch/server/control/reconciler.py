@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from launch.server.control import autoscaler
+from launch.server.control import autoscaler, capacity
 from launch.server.control.dispatcher import Dispatcher
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.control.workers import BundleUnavailable, WorkerFactory
@@ -59,6 +59,7 @@ class EndpointRuntime:
     retry_at: float = 0.0
     dispatcher: Dispatcher | None = None
     tearing_down: bool = False
+    unplaced: str | None = None  # why its last worker did not fit on the host (shown as status_reason)
 
 
 class Reconciler:
@@ -76,6 +77,9 @@ class Reconciler:
         self.factory = factory
         self.client = client
         self.policy = autoscaler.Policy(scale_to_zero_after=settings.scale_to_zero_after_seconds)
+        self.host = capacity.Host(cpus=settings.host_cpus, memory=capacity.parse_quantity(settings.host_memory),
+                                  cpu_overcommit=settings.cpu_overcommit)
+        self.ledger = capacity.Ledger()
         self.runtimes: dict[str, EndpointRuntime] = {}
         self.logs_root = settings.data_dir / "logs"
         self._jobs: set[asyncio.Task[None]] = set()
@@ -102,6 +106,10 @@ class Reconciler:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        host = self.host
+        log.info("workers are placed within %g cpus (LAUNCH_HOST_CPUS %g x LAUNCH_CPU_OVERCOMMIT %g) and %s of "
+                 "memory (LAUNCH_HOST_MEMORY)", host.schedulable_cpus, host.cpus, host.cpu_overcommit,
+                 capacity.format_bytes(host.memory))
         records = await self.endpoints.list()
         await self.tasks.recover({e.id: e.queue for e in records if e.endpoint_type == "async"})
         self._loop = asyncio.create_task(self._run(), name="reconciler")
@@ -179,6 +187,9 @@ class Reconciler:
             surplus = sorted(current, key=lambda w: w.inflight)[: len(current) - desired]
             for worker in surplus:
                 self._drain(rt, worker)
+        if rt.unplaced is not None and len(current) + starting >= desired:  # the capacity reason is stale
+            rt.unplaced = None
+            await self.endpoints.set_status(endpoint.id, Event.WAITING, None, endpoint.generation)
         if len(current) >= desired or (desired == 0 and not starting):
             for worker in [w for w in rt.pool.workers if w.generation != endpoint.generation]:
                 self._drain(rt, worker)
@@ -225,6 +236,7 @@ class Reconciler:
                             rt.endpoint.name, "broke its connection" if worker.broken else "died")
                 self._note_failure(rt)
             rt.pool.workers.remove(worker)
+            self.ledger.release(worker.worker_id)
             self._spawn(self.placement.stop(worker.worker_id, grace=1.0))
             self.client.forget(worker.address)
             await rt.pool.notify()
@@ -246,6 +258,8 @@ class Reconciler:
 
     async def _start_worker(self, rt: EndpointRuntime, endpoint: Endpoint) -> None:
         worker_id = uuid.uuid4().hex[:12]
+        if not await self._place(rt, endpoint, worker_id):
+            return
         rt.starting[worker_id] = endpoint.generation
         if endpoint.needs_proof and rt.failures == 0 and len(rt.starting) == 1:
             self.note(endpoint, "starting a worker")
@@ -254,9 +268,13 @@ class Reconciler:
             spec = await self._worker_spec(endpoint, worker_id)
             handle = await self.placement.start(spec)
         except (WorkerStartError, EnvironmentBuildError, BundleUnavailable) as exc:
+            self.ledger.release(worker_id)
             await self._start_failed(rt, endpoint, exc)
             return
-        except Exception as exc:
+        except BaseException as exc:
+            self.ledger.release(worker_id)
+            if not isinstance(exc, Exception):
+                raise
             log.exception("starting a worker for endpoint %s failed", endpoint.id)
             await self._start_failed(rt, endpoint, exc)
             return
@@ -265,6 +283,7 @@ class Reconciler:
         current = self.runtimes.get(endpoint.id)
         if current is not rt or rt.endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
             await self.placement.stop(handle.worker_id, grace=1.0)
+            self.ledger.release(worker_id)
             return
         rt.pool.workers.append(WorkerRef(handle.worker_id, handle.address, endpoint.generation,
                                          capacity=endpoint.settings.per_worker))
@@ -274,6 +293,21 @@ class Reconciler:
             self.note(endpoint, "ready: this generation serves now")
         await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
         self.endpoints.changed.set()
+
+    async def _place(self, rt: EndpointRuntime, endpoint: Endpoint, worker_id: str) -> bool:
+        """Reserve the host capacity a new worker needs (before any await: the decision and the reservation
+        are one step); if it does not fit, say why in the endpoint's status_reason and leave it pending."""
+        want = capacity.worker_resources(endpoint.settings.cpus, endpoint.settings.memory)
+        reason = capacity.unfit_reason(self.host, self.ledger.used, want)
+        if reason is None:
+            self.ledger.reserve(worker_id, want)
+            return True
+        if rt.unplaced != reason:  # write the reason once, not on every pass
+            rt.unplaced = reason
+            log.warning("endpoint %s: waiting for host capacity: %s", endpoint.name, reason)
+            await self.endpoints.set_status(endpoint.id, Event.WAITING, f"waiting for host capacity: {reason}",
+                                            endpoint.generation)
+        return False
 
     async def _start_failed(self, rt: EndpointRuntime, endpoint: Endpoint, exc: Exception) -> None:
         self._note_failure(rt)
@@ -302,6 +336,7 @@ class Reconciler:
         while worker.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await self.placement.stop(worker.worker_id, grace=self.settings.worker_drain_seconds)
+        self.ledger.release(worker.worker_id)
         self.client.forget(worker.address)
         if worker in rt.pool.workers:
             rt.pool.workers.remove(worker)

@@ -17,6 +17,7 @@ from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_states import EndpointStatus, Event, IllegalTransition, transition
 from launch.server.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from launch.server.domain.names import validate_name
+from launch.server.domain.quotas import Quotas
 from launch.server.domain.rollouts import ROLLOUT_FIELDS, FailedRollout, Record, next_generation, on_failure, on_ready
 from launch.server.domain.rollouts import usable as rollout_usable
 from launch.stores.database import Database
@@ -151,12 +152,22 @@ def _require_bundle(conn: sa.Connection, bundle_id: str, bundle_name: str) -> No
         raise NotFound(f"no bundle named {bundle_name!r}")
 
 
+def _live_settings(conn: sa.Connection, owner: str, except_id: str | None = None) -> list[EndpointSettings]:
+    """The settings of ``owner``'s endpoints that are not being deleted (what quotas count)."""
+    query = sa.select(endpoints.c.settings).where(
+        endpoints.c.owner == owner, endpoints.c.status != EndpointStatus.DELETE_IN_PROGRESS.value)
+    if except_id is not None:
+        query = query.where(endpoints.c.id != except_id)
+    return [EndpointSettings.from_dict(row.settings) for row in conn.execute(query)]
+
+
 class Endpoints:
     """Endpoint records. Every change wakes the reconciler through ``changed``."""
 
-    def __init__(self, db: Database, bundles_service: Bundles) -> None:
+    def __init__(self, db: Database, bundles_service: Bundles, quotas: Quotas | None = None) -> None:
         self.db = db
         self.bundles = bundles_service
+        self.quotas = quotas or Quotas()
         self.changed = asyncio.Event()
         self.listeners: list[Any] = []
 
@@ -190,6 +201,8 @@ class Endpoints:
 
         def insert(conn: sa.Connection) -> None:
             _require_bundle(conn, bundle.id, bundle.name)
+            # checked in the write itself: the single writer makes count-then-insert atomic
+            self.quotas.check_endpoint(settings, _live_settings(conn, owner))
             conn.execute(statement)
 
         try:
@@ -261,6 +274,7 @@ class Endpoints:
             if row is None or row.status == EndpointStatus.DELETE_IN_PROGRESS.value:
                 raise Conflict(f"endpoint {name!r} is being deleted")
             _require_bundle(conn, bundle_id, new_bundle_name)
+            self.quotas.check_endpoint(settings, _live_settings(conn, owner, current.id), current.settings)
             generation = next_generation(_record(row)) if rollout else row.generation
             conn.execute(endpoints.update().where(endpoints.c.id == current.id).values(**values,
                                                                                      generation=generation))
@@ -287,10 +301,10 @@ class Endpoints:
                 new = transition(EndpointStatus(row.status), event)
             except IllegalTransition:
                 return None, False
-            if new.value == row.status and reason is None and event is not Event.WORKER_READY:
+            if new.value == row.status and reason is None and event not in (Event.WORKER_READY, Event.WAITING):
                 return new, False  # nothing changes: no write
             values: dict[str, Any] = {"status": new.value, "updated_at": time.time()}
-            if event in (Event.FAILED, Event.WORKER_READY) or reason is not None:
+            if event in (Event.FAILED, Event.WORKER_READY, Event.WAITING) or reason is not None:
                 values["status_reason"] = reason
             if event is Event.WORKER_READY:
                 values.update(on_ready(_record(row), row.generation))
