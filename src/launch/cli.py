@@ -267,8 +267,8 @@ def endpoints_get(name: str, api_key: str = ApiKeyOption, endpoint: str = Endpoi
     """Show one endpoint."""
     client = _client(api_key, endpoint)
     record = _run(lambda: client.connection.request("GET", f"/v1/model-endpoints/{name}"))
-    _show([record], ["name", "endpoint_type", "bundle_name", "status", "status_reason", "resource_settings",
-                     "worker_settings"], as_json, f"Endpoint {name}")
+    _show([record], ["name", "endpoint_type", "bundle_name", "status", "status_reason", "failed_rollout",
+                     "resource_settings", "worker_settings"], as_json, f"Endpoint {name}")
 
 
 @endpoints_app.command("delete")

@@ -20,6 +20,7 @@ from launch.server.api.errors import install_error_handlers
 from launch.server.api.fast_path import FastPath
 from launch.server.api.http_guard import guarded_protocol
 from launch.server.api.limits import BodySizeLimit
+from launch.server.api.openapi import install_docs
 from launch.server.control.batch_runner import BatchRunner
 from launch.server.control.pool import Pools
 from launch.server.control.reconciler import Reconciler
@@ -98,7 +99,8 @@ def build_services(settings: Settings) -> Services:
     broker = open_broker(settings.broker_url)
     pools = Pools()
     client = WorkerClient(max_frame_bytes=settings.max_result_bytes + 64 * 1024)
-    bundles = Bundles(db, objects)
+    environments = Environments(settings.data_dir / "envs", settings.build_environments)
+    bundles = Bundles(db, objects, check_requirements=environments.check)
     quotas = Quotas.from_settings(settings)
     endpoints = Endpoints(db, bundles, quotas)
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
@@ -106,7 +108,7 @@ def build_services(settings: Settings) -> Services:
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
     cache = EndpointCache(endpoints)
-    factory = WorkerFactory(settings, objects, Environments(settings.data_dir / "envs", settings.build_environments))
+    factory = WorkerFactory(settings, objects, environments)
     placement = open_placement(settings.placement_url, LocalOptions(
         hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
         uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,
@@ -164,15 +166,17 @@ def build_app(settings: Settings) -> FastPath:
             await services.broker.close()
             await services.tasks.db.close()
 
-    app = FastAPI(title="Launch", version="0.1.0", lifespan=lifespan,
-                  description="Self-hosted model serving: bundles, sync and async endpoints, tasks.")
+    app = FastAPI(title="Launch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Self-hosted model serving: bundles, sync, async and streaming endpoints, tasks.")
     app.state.services = services
     install_error_handlers(app)
+    install_docs(app)
     fast_path = FastPath(app, services, ROUTES, settings.max_request_bytes)
     app.include_router(native.router)
     fast_path.document(app)  # the prediction routes, before the legacy API's catch-all
     app.include_router(legacy.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes,
+                       own_limits={"/v1/uploads/": settings.max_bundle_bytes})
     return fast_path
 
 

@@ -57,7 +57,7 @@ def _usable(endpoint: Endpoint, kind: str) -> None:
     if endpoint.endpoint_type != kind:
         kind_now = endpoint.endpoint_type
         raise InvalidRequest(f"endpoint {endpoint.name!r} is {kind_now}, not {kind}; send it {kind_now} tasks")
-    if endpoint.status is EndpointStatus.UPDATE_FAILED:
+    if not endpoint.usable:  # after a failed rollout the serving generation still answers: usable
         raise Conflict(f"endpoint {endpoint.name!r} failed to start: {endpoint.status_reason or 'unknown'}")
     if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
         raise Conflict(f"endpoint {endpoint.name!r} is being deleted")

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     placement_url: str = "local://"
 
     max_request_bytes: int = 10 * 1024 * 1024
-    max_bundle_bytes: int = 2 * 1024 * 1024 * 1024
+    max_bundle_bytes: int = 1024 * 1024 * 1024  # uploads (bundles, batch inputs); a larger declared length gets 413
     sync_timeout_seconds: float = 110.0
     worker_start_timeout_seconds: float = 600.0
     worker_drain_seconds: float = 30.0

@@ -79,7 +79,7 @@ class FastPath:
             app.add_api_route(
                 route.path, _fastapi_endpoint(self, route), methods=[route.method], name=route.name,
                 tags=list(route.tags) or None, summary=route.summary, description=route.description or "",
-                openapi_extra=_openapi(route), response_class=Response,
+                openapi_extra=_openapi(route), response_class=Response, responses=route.responses or None,
             )
 
 

@@ -107,6 +107,7 @@ class Route:
     summary: str | None = None
     description: str | None = None
     openapi_extra: dict[str, Any] = field(default_factory=dict)
+    responses: dict[int | str, dict[str, Any]] = field(default_factory=dict)  # FastAPI's ``responses=``
 
     def segments(self) -> tuple[str, tuple[str, ...]]:
         """(static prefix up to the first parameter, the remaining segments)."""

@@ -8,6 +8,8 @@ Its cost follows what changes, not what exists: each pass reads only the endpoin
 ``Endpoints.dirty`` (changed records, or woken by demand or a broken worker) and looks at those plus the
 *live* ones (``is_live``: workers, starts, waiters, retries, not yet READY). An idle endpoint costs nothing
 until something happens to it; a full re-read every ``FULL_RESYNC_SECONDS`` is the safety net.
+
+A generation that cannot start is rolled back (``domain.rollouts``): the serving one stays.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from launch.server.control.workers import BundleUnavailable, WorkerFactory
 from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_states import EndpointStatus, Event
 from launch.server.domain.endpoints import Endpoint, Endpoints
+from launch.server.domain.rollouts import gives_up
 from launch.server.domain.tasks import Tasks
 from launch.server.environments import EnvironmentBuildError
 from launch.server.settings import Settings
@@ -41,6 +45,15 @@ log = logging.getLogger("launch.reconciler")
 MAX_BACKOFF = 30.0
 FULL_RESYNC_SECONDS = 30.0
 REAP_EVERY_SECONDS = 5.0
+LOAD_FAILED_MARKER = "bundle failed to load"  # what launch.worker.main prints before exiting with code 3
+ROLLOUT_LOG = "rollouts.log"
+
+
+def deterministic(exc: Exception) -> bool:
+    """Failures that repeat identically on every attempt: retrying them only delays the answer."""
+    if isinstance(exc, EnvironmentBuildError | BundleUnavailable):
+        return True
+    return isinstance(exc, WorkerStartError) and LOAD_FAILED_MARKER in exc.log_tail
 
 
 @dataclass
@@ -105,6 +118,15 @@ class Reconciler:
 
     def log_dir(self, endpoint_id: str) -> Path:
         return self.logs_root / "endpoints" / endpoint_id
+
+    def note(self, endpoint: Endpoint, event: str) -> None:
+        """One line of the endpoint's rollout timeline (part of its creation logs, even when no worker ever
+        started)."""
+        path = self.log_dir(endpoint.id) / ROLLOUT_LOG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with open(path, "a", encoding="utf-8", errors="replace") as handle:
+            handle.write(f"{stamp} generation {endpoint.generation} (bundle {endpoint.bundle_name}): {event}\n")
 
     def creation_logs(self, endpoint_id: str, limit: int = 64 * 1024) -> str:
         """Environment build output and worker logs of an endpoint, oldest first, at most ``limit`` bytes."""
@@ -221,24 +243,24 @@ class Reconciler:
             return
         self._ensure_dispatcher(rt)
         await self._reap_dead(rt)
-        if endpoint.status is EndpointStatus.UPDATE_FAILED:
+        if not endpoint.usable:  # nothing can serve it (a rolled-back endpoint still serves: it is usable)
             await self._fail_stranded_tasks(rt)
             return
         if endpoint.settings.gpus > 0:
             reason = (f"this server has no GPUs; the endpoint asks for {endpoint.settings.gpus} "
                       f"{endpoint.settings.gpu_type or ''} GPU(s). Edit it with gpus=0 to run on CPU.")
-            await self.endpoints.set_status(endpoint.id, Event.FAILED, reason, endpoint.generation)
+            await self._fail(endpoint, reason)
             return
         current = [w for w in rt.pool.workers if w.generation == endpoint.generation and w.usable]
         for worker in current:
             worker.capacity = endpoint.settings.per_worker  # per_worker edits apply without a rollout
         starting = sum(1 for g in rt.starting.values() if g == endpoint.generation)
         desired = await self._desired(rt, len(current) + starting)
-        if endpoint.status is not EndpointStatus.READY and not current and desired == 0:
+        if endpoint.needs_proof and not current and desired == 0:
             if proof_key(endpoint) in self.proven and not starting:  # this bundle already loaded here
                 await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
                 return
-            desired = 1  # prove the bundle loads before calling the endpoint READY
+            desired = 1  # prove the new generation loads before it takes traffic (and before READY)
         if len(current) + starting < desired and time.monotonic() >= rt.retry_at:
             for _ in range(desired - len(current) - starting):
                 self._spawn(self._start_worker(rt, endpoint))
@@ -304,6 +326,11 @@ class Reconciler:
             self.client.forget(worker.address)
             await rt.pool.notify()
 
+    async def _fail(self, endpoint: Endpoint, reason: str) -> None:
+        """The endpoint's generation failed for good: roll back to the serving one, or fail the endpoint."""
+        if await self.endpoints.fail_rollout(endpoint.id, endpoint.generation, reason):
+            self.note(endpoint, f"failed: {reason.splitlines()[0] if reason else 'unknown reason'}")
+
     def _note_failure(self, rt: EndpointRuntime) -> None:
         rt.failures += 1
         rt.retry_at = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** (rt.failures - 1))
@@ -319,6 +346,8 @@ class Reconciler:
         if not await self._place(rt, endpoint, worker_id):
             return
         rt.starting[worker_id] = endpoint.generation
+        if endpoint.needs_proof and rt.failures == 0 and len(rt.starting) == 1:
+            self.note(endpoint, "starting a worker")
         try:
             await self.endpoints.set_status(endpoint.id, Event.STARTING, None, endpoint.generation)
             spec = await self._worker_spec(endpoint, worker_id)
@@ -346,6 +375,8 @@ class Reconciler:
         rt.failures = 0
         self.proven.add(proof_key(endpoint))
         await rt.pool.notify()
+        if endpoint.needs_proof:
+            self.note(endpoint, "ready: this generation serves now")
         await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
         self.endpoints.wake(endpoint.id)
 
@@ -370,8 +401,8 @@ class Reconciler:
         reason = f"{exc}\n{tail}".strip()
         log.warning("endpoint %s: worker failed to start (%d/%d): %s", endpoint.name, rt.failures,
                     self.settings.worker_restart_limit, str(exc))
-        if rt.failures >= self.settings.worker_restart_limit or isinstance(exc, BundleUnavailable):
-            await self.endpoints.set_status(endpoint.id, Event.FAILED, reason, endpoint.generation)
+        if gives_up(deterministic(exc), rt.failures, self.settings.worker_restart_limit):
+            await self._fail(endpoint, reason)
 
     async def _worker_spec(self, endpoint: Endpoint, worker_id: str) -> WorkerSpec:
         bundle = await self.bundles.get_by_id(endpoint.bundle_id)

@@ -7,8 +7,9 @@
     any ──delete──▶ DELETE_IN_PROGRESS ──(workers stopped)──▶ row removed
 
 A READY endpoint stays READY while a rolling update or an autoscaling change is under way (old workers keep
-serving); it goes to UPDATE_FAILED only when its configuration cannot run at all. A worker that does not fit
-on the host (``waiting``) leaves the status as it is and says why in ``status_reason``.
+serving). UPDATE_FAILED says the last rollout failed: with a generation that served before, the endpoint is
+rolled back to it and keeps serving (``rollouts``); only one that never served refuses requests. A worker
+that does not fit on the host (``waiting``) leaves the status as it is and says why in ``status_reason``.
 """
 
 from __future__ import annotations
