@@ -45,6 +45,21 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """Launch: self-hosted model serving."""
 
 
+SERVER_EXTRA_HINT = "pip install 'launch[server]'"
+
+
+def _require_server() -> None:
+    """Exit with the install command when the server's packages are missing (a client-only install)."""
+    try:
+        import fastapi  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ModuleNotFoundError as exc:
+        console.print(f"the Launch server is not installed here ({exc.name} is missing): {SERVER_EXTRA_HINT}",
+                      style="red", markup=False)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def server(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
@@ -60,6 +75,7 @@ def server(
     """Start the platform: gateway, control loop, database, object store, broker and workers."""
     import logging
 
+    _require_server()
     from launch.server.app import DataDirInUse, serve
     from launch.server.settings import Settings
     from launch.stores.placement.local import SandboxUnavailable
@@ -89,6 +105,7 @@ def api_keys_create(
     data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
 ) -> None:
     """Create an API key for USER; the key is the last line printed (shown once, stored hashed)."""
+    _require_server()
     from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key
     from launch.server.settings import Settings
     from launch.stores.database import create_sync_engine, migrate
