@@ -94,14 +94,15 @@ def build_services(settings: Settings) -> Services:
     broker = open_broker(settings.broker_url)
     pools = Pools()
     client = WorkerClient(max_frame_bytes=settings.max_result_bytes + 64 * 1024)
-    bundles = Bundles(db, objects)
+    environments = Environments(settings.data_dir / "envs", settings.build_environments)
+    bundles = Bundles(db, objects, environments.python_problem)
     endpoints = Endpoints(db, bundles)
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
     task_cache = TaskCache(authoritative=settings.broker_url.startswith("embedded:"))
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
     cache = EndpointCache(endpoints)
-    factory = WorkerFactory(settings, objects, Environments(settings.data_dir / "envs", settings.build_environments))
+    factory = WorkerFactory(settings, objects, environments)
     placement = open_placement(settings.placement_url, LocalOptions(
         hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
         uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,

@@ -12,6 +12,7 @@ from launch.server.api.auth import key_from_header
 from launch.server.api.fast_path import endpoint_ref
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
+from launch.server.domain import schemas
 from launch.server.domain.bundles import NewBundle
 from launch.server.domain.endpoints import EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
@@ -40,6 +41,10 @@ class CreateBundle(BaseModel):
     requirements: list[str] = Field(default_factory=list)
     env_params: dict[str, Any] = Field(default_factory=dict)
     app_config: Any = None
+    cloudpickle_version: str | None = Field(None, description="the cloudpickle that pickled the bundle")
+    python_version: str | None = Field(None, description="the Python minor that pickled it, e.g. '3.11'")
+    request_schema: dict[str, Any] | None = Field(None, description="JSON Schema of a request's args")
+    response_schema: dict[str, Any] | None = Field(None, description="JSON Schema of a result")
 
 
 class CloneBundle(BaseModel):
@@ -207,6 +212,15 @@ async def endpoint_logs(name: str, request: Request, who: str = Depends(owner)) 
     svc = services(request)
     endpoint = await svc.endpoints.get(who, name)
     return {"content": svc.reconciler.creation_logs(endpoint.id), "status_reason": endpoint.status_reason}
+
+
+@router.get("/v1/model-endpoints/{name}/openapi.json", tags=["model endpoints"])
+async def endpoint_openapi(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    """The endpoint's own OpenAPI document: its prediction route with its bundle's request and response
+    schemas."""
+    endpoint = await services(request).endpoints.get(who, name)
+    return schemas.endpoint_openapi(endpoint.name, endpoint.endpoint_type, endpoint.request_schema,
+                                    endpoint.response_schema)
 
 
 @router.post("/v1/sync-tasks", tags=["tasks"], response_class=ORJSONResponse)

@@ -88,6 +88,8 @@ class Endpoint:
     generation: int
     created_at: float
     updated_at: float
+    request_schema: dict[str, Any] | None = None  # the bundle's, applied to requests at the gateway
+    response_schema: dict[str, Any] | None = None
 
     @property
     def queue(self) -> str:
@@ -100,12 +102,13 @@ def _row_to_endpoint(row: Any) -> Endpoint:
         bundle_name=row.bundle_name, settings=EndpointSettings.from_dict(row.settings),
         metadata=row.metadata or {}, labels=row.labels or {}, status=EndpointStatus(row.status),
         status_reason=row.status_reason, generation=row.generation, created_at=row.created_at,
-        updated_at=row.updated_at,
+        updated_at=row.updated_at, request_schema=row.request_schema, response_schema=row.response_schema,
     )
 
 
 def _select() -> sa.Select[Any]:
-    return sa.select(endpoints, bundles.c.name.label("bundle_name")).join(
+    return sa.select(endpoints, bundles.c.name.label("bundle_name"), bundles.c.request_schema,
+                     bundles.c.response_schema).join(
         bundles, bundles.c.id == endpoints.c.bundle_id
     )
 
