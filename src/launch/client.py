@@ -41,7 +41,7 @@ def _source(obj: Any) -> str:
 
 def _app_config(app_config: dict[str, Any] | str | None) -> Any:
     if isinstance(app_config, str):
-        import yaml  # type: ignore[import-untyped]
+        import yaml  # type: ignore[import-untyped,unused-ignore]
 
         with open(app_config) as handle:
             return yaml.safe_load(handle)

@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -72,6 +73,8 @@ class CommandServer:
         """End the worker when the command ends (the platform then replaces the worker)."""
         def wait() -> None:
             code = self.proc.wait()
+            if code == -signal.SIGTERM:  # the platform is stopping this worker (and every process of it)
+                return
             print(f"worker: the command exited with code {code}; stopping", file=sys.stderr, flush=True)
             os._exit(COMMAND_EXITED)
 

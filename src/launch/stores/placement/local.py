@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import fcntl
 import json
 import logging
 import os
@@ -77,7 +78,7 @@ class LocalPlacement:
         self.options = options or LocalOptions(hidden=Path(tempfile.gettempdir()) / "launch-no-data-dir")
         self._workers: dict[str, _Worker] = {}
         self._reasons: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._free_uids = list(range(self.options.uid_base + self.options.uid_count - 1, self.options.uid_base - 1, -1))
+        self._uids = UidPool(self.options.uid_base, self.options.uid_count)
         # Unix sockets are cheaper than loopback TCP; a short directory keeps paths under the 108-byte limit.
         self._socket_root = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX))
         self.tools: SandboxTools | None = None
@@ -112,7 +113,7 @@ class LocalPlacement:
         memory = limits_mod.parse_memory(spec.memory)
         limits = Limits(memory_bytes=memory, cpus=spec.cpus, pids=self.options.pids_limit)
         cgroup = self.limiter.create(spec.worker_id, limits)
-        uid = self._free_uids.pop() if self.tools is not None and self._free_uids else None
+        uid = self._uids.claim() if self.tools is not None else None
         scratch = Path(str(spec.runtime.get("workdir") or socket_dir / "scratch"))
         worker = _Worker(proc=None, socket_dir=socket_dir, scratch=scratch, uid=uid,  # type: ignore[arg-type]
                          cgroup=cgroup, memory=spec.memory)
@@ -231,7 +232,7 @@ class LocalPlacement:
         if worker.scratch is not None:
             shutil.rmtree(worker.scratch, ignore_errors=True)
         if worker.uid is not None:
-            self._free_uids.append(worker.uid)
+            self._uids.release(worker.uid)
 
     def _oom_reason(self, worker: _Worker) -> str | None:
         if worker.cgroup is not None and worker.cgroup.oom_kills() > 0:
@@ -252,6 +253,48 @@ class LocalPlacement:
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(wid, grace=5.0) for wid in list(self._workers)))
         shutil.rmtree(self._socket_root, ignore_errors=True)
+
+
+class UidPool:
+    """Worker uids, each claimed host-wide: every server on a host (tests run several) starts from the same
+    base, and stopping a worker kills every process of its uid, so a uid is only used while this process holds
+    an exclusive lock on a file named after it (released when the worker stops, or when this process dies)
+    and no process runs as it."""
+
+    def __init__(self, base: int, count: int, lock_dir: Path | None = None) -> None:
+        self._free = list(range(base + count - 1, base - 1, -1))
+        self._lock_dir = lock_dir or Path(tempfile.gettempdir()) / "launch-worker-uids"
+        self._held: dict[int, int] = {}  # uid -> descriptor of its lock file
+
+    def claim(self) -> int | None:
+        """A uid no other server on this host uses, or None when every uid is taken."""
+        self._lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        skipped: list[int] = []
+        try:
+            while self._free:
+                uid = self._free.pop()
+                fd = os.open(self._lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    skipped.append(uid)
+                    continue
+                if limits_mod.processes_of(uid):  # left over by a server that died: not ours to reuse
+                    os.close(fd)
+                    skipped.append(uid)
+                    continue
+                self._held[uid] = fd
+                return uid
+            return None
+        finally:
+            self._free[:0] = reversed(skipped)  # retried last
+
+    def release(self, uid: int) -> None:
+        fd = self._held.pop(uid, None)
+        if fd is not None:
+            os.close(fd)
+        self._free.append(uid)
 
 
 def _die_with_parent() -> None:
