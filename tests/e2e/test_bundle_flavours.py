@@ -6,6 +6,7 @@ batch; errors that say what to do."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -168,7 +169,6 @@ def test_command_bundle_serves_sync_async_and_batch(alice: LaunchClient) -> None
     with deployed(alice, bundle, "sync") as endpoint:
         response = endpoint.predict(EndpointRequest(args={"a": 2, "b": 3}, return_pickled=False))
         assert response.status == "SUCCESS", response.traceback
-        import json
 
         assert json.loads(response.result or "null") == expected
         failed = endpoint.predict(EndpointRequest(args={"fail": True}, return_pickled=False))
@@ -196,3 +196,21 @@ def test_command_that_never_gets_healthy_fails_the_endpoint_with_its_reason(alic
             endpoint.wait_until_ready(timeout=120, progress=False)
     finally:
         alice.delete_model_endpoint(name)
+
+
+# -- batch jobs on warm workers ----------------------------------------------------------------------------
+
+
+def test_batch_runs_on_the_spare_capacity_of_an_endpoint_of_its_bundle(alice: LaunchClient) -> None:
+    bundle = alice.create_model_bundle(unique("warm"), {}, predict_fn_or_cls=models.toolbox, requirements=[])
+    with deployed(alice, bundle, "sync", per_worker=4) as endpoint:
+        ident = endpoint.predict(EndpointRequest(args={"op": "sleep", "x": 0}, return_pickled=False))
+        worker = json.loads(ident.result or "null")["worker"]
+        inputs = [{"op": "sleep", "x": 0}] * 3
+        job = _finished(alice, alice.batch_async_request(bundle, inputs=inputs), timeout=30)
+        assert job["status"] == "SUCCESS" and job["done"] == 3, job
+        rows = httpx.get(job["result"], timeout=30, trust_env=False).json()
+        assert {row["result"]["worker"] for row in rows} == {worker}  # the endpoint's warm worker ran them
+    # with no endpoint left, the job gets a worker of its own (from the same cached environment)
+    job = _finished(alice, alice.batch_async_request(bundle, inputs=inputs), timeout=60)
+    assert job["status"] == "SUCCESS" and job["done"] == 3, job

@@ -116,7 +116,7 @@ def build_services(settings: Settings) -> Services:
     )
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
     batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
-                               fetch_policy=settings.fetch_policy())
+                               fetch_policy=settings.fetch_policy(), warm_pools=reconciler.serving_pools)
     return Services(
         settings=settings, secret=secret, api_keys=ApiKeys(db, secret), bundles=bundles,
         endpoints=endpoints, cache=cache, tasks=tasks,
