@@ -55,8 +55,8 @@ def _require_server() -> None:
         import sqlalchemy  # noqa: F401
         import uvicorn  # noqa: F401
     except ModuleNotFoundError as exc:
-        console.print(f"the Launch server is not installed here ({exc.name} is missing): {SERVER_EXTRA_HINT}",
-                      style="red", markup=False)
+        print(f"the Launch server is not installed here ({exc.name} is missing): {SERVER_EXTRA_HINT}",
+              file=sys.stderr)
         raise typer.Exit(2) from None
 
 
