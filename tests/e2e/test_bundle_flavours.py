@@ -214,3 +214,23 @@ def test_batch_runs_on_the_spare_capacity_of_an_endpoint_of_its_bundle(alice: La
     # with no endpoint left, the job gets a worker of its own (from the same cached environment)
     job = _finished(alice, alice.batch_async_request(bundle, inputs=inputs), timeout=60)
     assert job["status"] == "SUCCESS" and job["done"] == 3, job
+
+
+def test_cli_waits_for_an_endpoint_and_watches_a_batch_job(alice: LaunchClient, server: RunningServer,
+                                                            alice_key: str, toolbox_bundle: Any) -> None:
+    from tests.e2e.test_cli import launch
+
+    name = unique("cli-wait")
+    alice.create_model_endpoint(name, toolbox_bundle, endpoint_type="sync", **SMALL)
+    try:
+        waited = launch("endpoints", "wait", name, "--timeout", "60", key=alice_key, server=server)
+        assert waited.returncode == 0 and "READY" in waited.stderr, waited.stdout + waited.stderr
+    finally:
+        alice.delete_model_endpoint(name)
+    job_id = alice.batch_async_request(toolbox_bundle, inputs=[{"x": i} for i in range(5)])
+    watched = launch("batch-jobs", "get", job_id, "--watch", "--json", key=alice_key, server=server)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    row = json.loads(watched.stdout)[0]
+    assert row["status"] == "SUCCESS" and row["done"] == 5
+    missing = launch("endpoints", "wait", unique("nope"), key=alice_key, server=server)
+    assert missing.returncode == 1 and "no endpoint named" in missing.stdout + missing.stderr
