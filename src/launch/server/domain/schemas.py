@@ -55,10 +55,10 @@ def validate_args(compiled: Validator | None, args: Any) -> None:
     if error is None:
         return
     path = ".".join(["args", *(str(part) for part in error.absolute_path)])
-    if error.validator == "required":
-        missing = [name for name in error.validator_value if isinstance(args, dict) and name not in args]
-        if missing:
-            path = f"args.{missing[0]}"
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [name for name in error.validator_value if name not in error.instance]
+        if missing:  # name the missing field itself, not the object that lacks it
+            path = f"{path}.{missing[0]}"
     raise InvalidRequest(f"{path}: {error.message}")
 
 
