@@ -49,13 +49,18 @@ def deploy_and_ask(client: LaunchClient, bundle: Any, x: float) -> Any:
         client.delete_model_endpoint(name)
 
 
-def main(url: str, key: str) -> None:
+def main(url: str, key: str, with_sklearn: bool = True) -> None:
     client = LaunchClient(api_key=key, endpoint=url)
-    plain = client.create_model_bundle(f"wheel-rich-{uuid.uuid4().hex[:8]}", {}, predict_fn_or_cls=rich)
+    plain = client.create_model_bundle(f"wheel-rich-{uuid.uuid4().hex[:8]}", {}, predict_fn_or_cls=rich,
+                                       requirements=[] if with_sklearn else ["numpy"])
     assert plain.cloudpickle_version == cloudpickle.__version__, plain
+    assert plain.python_version == f"{sys.version_info[0]}.{sys.version_info[1]}", plain
     value = deploy_and_ask(client, plain, 3.0)
     assert value["double"](4) == 8 and value["local"].value == 3.0
     assert isinstance(value["array"], numpy.ndarray) and value["array"].tolist() == [0.0, 3.0, 6.0]
+    if not with_sklearn:
+        print(f"ROUND-TRIP OK (client cloudpickle {cloudpickle.__version__}, Python {sys.version.split()[0]})")
+        return
     learned = client.create_model_bundle(f"wheel-sk-{uuid.uuid4().hex[:8]}", {}, load_model_fn=load_model,
                                          load_predict_fn=load_predict, requirements=["scikit-learn"])
     value = deploy_and_ask(client, learned, 2.0)
@@ -65,4 +70,4 @@ def main(url: str, key: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], with_sklearn="--no-sklearn" not in sys.argv)

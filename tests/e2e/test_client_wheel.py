@@ -34,17 +34,26 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A clean venv holding the built wheel, scikit-learn and NumPy (nothing of the repository's venv)."""
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from this tree."""
     root = tmp_path_factory.mktemp("client-wheel")
     run(_uv(), "build", "--wheel", "--quiet", "--out-dir", str(root / "dist"), str(REPO))
     wheels = list((root / "dist").glob("launch-*.whl"))
     assert len(wheels) == 1, wheels
-    venv = root / "venv"
-    run(_uv(), "venv", "--quiet", "--python", sys.executable, str(venv))
-    run(_uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), str(wheels[0]),
-        "scikit-learn", "numpy")
-    yield venv
+    return wheels[0]
+
+
+def _venv(wheel: Path, python: str, *packages: str) -> Path:
+    venv = wheel.parent.parent / f"venv-{Path(python).name}"
+    run(_uv(), "venv", "--quiet", "--python", python, str(venv))
+    run(_uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), str(wheel), *packages)
+    return venv
+
+
+@pytest.fixture(scope="module")
+def client_venv(wheel: Path) -> Iterator[Path]:
+    """A clean venv holding the built wheel, scikit-learn and NumPy (nothing of the repository's venv)."""
+    yield _venv(wheel, sys.executable, "scikit-learn", "numpy")
 
 
 def test_the_wheel_installs_beside_scikit_learn_with_pip_check_clean(client_venv: Path) -> None:
@@ -72,3 +81,20 @@ def test_pickled_results_round_trip_to_a_client_with_its_own_cloudpickle(client_
     script = Path(__file__).with_name("client_wheel_script.py")
     out = run(str(client_venv / "bin" / "python"), str(script), server.url, alice_key)
     assert "ROUND-TRIP OK" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_client_on_another_python_gets_workers_on_that_python(wheel: Path, server: RunningServer,
+                                                                alice_key: str) -> None:
+    """A bundle pickled on another Python minor than the server's runs on that minor, where the host has it."""
+    import asyncio
+
+    from launch.server.environments import SERVER_MINOR, find_python
+
+    minor = "3.12" if SERVER_MINOR != "3.12" else "3.11"
+    python = asyncio.run(find_python(minor))
+    if python is None:
+        pytest.skip(f"this host has no Python {minor} (the refusal is tested in test_bundle_flavours)")
+    venv = _venv(wheel, python, "numpy")
+    script = Path(__file__).with_name("client_wheel_script.py")
+    out = run(str(venv / "bin" / "python"), str(script), server.url, alice_key, "--no-sklearn")
+    assert "ROUND-TRIP OK" in out.stdout and f"Python {minor}" in out.stdout, out.stdout + out.stderr
