@@ -148,6 +148,9 @@ def test_request_schema_names_the_field_and_appears_in_openapi(alice: LaunchClie
         answer = raw.post("/v1/async-tasks", params={"model_endpoint_name": endpoint.model_endpoint.name},
                           json={"args": {"x": [1]}})
         assert answer.status_code == 422 and answer.json()["detail"].startswith("args.x")
+    with pytest.raises(APIError) as caught:  # batch inputs are checked when the job is created
+        alice.batch_async_request(bundle, inputs=[{"x": 1}, {"x": "two"}])
+    assert caught.value.status_code == 422 and "args.x" in caught.value.detail and "'1'" in caught.value.detail
 
 
 # -- command bundles ---------------------------------------------------------------------------------------
