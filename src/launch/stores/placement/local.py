@@ -14,7 +14,6 @@ import asyncio
 import collections
 import contextlib
 import ctypes
-import fcntl
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from launch.stores.placement.sandbox import (
     SOCKET_NAME,
     SandboxPaths,
     SandboxTools,
+    UidPool,
     find_tools,
     import_paths,
     sandbox_argv,
@@ -113,7 +113,10 @@ class LocalPlacement:
         memory = limits_mod.parse_memory(spec.memory)
         limits = Limits(memory_bytes=memory, cpus=spec.cpus, pids=self.options.pids_limit)
         cgroup = self.limiter.create(spec.worker_id, limits)
-        uid = self._uids.claim() if self.tools is not None else None
+        uid = self._uids.acquire() if self.tools is not None else None
+        if self.tools is not None and uid is None:
+            raise WorkerStartError(f"no free worker uid: all {self.options.uid_count} from "
+                                   f"{self.options.uid_base} are in use (LAUNCH_SANDBOX_UID_COUNT)")
         scratch = Path(str(spec.runtime.get("workdir") or socket_dir / "scratch"))
         worker = _Worker(proc=None, socket_dir=socket_dir, scratch=scratch, uid=uid,  # type: ignore[arg-type]
                          cgroup=cgroup, memory=spec.memory)
@@ -253,48 +256,7 @@ class LocalPlacement:
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(wid, grace=5.0) for wid in list(self._workers)))
         shutil.rmtree(self._socket_root, ignore_errors=True)
-
-
-class UidPool:
-    """Worker uids, each claimed host-wide: every server on a host (tests run several) starts from the same
-    base, and stopping a worker kills every process of its uid, so a uid is only used while this process holds
-    an exclusive lock on a file named after it (released when the worker stops, or when this process dies)
-    and no process runs as it."""
-
-    def __init__(self, base: int, count: int, lock_dir: Path | None = None) -> None:
-        self._free = list(range(base + count - 1, base - 1, -1))
-        self._lock_dir = lock_dir or Path(tempfile.gettempdir()) / "launch-worker-uids"
-        self._held: dict[int, int] = {}  # uid -> descriptor of its lock file
-
-    def claim(self) -> int | None:
-        """A uid no other server on this host uses, or None when every uid is taken."""
-        self._lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        skipped: list[int] = []
-        try:
-            while self._free:
-                uid = self._free.pop()
-                fd = os.open(self._lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    skipped.append(uid)
-                    continue
-                if limits_mod.processes_of(uid):  # left over by a server that died: not ours to reuse
-                    os.close(fd)
-                    skipped.append(uid)
-                    continue
-                self._held[uid] = fd
-                return uid
-            return None
-        finally:
-            self._free[:0] = reversed(skipped)  # retried last
-
-    def release(self, uid: int) -> None:
-        fd = self._held.pop(uid, None)
-        if fd is not None:
-            os.close(fd)
-        self._free.append(uid)
+        self.limiter.close()
 
 
 def _die_with_parent() -> None:

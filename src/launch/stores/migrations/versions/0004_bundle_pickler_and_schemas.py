@@ -1,14 +1,14 @@
 """bundles record the cloudpickle and Python versions that pickled them, and optional request/response schemas
 
-Revision ID: 0002_bundle_pickler
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002_bundle_pickler'
-down_revision = '0001'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
