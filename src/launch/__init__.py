@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from launch.client import LaunchClient
-    from launch.errors import APIError, LaunchClientError, StreamError
+    from launch.errors import APIError, EndpointFailed, LaunchClientError, NoLaunchServer, StreamError
     from launch.model_bundle import ModelBundle
     from launch.model_endpoint import (
         AsyncEndpoint,
@@ -32,6 +32,8 @@ _HOMES = {
     "LaunchClient": "launch.client",
     "APIError": "launch.errors",
     "LaunchClientError": "launch.errors",
+    "NoLaunchServer": "launch.errors",
+    "EndpointFailed": "launch.errors",
     "StreamError": "launch.errors",
     "ModelBundle": "launch.model_bundle",
     **{name: "launch.model_endpoint" for name in (
@@ -45,6 +47,7 @@ __all__ = [
     "AsyncEndpoint",
     "AsyncEndpointBatchResponse",
     "Endpoint",
+    "EndpointFailed",
     "EndpointRequest",
     "EndpointResponse",
     "EndpointResponseFuture",
@@ -52,6 +55,7 @@ __all__ = [
     "LaunchClientError",
     "ModelBundle",
     "ModelEndpoint",
+    "NoLaunchServer",
     "StreamError",
     "StreamingEndpoint",
     "SyncEndpoint",

@@ -154,8 +154,9 @@ class Streams:
         the stream starts are plain HTTP errors)."""
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "streaming")
-        request = parse_body(body)
+        request = parse_body(body, endpoint)  # args checked against the bundle's request schema, if any
         request.pop("return_pickled", None)
+        request.pop("pickle_protocol", None)
         request["credit"] = self.window
         prepared = await prepare(request, self.fetch_policy)  # a url input is fetched here, not by the worker
         if prepared.failure is not None:

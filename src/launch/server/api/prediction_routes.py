@@ -155,6 +155,9 @@ _TASK_SCHEMA: dict[str, Any] = {
                 "description": "A file whose bytes the predict function gets (fetched by the gateway)"},
         "return_pickled": {"type": "boolean", "default": True,
                            "description": "Answer a `result_url` to the pickled output instead of `result`"},
+        "pickle_protocol": {"type": "integer", "minimum": 2, "maximum": 5,
+                            "description": "The highest pickle protocol the asking client reads (the SDK sends "
+                                           "its own); pickled results use at most this one"},
     },
     "anyOf": [{"required": ["args"]}, {"required": ["url"]}],
 }
@@ -175,7 +178,7 @@ _STREAM_QUERY = [*_ENDPOINT_QUERY, {
     "description": "default: JSON lines if Accept names application/x-ndjson, else server-sent events"}]
 _STREAM_BODY = {"required": True, "content": {"application/json": {"schema": {
     **_TASK_SCHEMA, "title": "StreamRequest",
-    "properties": {k: v for k, v in _TASK_SCHEMA["properties"].items() if k != "return_pickled"},
+    "properties": {k: v for k, v in _TASK_SCHEMA["properties"].items() if k in ("args", "url")},
 }}}}
 _STREAM_OK: dict[int | str, dict[str, Any]] = {200: {
     "description": "Server-sent events: one `data:` event per item (its JSON), then `event: end` with "
