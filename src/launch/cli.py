@@ -327,14 +327,14 @@ def endpoints_stream(name: str, args: str = typer.Option(None, "--args", help="K
     client = _client(api_key, endpoint)
 
     def relay() -> None:
-        for item in client._stream_request(name, url=url, args=parsed):
-            print(json.dumps(item), flush=True)
+        try:
+            for item in client._stream_request(name, url=url, args=parsed):
+                print(json.dumps(item), flush=True)
+        except StreamError as exc:  # on stderr: stdout carries only items
+            print(str(exc), file=sys.stderr)
+            raise typer.Exit(1) from None
 
-    try:
-        _run(relay)
-    except StreamError as exc:
-        print(str(exc), file=sys.stderr)
-        raise typer.Exit(1) from None
+    _run(relay)
 
 
 @endpoints_app.command("wait")
