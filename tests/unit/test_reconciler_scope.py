@@ -15,6 +15,7 @@ from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus, Event
 from launch.server.domain.endpoints import Endpoint, Endpoints, EndpointSettings
+from launch.server.domain.errors import NotFound
 from launch.stores.database import Database, migrate
 from launch.stores.schema import bundles
 
@@ -130,8 +131,14 @@ def test_the_in_memory_view_lists_what_the_database_holds(tmp_path: Path) -> Non
         assert listed == await fresh.list("alice")
         assert [e.name for e in listed] == ["a", "b"]
         assert listed[0].settings.per_worker == 3 and listed[1].status is EndpointStatus.READY
+        assert (await store.get("alice", "b")) == (await store.get("alice", b.id)) == listed[1]
+        for owner, ref in (("bob", "b"), ("bob", b.id), ("alice", "nope")):
+            with pytest.raises(NotFound):
+                await store.get(owner, ref)
         await store.remove(a.id)
         assert [e.name for e in await store.list()] == ["b"]
+        with pytest.raises(NotFound):
+            await store.get("alice", "a")
         stamps = await store.stamps()
         assert set(stamps) == {b.id} and stamps[b.id] == stamps_before[b.id]
         await db.close()

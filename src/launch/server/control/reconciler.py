@@ -204,6 +204,9 @@ class Reconciler:
                 if runtime.dispatcher is not None:  # no worker to dispatch to: no loop to keep running
                     await runtime.dispatcher.stop()
                     runtime.dispatcher = None
+        # the jobs this pass spawned take their first step (a start claims its place in rt.starting) before
+        # the next pass counts them: passes can follow each other without any other await in between
+        await asyncio.sleep(0)
         async_live = any(self.runtimes[i].endpoint.endpoint_type == "async" for i in self.live if i in self.runtimes)
         if (reap or async_live) and time.monotonic() - self._last_reap > REAP_EVERY_SECONDS:
             self._last_reap = time.monotonic()

@@ -127,6 +127,7 @@ class Endpoints:
         self.listeners: list[Any] = []
         self._use_view = view
         self._view: dict[str, Endpoint] | None = None  # every endpoint by id, once loaded
+        self._names: dict[tuple[str, str], str] = {}  # (owner, name) -> id of the endpoints in the view
         self._versions: dict[str, int] = {}  # changes per endpoint id, so an older read never wins
 
     async def _load_view(self) -> dict[str, Endpoint]:
@@ -137,6 +138,7 @@ class Endpoints:
                 loaded = {e.id: e for e in map(_row_to_endpoint, rows)}
             if self._versions == before:  # nothing changed meanwhile: the load is current
                 self._view = loaded
+                self._names = {(e.owner, e.name): e.id for e in loaded.values()}
         return self._view
 
     async def _refresh(self, endpoint_id: str, known: Endpoint | None = None) -> None:
@@ -145,15 +147,18 @@ class Endpoints:
             return
         while True:
             version = self._versions.get(endpoint_id, 0)
-            endpoint = known if known is not None else await self.get_by_id(endpoint_id)
+            endpoint = known if known is not None else await self._read_by_id(endpoint_id)
             known = None
             if self._view is None:
                 return
             if self._versions.get(endpoint_id, 0) == version:
                 if endpoint is None:
-                    self._view.pop(endpoint_id, None)
+                    gone = self._view.pop(endpoint_id, None)
+                    if gone is not None:
+                        self._names.pop((gone.owner, gone.name), None)
                 else:
                     self._view[endpoint_id] = endpoint
+                    self._names[(endpoint.owner, endpoint.name)] = endpoint_id
                 return
 
     def wake(self, endpoint_id: str) -> None:
@@ -168,13 +173,22 @@ class Endpoints:
         return dirty
 
     async def _committed(self, endpoint_id: str, known: Endpoint | None = None) -> None:
-        """After every committed write of an endpoint record: tell the reconciler and the caches, and
-        update the in-memory view (from ``known``, or by reading the record)."""
-        self._notify(endpoint_id)
-        await self._refresh(endpoint_id, known)
+        """After every committed write of an endpoint record: update the in-memory view (from ``known``, or
+        by reading the record), then tell the reconciler and the caches (which read the view)."""
+        self._versions[endpoint_id] = self._versions.get(endpoint_id, 0) + 1
+        try:
+            await self._refresh(endpoint_id, known)
+        except BaseException:
+            self._view = None  # unsure of it now: reloaded from the database when next needed
+            raise
+        finally:
+            self._tell(endpoint_id)
 
     def _notify(self, endpoint_id: str) -> None:
         self._versions[endpoint_id] = self._versions.get(endpoint_id, 0) + 1
+        self._tell(endpoint_id)
+
+    def _tell(self, endpoint_id: str) -> None:
         self.wake(endpoint_id)
         for listener in self.listeners:
             listener(endpoint_id)
@@ -209,6 +223,11 @@ class Endpoints:
 
     async def get(self, owner: str, name: str) -> Endpoint:
         """One of ``owner``'s endpoints by name, or by id (as Launch's v1 API addresses them)."""
+        if self._view is not None:
+            found = self._view.get(self._names.get((owner, name), name))
+            if found is None or found.owner != owner or (found.name != name and found.id != name):
+                raise NotFound(f"no endpoint named {name!r}")
+            return found
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(_select().where(endpoints.c.owner == owner, endpoints.c.name == name))
@@ -222,6 +241,11 @@ class Endpoints:
         return _row_to_endpoint(row)
 
     async def get_by_id(self, endpoint_id: str) -> Endpoint | None:
+        if self._view is not None:
+            return self._view.get(endpoint_id)
+        return await self._read_by_id(endpoint_id)
+
+    async def _read_by_id(self, endpoint_id: str) -> Endpoint | None:
         async with self.db.connect() as conn:
             row = (await conn.execute(_select().where(endpoints.c.id == endpoint_id))).first()
         return None if row is None else _row_to_endpoint(row)
@@ -270,7 +294,8 @@ class Endpoints:
         statement = endpoints.update().where(endpoints.c.id == current.id).values(**values)
         await self.db.write(lambda conn: conn.execute(statement))
         await self._committed(current.id)
-        return await self.get(owner, name)
+        edited = await self.get_by_id(current.id) if self._view is not None else None
+        return edited if edited is not None else await self.get(owner, name)
 
     async def request_delete(self, owner: str, name: str) -> Endpoint:
         current = await self.get(owner, name)
