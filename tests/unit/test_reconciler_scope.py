@@ -25,6 +25,7 @@ def endpoint(status: EndpointStatus = EndpointStatus.READY, min_workers: int = 0
         id="e1", owner="alice", name="ep", endpoint_type="sync", bundle_id="b1", bundle_name="bundle",
         settings=EndpointSettings(min_workers=min_workers, **settings),  # type: ignore[arg-type]
         metadata={}, labels={}, status=status, status_reason=None, generation=1, created_at=0.0, updated_at=0.0,
+        serving_generation=1 if status is EndpointStatus.READY else None,
     )
 
 
@@ -48,6 +49,16 @@ def test_an_endpoint_on_its_way_somewhere_is_live(status: EndpointStatus) -> Non
 
 def test_min_workers_keeps_an_endpoint_live() -> None:
     assert is_live(runtime(endpoint(min_workers=1)))
+
+
+def test_a_generation_still_to_prove_keeps_an_endpoint_live() -> None:
+    assert is_live(runtime(replace(endpoint(), generation=2)))  # READY, serving generation 1
+
+
+def test_waiting_for_room_on_the_host_keeps_an_endpoint_live() -> None:
+    rt = runtime(endpoint())
+    rt.unplaced = "no memory left"
+    assert is_live(rt)
 
 
 def test_workers_starts_waiters_and_backoff_keep_an_endpoint_live() -> None:

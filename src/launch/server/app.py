@@ -18,7 +18,9 @@ from fastapi import FastAPI
 
 from launch.server.api.errors import install_error_handlers
 from launch.server.api.fast_path import FastPath
+from launch.server.api.http_guard import guarded_protocol
 from launch.server.api.limits import BodySizeLimit
+from launch.server.api.openapi import install_docs
 from launch.server.control.batch_runner import BatchRunner
 from launch.server.control.pool import Pools
 from launch.server.control.reconciler import Reconciler
@@ -28,6 +30,7 @@ from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoints import Endpoints
 from launch.server.domain.owners import ApiKeys
+from launch.server.domain.quotas import Quotas
 from launch.server.domain.tasks import TaskCache, Tasks
 from launch.server.domain.uploads import Uploads
 from launch.server.environments import Environments
@@ -38,6 +41,7 @@ from launch.stores.broker import Broker, open_broker
 from launch.stores.database import Database, migrate
 from launch.stores.objects import ObjectStore, open_object_store
 from launch.stores.placement import open_placement
+from launch.stores.placement.local import LocalOptions
 
 log = logging.getLogger("launch.server")
 
@@ -92,31 +96,43 @@ def build_services(settings: Settings) -> Services:
     objects = open_object_store(settings.resolved_objects_url)
     broker = open_broker(settings.broker_url)
     pools = Pools()
-    client = WorkerClient()
-    bundles = Bundles(db, objects)
+    client = WorkerClient(max_frame_bytes=settings.max_result_bytes + 64 * 1024)
+    environments = Environments(settings.data_dir / "envs", settings.build_environments)
+    bundles = Bundles(db, objects, check_requirements=environments.check)
+    quotas = Quotas.from_settings(settings)
     # with the embedded broker this process alone writes endpoints: it can hold all of them in memory
-    endpoints = Endpoints(db, bundles, view=settings.broker_url.startswith("embedded:"))
+    endpoints = Endpoints(db, bundles, quotas, view=settings.broker_url.startswith("embedded:"))
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
     task_cache = TaskCache(authoritative=settings.broker_url.startswith("embedded:"))
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
     cache = EndpointCache(endpoints)
-    factory = WorkerFactory(settings, objects, Environments(settings.data_dir / "envs", settings.build_environments))
-    placement = open_placement(settings.placement_url)
+    factory = WorkerFactory(settings, objects, environments)
+    placement = open_placement(settings.placement_url, LocalOptions(
+        hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
+        uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,
+        pids_limit=settings.worker_pids_limit,
+    ))
+    for line in placement.describe():
+        log.info("workers: %s", line)
     reconciler = Reconciler(
         settings, endpoints=endpoints, bundles=bundles, tasks=tasks, broker=broker, objects=objects,
         placement=placement, pools=pools, factory=factory, client=client,
     )
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
-    batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs")
+    batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
+                               fetch_policy=settings.fetch_policy())
     return Services(
-        settings=settings, secret=secret, api_keys=ApiKeys(db, secret), bundles=bundles,
+        settings=settings, secret=secret, bundles=bundles,
+        api_keys=ApiKeys(db, secret, recheck_seconds=settings.api_key_recheck_seconds,
+                         last_used_seconds=settings.api_key_last_used_seconds),
         endpoints=endpoints, cache=cache, tasks=tasks,
         uploads=Uploads(objects, secret, settings.resolved_public_url, settings.upload_url_ttl_seconds,
                         settings.max_bundle_bytes),
         predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
-                                max_queued=settings.max_queued_tasks),
+                                max_queued=settings.max_queued_tasks, fetch_policy=settings.fetch_policy(),
+                                exit_reason=placement.exit_reason, quotas=quotas),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
     )
@@ -130,6 +146,7 @@ def build_app(settings: Settings) -> FastPath:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.api_keys.start()
         await services.reconciler.start()
         await services.batch_runner.start()
         # start-up objects (framework, models, metadata) leave the collector's working set: full collections
@@ -141,19 +158,22 @@ def build_app(settings: Settings) -> FastPath:
         finally:
             await services.batch_runner.stop()
             await services.reconciler.stop()
+            await services.api_keys.stop()
             await services.predictions.client.close()
             await services.broker.close()
             await services.tasks.db.close()
 
-    app = FastAPI(title="Launch", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Launch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Self-hosted model serving: bundles, sync and async endpoints, tasks.")
     app.state.services = services
     install_error_handlers(app)
+    install_docs(app)
     fast_path = FastPath(app, services, ROUTES, settings.max_request_bytes)
     app.include_router(native.router)
     fast_path.document(app)  # the prediction routes, before the legacy API's catch-all
     app.include_router(legacy.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes,
+                       own_limits={"/v1/uploads/": settings.max_bundle_bytes})
     return fast_path
 
 
@@ -165,7 +185,8 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings, log_level: str = "info") -> None:
     """Run the platform until SIGTERM/SIGINT, then drain requests, stop workers and exit 0."""
+    http = guarded_protocol(settings.max_header_bytes, settings.header_timeout_seconds)
     config = uvicorn.Config(build_app(settings), host=settings.host, port=settings.port, loop="uvloop",
-                            http="httptools", log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
+                            http=http, log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
                             backlog=4096, proxy_headers=False, server_header=False)
     _Server(config).run()

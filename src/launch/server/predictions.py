@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus
@@ -22,8 +24,10 @@ from launch.server.domain.errors import (
     Unavailable,
     WorkerFailed,
 )
+from launch.server.domain.quotas import Quotas
 from launch.server.domain.results import result_key, result_url
 from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
+from launch.server.inputs import failure_body, prepare
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
@@ -52,7 +56,7 @@ def _usable(endpoint: Endpoint, kind: str) -> None:
     if endpoint.endpoint_type != kind:
         kind_now = endpoint.endpoint_type
         raise InvalidRequest(f"endpoint {endpoint.name!r} is {kind_now}, not {kind}; send it {kind_now} tasks")
-    if endpoint.status is EndpointStatus.UPDATE_FAILED:
+    if not endpoint.usable:  # after a failed rollout the serving generation still answers: usable
         raise Conflict(f"endpoint {endpoint.name!r} failed to start: {endpoint.status_reason or 'unknown'}")
     if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
         raise Conflict(f"endpoint {endpoint.name!r} is being deleted")
@@ -61,7 +65,9 @@ def _usable(endpoint: Endpoint, kind: str) -> None:
 class Predictions:
     def __init__(self, *, cache: EndpointCache, endpoints: Endpoints, pools: Pools, client: WorkerClient,
                  tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float,
-                 max_queued: int = 100_000) -> None:
+                 max_queued: int = 100_000, fetch_policy: FetchPolicy | None = None,
+                 exit_reason: Callable[[str], str | None] = lambda worker_id: None,
+                 quotas: Quotas | None = None) -> None:
         self.cache = cache
         self.endpoints = endpoints
         self.pools = pools
@@ -71,13 +77,18 @@ class Predictions:
         self.links = links
         self.sync_timeout = sync_timeout
         self.max_queued = max_queued
+        self.fetch_policy = fetch_policy or FetchPolicy()
+        self.exit_reason = exit_reason  # why a worker died, where placement knows (its memory limit)
+        self.quotas = quotas or Quotas()
 
     async def sync(self, owner: str, endpoint_name: str, body: bytes) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "sync")
-        parse_body(body)  # validated here for a clear 400; the worker reads the same bytes the same way
-        payload = body
+        # validated here for a clear 4xx; without a url the worker reads the client's own bytes the same way
+        request = await prepare(parse_body(body), self.fetch_policy, raw=body)
+        if request.failure is not None:
+            return failure_body(request.failure)
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
@@ -86,7 +97,8 @@ class Predictions:
             worker.inflight += 1
             can_retry = attempt == 0 and len(pool.serving) > 1  # another worker can take it
             try:
-                reply = await self.client.predict(worker.address, payload, max(0.001, deadline - time.monotonic()))
+                reply = await self.client.predict(worker.address, request.payload,
+                                                  max(0.001, deadline - time.monotonic()), request.kind)
                 if not reply.rejected:
                     break
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
@@ -97,13 +109,17 @@ class Predictions:
                 worker.broken = True
                 self.endpoints.wake(endpoint.id)  # the reconciler replaces it now
                 if exc.sent:  # it may have run: do not run it again behind the caller's back
-                    raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {exc}"
+                    why = self.exit_reason(worker.worker_id) or str(exc)
+                    raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {why}"
                                        ) from None
                 if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} is unreachable: {exc}") from None
             except TimeoutError:
+                worker.broken = True  # its thread cannot be stopped, its process can: the reconciler recycles it
+                self.endpoints.wake(endpoint.id)
                 raise PredictionTimeout(
-                    f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:.0f} s"
+                    f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:g} s "
+                    "(LAUNCH_SYNC_TIMEOUT_SECONDS); the worker that ran it is being replaced"
                 ) from None
             finally:
                 worker.inflight -= 1
@@ -141,6 +157,7 @@ class Predictions:
         request = parse_body(body)
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
+        self.quotas.check_queued(self.tasks.unfinished.get(owner))  # no await until submit counts it
         task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request)
         if not self.pools.get(endpoint.id).serving:
             self.endpoints.wake(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass

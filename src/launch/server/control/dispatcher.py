@@ -12,11 +12,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import orjson
-
+from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, WorkerRef
 from launch.server.domain.results import result_key
 from launch.server.domain.tasks import Task, Tasks
+from launch.server.inputs import prepare
 from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
 from launch.stores.broker import Broker
 from launch.stores.objects import ObjectStore
@@ -27,7 +27,8 @@ log = logging.getLogger("launch.dispatcher")
 class Dispatcher:
     def __init__(self, endpoint_id: str, queue: str, pool: EndpointPool, *, broker: Broker, tasks: Tasks,
                  objects: ObjectStore, client: WorkerClient, task_timeout: float,
-                 on_broken_worker: Callable[[], None]) -> None:
+                 on_broken_worker: Callable[[], None], fetch_policy: FetchPolicy | None = None,
+                 exit_reason: Callable[[str], str | None] = lambda worker_id: None) -> None:
         self.endpoint_id = endpoint_id
         self.queue = queue
         self.pool = pool
@@ -37,6 +38,8 @@ class Dispatcher:
         self.client = client
         self.task_timeout = task_timeout
         self.on_broken_worker = on_broken_worker
+        self.fetch_policy = fetch_policy or FetchPolicy()
+        self.exit_reason = exit_reason
         self.running: dict[str, Task] = {}
         self._jobs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
@@ -92,12 +95,16 @@ class Dispatcher:
         await self._run(task, worker)
 
     async def _run(self, task: Task, worker: WorkerRef) -> None:
+        request = await prepare(task.request, self.fetch_policy)
+        if request.failure is not None:  # nothing to run: the input could not be fetched
+            await self._settle(self.tasks.finish(task, ok=False, traceback=request.failure), task, worker)
+            return
         try:
-            reply = await self.client.predict(worker.address, orjson.dumps(task.request), self.task_timeout)
+            reply = await self.client.predict(worker.address, request.payload, self.task_timeout, request.kind)
         except WorkerUnreachable as exc:
             worker.broken = True
             self.on_broken_worker()
-            reason = f"worker failed while running the task: {exc}"
+            reason = f"worker failed while running the task: {self.exit_reason(worker.worker_id) or exc}"
             # a request that never reached the worker did not run: its attempt is given back
             await self._settle(self.tasks.release(task, reason, self.queue, refund=not exc.sent), task, worker)
             return
