@@ -13,6 +13,7 @@ import orjson
 
 from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
+from launch.server.domain import schemas
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus
 from launch.server.domain.endpoints import Endpoint, Endpoints
@@ -44,12 +45,16 @@ class ResultLinks:
         return result_url(self.public_url, self.secret, key, self.ttl)
 
 
-def parse_body(body: bytes) -> dict[str, Any]:
+def parse_body(body: bytes, endpoint: Endpoint | None = None) -> dict[str, Any]:
+    """The validated request; its ``args`` also against the endpoint's request schema, if it has one."""
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
-    return validate_task_request(data)
+    request = validate_task_request(data)
+    if endpoint is not None and endpoint.request_schema is not None and "args" in request:
+        schemas.validate_args(schemas.validator(endpoint.request_schema), request["args"])
+    return request
 
 
 def _usable(endpoint: Endpoint, kind: str) -> None:
@@ -86,7 +91,7 @@ class Predictions:
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "sync")
         # validated here for a clear 4xx; without a url the worker reads the client's own bytes the same way
-        request = await prepare(parse_body(body), self.fetch_policy, raw=body)
+        request = await prepare(parse_body(body, endpoint), self.fetch_policy, raw=body)
         if request.failure is not None:
             return failure_body(request.failure)
         pool = self.pools.get(endpoint.id)
@@ -154,7 +159,7 @@ class Predictions:
     async def submit(self, owner: str, endpoint_name: str, body: bytes) -> str:
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "async")
-        request = parse_body(body)
+        request = parse_body(body, endpoint)
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
         self.quotas.check_queued(self.tasks.unfinished.get(owner))  # no await until submit counts it

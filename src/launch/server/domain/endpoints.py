@@ -30,7 +30,7 @@ _QUANTITY = re.compile(r"^\d{1,12}(\.\d{1,6})?([KMGTPE]i?|[kmgtpe])?$")
 # Sanity bounds (one machine, or one cluster): anything past them is a typo, and would overflow somewhere.
 MAX_CPUS = 1024
 MAX_GPUS = 64
-MAX_WORKERS = 1000
+MAX_WORKERS = 2**31 - 1  # a sanity bound (a database integer); the operator caps come from quotas
 MAX_PER_WORKER = 10_000
 
 
@@ -106,6 +106,8 @@ class Endpoint:
     serving_generation: int | None = None
     serving_bundle_name: str | None = None
     failed_rollout: FailedRollout | None = None
+    request_schema: dict[str, Any] | None = None  # the bundle's, applied to requests at the gateway
+    response_schema: dict[str, Any] | None = None
 
     @property
     def queue(self) -> str:
@@ -130,6 +132,7 @@ def _row_to_endpoint(row: Any) -> Endpoint:
         status_reason=row.status_reason, generation=row.generation, created_at=row.created_at,
         updated_at=row.updated_at, serving_generation=row.serving_generation,
         serving_bundle_name=row.serving_bundle_name, failed_rollout=FailedRollout.from_dict(row.failed_rollout),
+        request_schema=row.request_schema, response_schema=row.response_schema,
     )
 
 
@@ -143,7 +146,9 @@ def _record(row: Any) -> Record:
 
 
 def _select() -> sa.Select[Any]:
-    return sa.select(endpoints)
+    # the schemas of the bundle it is asked to serve (the gateway checks requests against them)
+    return sa.select(endpoints, bundles.c.request_schema, bundles.c.response_schema).outerjoin(
+        bundles, bundles.c.id == endpoints.c.bundle_id)
 
 
 def _require_bundle(conn: sa.Connection, bundle_id: str, bundle_name: str) -> None:
@@ -153,8 +158,10 @@ def _require_bundle(conn: sa.Connection, bundle_id: str, bundle_name: str) -> No
 
 
 def _written(conn: sa.Connection, statement: Any) -> Endpoint:
-    """Run an insert or update of one endpoint; the record as written (the in-memory view takes it as is)."""
-    return _row_to_endpoint(conn.execute(statement.returning(*endpoints.c)).one())
+    """Run an insert or update of one endpoint; the record as written, read in the same transaction (the
+    in-memory view takes it as is, without another round trip)."""
+    endpoint_id = conn.execute(statement.returning(endpoints.c.id)).scalar_one()
+    return _row_to_endpoint(conn.execute(_select().where(endpoints.c.id == endpoint_id)).one())
 
 
 @dataclass(frozen=True, slots=True)
