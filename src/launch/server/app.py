@@ -103,7 +103,8 @@ def build_services(settings: Settings) -> Services:
     bundles = Bundles(db, objects, check_requirements=environments.check,
                       python_problem=environments.python_problem)
     quotas = Quotas.from_settings(settings)
-    endpoints = Endpoints(db, bundles, quotas)
+    # with the embedded broker this process alone writes endpoints: it can hold all of them in memory
+    endpoints = Endpoints(db, bundles, quotas, view=settings.broker_url.startswith("embedded:"))
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
     task_cache = TaskCache(authoritative=settings.broker_url.startswith("embedded:"))
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)

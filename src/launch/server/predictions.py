@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 
-from launch import wire
 from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.domain import schemas
@@ -91,13 +90,10 @@ class Predictions:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "sync")
-        request = parse_body(body, endpoint)  # validated here (a clear 4xx); the worker reads the same bytes
-        kind, payload = wire.PREDICT, body
-        if "url" in request:  # workers have no network: the gateway fetches the input and sends its bytes
-            prepared = await prepare(request, self.fetch_policy)
-            if prepared.failure is not None:
-                return failure_body(prepared.failure)
-            kind, payload = prepared.kind, prepared.payload
+        # validated here for a clear 4xx; without a url the worker reads the client's own bytes the same way
+        request = await prepare(parse_body(body, endpoint), self.fetch_policy, raw=body)
+        if request.failure is not None:
+            return failure_body(request.failure)
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
@@ -106,8 +102,8 @@ class Predictions:
             worker.inflight += 1
             can_retry = attempt == 0 and len(pool.serving) > 1  # another worker can take it
             try:
-                reply = await self.client.predict(worker.address, payload, max(0.001, deadline - time.monotonic()),
-                                                  kind)
+                reply = await self.client.predict(worker.address, request.payload,
+                                                  max(0.001, deadline - time.monotonic()), request.kind)
                 if not reply.rejected:
                     break
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing

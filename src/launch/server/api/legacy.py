@@ -1,7 +1,7 @@
 """The legacy API used by scale-launch 0.3.3, under /v1/hosted_inference (a thin translation layer).
 
-Every route calls the same services as the native API (the task routes are in ``prediction_routes``, on the
-fast path); this module only renames fields (``bundle_name`` →
+Every route calls the same services as the native API (the task routes are in ``prediction_routes``, on
+the fast path); this module only renames fields (``bundle_name`` →
 ``name``, ``status`` → ``state``, ...) and keeps the transport promises the 0.3.3 client relies on: JSON on
 every answer, 404 for unknown objects and routes, no redirects, and never a status the client retries
 (503/504/520/524) for a sync prediction that timed out. The contract is shared/spec/legacy-api.md.
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
@@ -151,10 +152,10 @@ async def create_endpoint(body: LegacyCreateEndpoint, request: Request, who: str
     return endpoint_object(svc, endpoint)
 
 
-@router.get("/endpoints", responses=errors(401))
-async def list_endpoints(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+@router.get("/endpoints", responses=errors(401), response_model=dict[str, Any])
+async def list_endpoints(request: Request, who: str = Depends(owner)) -> ORJSONResponse:
     svc = services(request)
-    return {"endpoints": [endpoint_object(svc, e) for e in await svc.endpoints.list(who)]}
+    return ORJSONResponse({"endpoints": [endpoint_object(svc, e) for e in await svc.endpoints.list(who)]})
 
 
 @router.get("/endpoints/{endpoint_name}", responses=errors(401, 404))

@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-from launch.server.api.openapi import errors
 from launch.server.api.routes import Call, Route
 from launch.server.api.streaming import relay_events, relay_stream
 from launch.server.domain.errors import InvalidRequest, LaunchError, PredictionTimeout
@@ -112,8 +111,8 @@ async def task_events_stream(call: Call) -> None:
         seconds = float(wait) if wait is not None else None
     except ValueError:
         raise InvalidRequest("wait must be a number of seconds") from None
-    if seconds is not None and seconds <= 0:
-        raise InvalidRequest("wait must be more than 0 seconds")
+    if seconds is not None and not 0 < seconds < float("inf"):
+        raise InvalidRequest("wait must be a number of seconds above 0")
     services = call.services
     await services.tasks.get(owner, task_id)
     last = call.header(b"last-event-id")
@@ -151,8 +150,7 @@ _TASK_SCHEMA: dict[str, Any] = {
                    "(`url` wins when both are sent).",
     "properties": {
         "args": {"type": "object", "description": "Keyword arguments of the predict function"},
-        "url": {"type": "string", "minLength": 1,
-                "description": "A file whose bytes the predict function gets (fetched by the gateway)"},
+        "url": {"type": "string", "minLength": 1, "description": "A file whose bytes the predict function gets"},
         "return_pickled": {"type": "boolean", "default": True,
                            "description": "Answer a `result_url` to the pickled output instead of `result`"},
         "pickle_protocol": {"type": "integer", "minimum": 2, "maximum": 5,
@@ -161,7 +159,9 @@ _TASK_SCHEMA: dict[str, Any] = {
     },
     "anyOf": [{"required": ["args"]}, {"required": ["url"]}],
 }
-_TASK_BODY = {"required": True, "content": {"application/json": {"schema": _TASK_SCHEMA}}}
+_TASK_BODY: dict[str, Any] = {"requestBody": {"required": True,
+                                              "content": {"application/json": {"schema": _TASK_SCHEMA}}}}
+
 _ENDPOINT_QUERY = [
     {"name": "model_endpoint_name", "in": "query", "required": False, "description": "The endpoint, by name",
      "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
@@ -171,23 +171,22 @@ _ENDPOINT_QUERY = [
 ]
 _WAIT_QUERY = [{"name": "wait", "in": "query", "required": False,
                 "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0}}]
-# the schemes of api.openapi, as on every other route
-_SECURITY: list[dict[str, list[str]]] = [{"apiKeyBasic": []}, {"apiKeyBearer": []}]
+
 _STREAM_QUERY = [*_ENDPOINT_QUERY, {
     "name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["sse", "ndjson"]},
     "description": "default: JSON lines if Accept names application/x-ndjson, else server-sent events"}]
-_STREAM_BODY = {"required": True, "content": {"application/json": {"schema": {
+_STREAM_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     **_TASK_SCHEMA, "title": "StreamRequest",
     "properties": {k: v for k, v in _TASK_SCHEMA["properties"].items() if k in ("args", "url")},
-}}}}
-_STREAM_OK: dict[int | str, dict[str, Any]] = {200: {
+}}}}}
+_STREAM_OK = {"200": {
     "description": "Server-sent events: one `data:` event per item (its JSON), then `event: end` with "
                    '`{"status": "SUCCESS", "items": n}` or `event: error` with `{"status": "FAILURE", '
                    '"traceback"|"detail": ...}`. As JSON lines: `{"item": ...}` per item, then the final object. '
                    "Errors before the first item are plain JSON with a 4xx/5xx status.",
     "content": {SSE_TYPE: {"schema": {"type": "string"}}, NDJSON_TYPE: {"schema": {"type": "string"}}},
 }}
-_EVENTS_OK: dict[int | str, dict[str, Any]] = {200: {
+_EVENTS_OK = {"200": {
     "description": "Server-sent events `PENDING` (with `queue_position`), `STARTED`, then `SUCCESS` or "
                    "`FAILURE` (the body of `GET /v1/async-tasks/{task_id}`); each with an `id`.",
     "content": {SSE_TYPE: {"schema": {"type": "string"}}},
@@ -199,51 +198,42 @@ _EVENTS_QUERY = [
      "description": "the last event's id, to resume without repeats"},
 ]
 
-
-def _doc(parameters: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    extra: dict[str, Any] = {"security": _SECURITY}
-    if parameters:
-        extra["parameters"] = parameters
-    if body:
-        extra["requestBody"] = body
-    return extra
-
-
 ROUTES: list[Route] = [
     Route("POST", "/v1/sync-tasks", sync_task, "sync_task", reads_body=True, tags=("tasks",),
+          responses=(401, 404, 409, 502, 504),
           summary="Run one prediction and wait for it",
           description="``{\"args\": {...}}`` or ``{\"url\": \"...\"}``, ``return_pickled``; the endpoint by "
                       "``model_endpoint_name`` or ``model_endpoint_id``.",
-          openapi_extra=_doc(_ENDPOINT_QUERY, _TASK_BODY), responses=errors(401, 404, 409, 502, 504)),
+          openapi_extra={"parameters": _ENDPOINT_QUERY, **_TASK_BODY}),
     Route("POST", "/v1/async-tasks", async_task, "async_task", reads_body=True, tags=("tasks",),
+          responses=(401, 404, 409, 429),
           summary="Queue one prediction",
           description="Poll ``GET /v1/async-tasks/{task_id}`` for its result.",
-          openapi_extra=_doc(_ENDPOINT_QUERY, _TASK_BODY), responses=errors(401, 404, 409, 429)),
-    Route("GET", "/v1/async-tasks/{task_id}", get_task, "get_task", tags=("tasks",),
+          openapi_extra={"parameters": _ENDPOINT_QUERY, **_TASK_BODY}),
+    Route("GET", "/v1/async-tasks/{task_id}", get_task, "get_task", tags=("tasks",), responses=(401, 404),
           summary="A task's status and result",
           description="PENDING, SUCCESS or FAILURE, with the result. ``wait`` (seconds): answer as soon as the "
                       "task ends, or after that long (long-poll).",
-          openapi_extra=_doc(_WAIT_QUERY), responses=errors(401, 404)),
+          openapi_extra={"parameters": _WAIT_QUERY}),
     Route("POST", "/v1/streaming-tasks", streaming_task, "streaming_task", reads_body=True, tags=("tasks",),
+          responses=(401, 404, 409, 429, 504),
           summary="Run one prediction of a streaming endpoint and receive its items as they come",
           description="``{\"args\": {...}}`` or ``{\"url\": \"...\"}``. Server-sent events (default), or JSON "
                       "lines with ``Accept: application/x-ndjson`` or ``format=ndjson``.",
-          openapi_extra=_doc(_STREAM_QUERY, _STREAM_BODY), responses={**_STREAM_OK, **errors(401, 404, 409, 429, 504)}),
+          openapi_extra={"parameters": _STREAM_QUERY, **_STREAM_BODY, "responses": _STREAM_OK}),
     Route("GET", "/v1/async-tasks/{task_id}/events", task_events_stream, "task_events", tags=("tasks",),
-          summary="Watch a task live",
+          responses=(401, 404), summary="Watch a task live",
           description="One server-sent event per state change, ending after SUCCESS or FAILURE. Reconnect with "
                       "``Last-Event-ID`` to resume without repeats.",
-          openapi_extra=_doc(_EVENTS_QUERY), responses={**_EVENTS_OK, **errors(401, 404)}),
+          openapi_extra={"parameters": _EVENTS_QUERY, "responses": _EVENTS_OK}),
     Route("POST", LEGACY + "/task_sync/{endpoint_name}", legacy_sync_task, "legacy_sync_task", reads_body=True,
-          summary="scale-launch 0.3.3: run one prediction", openapi_extra=_doc(body=_TASK_BODY),
-          responses=errors(401, 404, 408, 409, 502)),
+          responses=(401, 404, 408, 409, 502),
+          summary="scale-launch 0.3.3: run one prediction", openapi_extra=_TASK_BODY),
     Route("POST", LEGACY + "/task_async/{endpoint_name}", legacy_async_task, "legacy_async_task",
-          reads_body=True, summary="scale-launch 0.3.3: queue one prediction",
-          openapi_extra=_doc(body=_TASK_BODY), responses=errors(401, 404, 409, 429)),
+          reads_body=True, responses=(401, 404, 409, 429), summary="scale-launch 0.3.3: queue one prediction",
+          openapi_extra=_TASK_BODY),
     Route("GET", LEGACY + "/endpoints/{endpoint_name}/task_async/{task_id}", legacy_get_task,
-          "legacy_endpoint_task", summary="scale-launch 0.3.3: a task's state and result",
-          openapi_extra=_doc(), responses=errors(401, 404)),
-    Route("GET", LEGACY + "/task/result/{task_id}", legacy_get_task, "legacy_task_result",
-          summary="scale-launch 0.3.3 (deprecated get_async_response): a task's state and result",
-          openapi_extra=_doc(), responses=errors(401, 404)),
+          "legacy_endpoint_task", responses=(401, 404), summary="scale-launch 0.3.3: a task's state and result"),
+    Route("GET", LEGACY + "/task/result/{task_id}", legacy_get_task, "legacy_task_result", responses=(401, 404),
+          summary="scale-launch 0.3.3 (deprecated get_async_response): a task's state and result"),
 ]

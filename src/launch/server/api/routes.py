@@ -103,11 +103,11 @@ class Route:
     handler: Handler
     name: str
     reads_body: bool = False
+    responses: tuple[int, ...] = ()  # the error statuses it answers (OpenAPI)
     tags: tuple[str, ...] = ()
     summary: str | None = None
     description: str | None = None
     openapi_extra: dict[str, Any] = field(default_factory=dict)
-    responses: dict[int | str, dict[str, Any]] = field(default_factory=dict)  # FastAPI's ``responses=``
 
     def segments(self) -> tuple[str, tuple[str, ...]]:
         """(static prefix up to the first parameter, the remaining segments)."""
