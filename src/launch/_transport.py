@@ -2,6 +2,7 @@
 
 Retries: connection failures before a request was sent, and 429/503 answers, are retried with backoff for
 every request; the server answers those only when it did nothing (no task accepted, no prediction started).
+A ``Retry-After`` header (seconds) sets the wait instead of the backoff.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from launch.errors import APIError
 
 RETRY_STATUSES = (429, 503)  # the server answers these only when it did nothing
 DEFAULT_TIMEOUT = 120.0
+MAX_RETRY_AFTER = 60.0
 
 
 class Transport:
@@ -27,8 +29,8 @@ class Transport:
         )
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                content: bytes | None = None) -> Any:
-        response = self._send(method, path, json=json, params=params, content=content)
+                content: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+        response = self._send(method, path, json=json, params=params, content=content, headers=headers)
         if response.status_code >= 400:
             raise APIError(method, str(response.url), response.status_code, _detail(response))
         return response.json() if response.content else None
@@ -45,6 +47,10 @@ class Transport:
             else:
                 if response.status_code not in RETRY_STATUSES or last:
                     return response
+                wait = retry_after(response)
+                if wait is not None:
+                    time.sleep(wait)
+                    continue
             time.sleep(delay)
             delay = min(delay * 3, 10.0)
         raise AssertionError("unreachable")
@@ -63,6 +69,18 @@ class Transport:
 
     def close(self) -> None:
         self._client.close()
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The server's ``Retry-After`` in seconds (capped at a minute), or None when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _detail(response: httpx.Response) -> str:

@@ -63,7 +63,8 @@ def _resolve_and_check(host: str, port: int, policy: FetchPolicy) -> None:
         check_address(str(info[4][0]), policy)
 
 
-def _check_peer(response: httpx.Response, policy: FetchPolicy) -> None:
+def check_peer(response: httpx.Response, policy: FetchPolicy) -> None:
+    """Check the address ``response`` actually came from (a name may resolve differently at connect time)."""
     stream = response.extensions.get("network_stream")
     peer = stream.get_extra_info("server_addr") if stream is not None else None
     if peer:
@@ -79,7 +80,7 @@ def fetch(url: str, policy: FetchPolicy) -> bytes:
             host, port = check_url(url, policy)
             _resolve_and_check(host, port, policy)
             with client.stream("GET", url) as response:
-                _check_peer(response, policy)
+                check_peer(response, policy)
                 if response.is_redirect and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
                     continue

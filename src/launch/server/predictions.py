@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus
@@ -23,7 +24,10 @@ from launch.server.domain.errors import (
     WorkerFailed,
 )
 from launch.server.domain.results import result_key, result_url
-from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
+from launch.server.domain.task_options import TaskOptions, endpoint_defaults, task_options
+from launch.server.domain.task_policy import TaskState, internal_state
+from launch.server.domain.task_view import task_summary, task_view
+from launch.server.domain.tasks import Tasks, validate_task_request
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
@@ -41,11 +45,14 @@ class ResultLinks:
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
+    return validate_task_request(_json(body))
+
+
+def _json(body: bytes) -> Any:
     try:
-        data = orjson.loads(body) if body else None
+        return orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
-    return validate_task_request(data)
 
 
 def _usable(endpoint: Endpoint, kind: str) -> None:
@@ -61,7 +68,7 @@ def _usable(endpoint: Endpoint, kind: str) -> None:
 class Predictions:
     def __init__(self, *, cache: EndpointCache, endpoints: Endpoints, pools: Pools, client: WorkerClient,
                  tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float,
-                 max_queued: int = 100_000) -> None:
+                 max_queued: int = 100_000, callback_policy: FetchPolicy | None = None) -> None:
         self.cache = cache
         self.endpoints = endpoints
         self.pools = pools
@@ -71,6 +78,8 @@ class Predictions:
         self.links = links
         self.sync_timeout = sync_timeout
         self.max_queued = max_queued
+        self.callback_policy = callback_policy or FetchPolicy()
+        self._defaults: dict[str, tuple[Endpoint, TaskOptions]] = {}
 
     async def sync(self, owner: str, endpoint_name: str, body: bytes) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
@@ -123,7 +132,7 @@ class Predictions:
             while worker is None and (remaining := deadline - time.monotonic()) > 0:
                 worker = await pool.wait_for(min(1.0, remaining))
                 if worker is None:
-                    endpoint = await self.cache.get(owner, endpoint.name)
+                    endpoint = await self.cache.get(owner, endpoint.id)
                     _usable(endpoint, "sync")
         finally:
             pool.waiting -= 1
@@ -134,13 +143,25 @@ class Predictions:
             )
         return worker
 
-    async def submit(self, owner: str, endpoint_name: str, body: bytes) -> str:
+    def _endpoint_defaults(self, endpoint: Endpoint) -> TaskOptions:
+        cached = self._defaults.get(endpoint.id)
+        if cached is not None and cached[0] is endpoint:
+            return cached[1]
+        defaults = endpoint_defaults(endpoint.settings.extra, self.callback_policy)
+        self._defaults[endpoint.id] = (endpoint, defaults)
+        return defaults
+
+    async def submit(self, owner: str, endpoint_name: str, body: bytes, idempotency_key: str | None = None) -> str:
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "async")
-        request = parse_body(body)
+        data = _json(body)
+        request = validate_task_request(data)
+        options = task_options(data, self._endpoint_defaults(endpoint), self.callback_policy, idempotency_key)
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
-            raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
-        task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request)
+            retry_after = 1 if self.pools.get(endpoint.id).serving else 5
+            raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later",
+                                  retry_after)
+        task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request, options)
         if not self.pools.get(endpoint.id).serving:
             self.endpoints.changed.set()  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
@@ -152,17 +173,27 @@ class Predictions:
             task = await self.tasks.wait(owner, task_id, min(wait, MAX_WAIT_SECONDS))
         else:
             task = await self.tasks.get(owner, task_id)
-        return task_view(task, self.links)
+        position = await self.tasks.position(task) if task.state is TaskState.PENDING else None
+        return task_view(task, self.links.url, position)
 
+    async def cancel(self, owner: str, task_id: str) -> dict[str, Any]:
+        """Cancel a task: a pending one never runs; a running one's result is dropped (and its worker
+        recycled when the operator allows it). Cancelling an ended task changes nothing."""
+        task, before = await self.tasks.cancel(owner, task_id)
+        view = task_view(task, self.links.url)
+        view["cancelled"] = task.state is TaskState.CANCELLED and before in (TaskState.PENDING, TaskState.RUNNING)
+        return view
 
-def task_view(task: Task, links: ResultLinks) -> dict[str, Any]:
-    status = task.state.value if task.state in (TaskState.SUCCESS, TaskState.FAILURE) else "PENDING"
-    view: dict[str, Any] = {"task_id": task.id, "status": status, "attempts": task.attempt}
-    if task.state is TaskState.SUCCESS:
-        if task.result_key:
-            view["result_url"] = links.url(task.result_key)
-        else:
-            view["result"] = task.result
-    elif task.state is TaskState.FAILURE:
-        view["traceback"] = task.traceback
-    return view
+    async def list_tasks(self, owner: str, endpoint_name: str, states: list[str] | None = None,
+                         since: float | None = None, limit: int = 100) -> dict[str, Any]:
+        endpoint = await self.cache.get(owner, endpoint_name)
+        try:
+            wanted = [internal_state(s.upper()) for s in states or []]
+        except ValueError:
+            raise InvalidRequest(f"state must be among PENDING, STARTED, SUCCESS, FAILURE, CANCELLED, EXPIRED; "
+                                 f"got {states}") from None
+        if not 1 <= limit <= 1000:
+            raise InvalidRequest("limit must be between 1 and 1000")
+        tasks = await self.tasks.list_for(owner, endpoint.id, wanted, since, limit)
+        return {"tasks": [task_summary(t) for t in tasks]}
+

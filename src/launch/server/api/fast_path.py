@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from launch.server.api.auth import key_from_header
-from launch.server.api.errors import storage_error
+from launch.server.api.errors import error_headers, storage_error
 from launch.server.domain.errors import InvalidRequest, LaunchError, PayloadTooLarge
 from launch.server.domain.owners import ApiKeys
 from launch.server.predictions import MAX_WAIT_SECONDS, Predictions
@@ -40,10 +40,12 @@ class FastPath:
         if (method == "POST" and path in (SYNC_PATH, ASYNC_PATH)) or (
             method == "GET" and path.startswith(TASK_PREFIX) and "/" not in path[len(TASK_PREFIX):]
         ):
+            extra: dict[str, str] | None = None
             try:
                 status, body = 200, await self._handle(path, scope, receive)
             except LaunchError as exc:
                 status, body = exc.status_code, orjson.dumps({"detail": exc.detail})
+                extra = error_headers(exc)
             except Exception as exc:
                 mapped = storage_error(exc)
                 if mapped is None:
@@ -51,6 +53,8 @@ class FastPath:
                     mapped = LaunchError(f"internal server error: {type(exc).__name__}")
                 status, body = mapped.status_code, orjson.dumps({"detail": mapped.detail})
             headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+            if extra:
+                headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
@@ -78,7 +82,8 @@ class FastPath:
         body = await self._body(receive)
         if path == SYNC_PATH:
             return await self.predictions.sync(owner, endpoint, body)
-        return orjson.dumps({"task_id": await self.predictions.submit(owner, endpoint, body)})
+        key = _header(scope, b"idempotency-key")
+        return orjson.dumps({"task_id": await self.predictions.submit(owner, endpoint, body, key)})
 
     async def _body(self, receive: Any) -> bytes:
         chunks, size = [], 0
@@ -99,6 +104,13 @@ def endpoint_ref(model_endpoint_name: str | None = None, model_endpoint_id: str 
     if not ref:
         raise InvalidRequest("query parameter model_endpoint_name (or model_endpoint_id) is required")
     return ref
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for header, value in scope["headers"]:
+        if header == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _first(query: dict[str, list[str]], name: str) -> str | None:

@@ -72,10 +72,18 @@ def endpoint_object(svc: Services, endpoint: Endpoint) -> dict[str, Any]:
     return {**endpoint_view(endpoint, svc.pools.get(endpoint.id)), "endpoint_creation_task_id": endpoint.id}
 
 
+LEGACY_STATES = {"STARTED": "PENDING", "CANCELLED": "FAILURE", "EXPIRED": "FAILURE"}
+
+
 def task_object(native: dict[str, Any]) -> dict[str, Any]:
-    """A native task view as the 0.3.3 client reads it: ``state`` instead of ``status``."""
+    """A native task view as the 0.3.3 client reads it: ``state`` instead of ``status``, and only the states
+    it knows (PENDING, SUCCESS, FAILURE; its ``get()`` raises on any other): STARTED is still PENDING to it,
+    CANCELLED and EXPIRED are FAILUREs whose ``traceback`` says why."""
     view = dict(native)
-    view["state"] = view.pop("status", None)
+    status = view.pop("status", None)
+    view["state"] = LEGACY_STATES.get(status, status) if isinstance(status, str) else status
+    if status in ("CANCELLED", "EXPIRED"):
+        view["traceback"] = f"{status}: {view.get('reason') or 'the task did not run to completion'}"
     return view
 
 

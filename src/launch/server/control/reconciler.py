@@ -68,7 +68,6 @@ class Reconciler:
         self.logs_root = settings.data_dir / "logs"
         self._jobs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
-        self._last_reap = 0.0
 
     def log_dir(self, endpoint_id: str) -> Path:
         return self.logs_root / "endpoints" / endpoint_id
@@ -82,7 +81,7 @@ class Reconciler:
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         records = await self.endpoints.list()
-        await self.tasks.recover({e.id: e.queue for e in records if e.endpoint_type == "async"})
+        await self.tasks.recover({e.id for e in records if e.endpoint_type == "async"})
         self._loop = asyncio.create_task(self._run(), name="reconciler")
 
     async def stop(self) -> None:
@@ -122,9 +121,6 @@ class Reconciler:
                 runtime.failures, runtime.retry_at = 0, 0.0
             runtime.endpoint = endpoint
             await self._reconcile(runtime)
-        if time.monotonic() - self._last_reap > 5:
-            self._last_reap = time.monotonic()
-            await self.tasks.reap_expired({e.id: e.queue for e in records.values() if e.endpoint_type == "async"})
 
     # -- one endpoint ----------------------------------------------------------------------------------
     async def _reconcile(self, rt: EndpointRuntime) -> None:
@@ -190,7 +186,7 @@ class Reconciler:
         rt.dispatcher = Dispatcher(
             rt.endpoint.id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
             objects=self.objects, client=self.client, task_timeout=self.settings.task_timeout_seconds,
-            on_broken_worker=self.endpoints.changed.set,
+            on_broken_worker=self.endpoints.changed.set, cancel_stops_worker=self.settings.task_cancel_stops_worker,
         )
         rt.dispatcher.start()
 

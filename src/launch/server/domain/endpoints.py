@@ -91,7 +91,12 @@ class Endpoint:
 
     @property
     def queue(self) -> str:
-        return f"endpoint.{self.id}"
+        return queue_name(self.id)
+
+
+def queue_name(endpoint_id: str) -> str:
+    """The broker queue of an async endpoint's tasks."""
+    return f"endpoint.{endpoint_id}"
 
 
 def _row_to_endpoint(row: Any) -> Endpoint:
@@ -102,6 +107,11 @@ def _row_to_endpoint(row: Any) -> Endpoint:
         status_reason=row.status_reason, generation=row.generation, created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _public(settings: dict[str, Any]) -> bool:
+    """Launch's ``public_inference``: every owner may send tasks to the endpoint (by its id)."""
+    return (settings.get("extra") or {}).get("public_inference") is True
 
 
 def _select() -> sa.Select[Any]:
@@ -152,16 +162,17 @@ class Endpoints:
         self._notify(endpoint.id)
         return endpoint
 
-    async def get(self, owner: str, name: str) -> Endpoint:
-        """One of ``owner``'s endpoints by name, or by id (as Launch's v1 API addresses them)."""
+    async def get(self, owner: str, name: str, for_inference: bool = False) -> Endpoint:
+        """One of ``owner``'s endpoints by name, or by id (as Launch's v1 API addresses them); ``for_inference``
+        also finds another owner's ``public_inference`` endpoint by id (to send it tasks, nothing else)."""
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(_select().where(endpoints.c.owner == owner, endpoints.c.name == name))
             ).first()
             if row is None and _ID.fullmatch(name):
-                row = (
-                    await conn.execute(_select().where(endpoints.c.owner == owner, endpoints.c.id == name))
-                ).first()
+                row = (await conn.execute(_select().where(endpoints.c.id == name))).first()
+                if row is not None and row.owner != owner and not (for_inference and _public(row.settings)):
+                    row = None
         if row is None:
             raise NotFound(f"no endpoint named {name!r}")
         return _row_to_endpoint(row)
