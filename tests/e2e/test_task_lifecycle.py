@@ -20,7 +20,7 @@ from launch import EndpointRequest, LaunchClient
 from launch.server.control.callbacks import verify_signature
 from tests.conftest import LAUNCH, RunningServer, free_port, start_server
 from tests.e2e import models
-from tests.e2e.helpers import SMALL, gone, http, task, unique, wait_until, worker_pids
+from tests.e2e.helpers import SMALL, gone, http, unique, wait_until, worker_pids
 from tests.e2e.receivers import Pem, Receiver, issue, make_ca, mtls_server_context
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -168,7 +168,7 @@ def test_callback_success_and_failure_are_signed(tserver: RunningServer, keys: d
             # the documented receiver snippet, as shipped in docs/tasks.md, accepts the delivery too
             snippet = _doc_snippet()
             namespace: dict[str, Any] = {}
-            exec(snippet, namespace)  # noqa: S102 - the documentation's own example
+            exec(snippet, namespace)
             delivery = receiver.for_task(ok)[0]
             assert namespace["verify"](key.encode(), delivery.body, delivery.headers["launch-signature"])
     finally:
