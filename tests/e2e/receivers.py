@@ -72,7 +72,11 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the gateway delivers up to 64 callbacks at once
+            daemon_threads = True
+
+        server = Server(("127.0.0.1", self.port), Handler)
         if self.tls is not None:
             server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]

@@ -343,6 +343,10 @@ def test_cancel_a_pending_task(tserver: RunningServer, keys: dict[str, str], bun
         queued = submit(api, endpoint["name"], sleep_task(0.1))
         cancelled = api.delete(f"/v1/async-tasks/{queued}").json()
         assert cancelled["status"] == "CANCELLED" and cancelled["cancelled"] is True
+        legacy = api.get(f"/v1/hosted_inference/task/result/{queued}").json()  # what the 0.3.3 client reads
+        assert legacy["state"] == "FAILURE" and legacy["traceback"].startswith("CANCELLED: ")
+        legacy = api.get(f"/v1/hosted_inference/task/result/{blocker}").json()
+        assert legacy["state"] == "PENDING"  # STARTED is PENDING to the 0.3.3 client
         assert finished(api, blocker)["status"] == "SUCCESS"
         time.sleep(0.5)
         view = api.get(f"/v1/async-tasks/{queued}").json()
