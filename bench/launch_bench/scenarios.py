@@ -43,9 +43,9 @@ QUICK = Mode(
     window_s=3,
     async_tasks=50_000,
     scale_from_zero=True,
-    scenarios=(*_grid("sync", ("echo",), (1, 64)), Scenario("async", "noop", 64)),
+    scenarios=(*_grid("sync", ("echo",), (1, 64)), *_grid("async", ("noop",), (1, 64))),
     quiet_max_wait_s=5.0,
-    async_only=("F3", "launch"),  # the async target compares these two; peers' async is full-mode only
+    async_only=("F3", "launch", "launch-tasks"),  # the async target compares these two; peers' async is full-mode only
 )
 FULL = Mode(
     name="full",
@@ -57,7 +57,7 @@ FULL = Mode(
     scenarios=(
         *_grid("sync", ("echo", "sleep", "matmul"), (1, 8, 64)),
         *_grid("stream", ("tokens",), (1, 8)),
-        *_grid("async", ("noop",), (8, 64)),
+        *_grid("async", ("noop",), (1, 8, 64)),
     ),
 )
 MODES = {m.name: m for m in (QUICK, FULL)}

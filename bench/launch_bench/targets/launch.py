@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from typing import Any
 from launch_bench import procs
 from launch_bench.envs import BENCH_DIR
 from launch_bench.loadgen import HttpCall
-from launch_bench.server import ServerProcess, free_port
+from launch_bench.server import LOADGEN_CORE, ServerProcess, free_port
 from launch_bench.targets.base import AsyncSpec, RunContext, Target
 from launch_bench.targets.floors import FAILURE_MARKER, LAUNCH_BODY
 
@@ -46,6 +47,10 @@ class Launch(Target):
         if numpy.returncode != 0:
             self.sync_models = frozenset({"echo", "sleep"})  # matmul needs numpy in Launch's venv
 
+    server_flags: tuple[str, ...] = ()
+    server_env: dict[str, str] = SERVER_ENV
+    endpoint_extra: dict[str, Any] = {}
+
     def start(self, ctx: RunContext) -> dict[str, float]:
         data_dir = self.data_dir = ctx.run_dir / f"launch-data-r{ctx.round_index}"
         self.port = free_port()
@@ -59,11 +64,12 @@ class Launch(Target):
                 str(self.port),
                 "--data-dir",
                 str(data_dir),
+                *self.server_flags,
             ],
             ctx.log(self.name),
-            env=SERVER_ENV,
+            env=self.server_env,
         )
-        self.servers = [server]
+        self.servers = [*self.servers, server]
         startup_s = server.wait_http(self.url("/healthz"), timeout_s=120)
         self.api_key = self._create_key(data_dir)
         timings = self._create_endpoints(self._endpoint_specs(ctx))
@@ -85,7 +91,8 @@ class Launch(Target):
 
     def _endpoint_specs(self, ctx: RunContext) -> list[dict[str, Any]]:
         specs = [
-            {"name": f"{model}-ep", "model": model, "type": "async" if kind == "async" else "sync", **WORKERS}
+            {"name": f"{model}-ep", "model": model, "type": "async" if kind == "async" else "sync", **WORKERS,
+             **(self.endpoint_extra if kind == "async" else {})}
             for kind, model in sorted(ctx.wanted)
             if self.supports(kind, model)
         ]
@@ -169,3 +176,40 @@ def _cmdline(pid: int) -> bytes:
             return fh.read(256)
     except OSError:
         return b""
+
+
+class LaunchTasks(Launch):
+    """Launch's async path with the task features on: every task's outcome is POSTed to a callback receiver
+    (on the load generator's core, standing for the user's system), and finished tasks are deleted by the
+    retention sweep a few seconds after they end."""
+
+    name = "launch-tasks"
+    sync_models = frozenset()
+    server_flags = ("--allow-private-fetch",)  # the receiver is on 127.0.0.1
+    server_env = {**SERVER_ENV, "LAUNCH_TASK_RETENTION_SECONDS": "5"}
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.sync_models = frozenset()
+
+    def start(self, ctx: RunContext) -> dict[str, float]:
+        sink_port = free_port()
+        sink = subprocess.Popen(
+            ["taskset", "-c", LOADGEN_CORE, str(BENCH_DIR / ".envs" / "bench" / "bin" / "python"), "-m",
+             "launch_bench.callback_sink", "--port", str(sink_port)],
+            cwd=BENCH_DIR, env={**os.environ, "PYTHONPATH": str(BENCH_DIR)},
+            stdout=ctx.log(f"{self.name}-sink").open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self._sink = sink
+        self.endpoint_extra = {"default_callback_url": f"http://127.0.0.1:{sink_port}/hook"}
+        return super().start(ctx)
+
+    def stop(self) -> None:
+        super().stop()
+        sink = getattr(self, "_sink", None)
+        if sink is not None:
+            sink.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                sink.wait(timeout=10)
+            sink.kill()
+            self._sink = None
