@@ -125,6 +125,7 @@ def test_queue_ttl_expires_pending_tasks_and_arms_the_callback(tmp_path: Path) -
         task_id = await tasks.submit("alice", "e1", Q, REQUEST, TaskOptions(queue_ttl=0.01, callback=callback))
         kept = await tasks.submit("alice", "e1", Q, REQUEST)
         await asyncio.sleep(0.02)
+        assert await tasks.claim(task_id) is None  # past its TTL: never claimed, even before the sweep
         assert await tasks.expire() == 1
         expired = await tasks.get("alice", task_id)
         assert expired.state is TaskState.EXPIRED and expired.callback_state == "PENDING"

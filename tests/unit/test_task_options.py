@@ -7,7 +7,7 @@ import pytest
 
 from launch._transport import Transport, retry_after
 from launch.net_guard import FetchPolicy
-from launch.server.api.legacy import task_object
+from launch.server.api.prediction_routes import task_object
 from launch.server.domain.errors import InvalidRequest
 from launch.server.domain.task_options import (
     Callback,

@@ -137,6 +137,7 @@ def build_services(settings: Settings) -> Services:
 
 def build_app(settings: Settings) -> FastPath:
     from launch.server.api import legacy, native
+    from launch.server.api.prediction_routes import ROUTES
 
     services = build_services(settings)
 
@@ -165,10 +166,12 @@ def build_app(settings: Settings) -> FastPath:
                   description="Self-hosted model serving: bundles, sync and async endpoints, tasks.")
     app.state.services = services
     install_error_handlers(app)
+    fast_path = FastPath(app, services, ROUTES, settings.max_request_bytes)
     app.include_router(native.router)
+    fast_path.document(app)  # the prediction routes, before the legacy API's catch-all
     app.include_router(legacy.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
-    return FastPath(app, services.api_keys, services.predictions, settings.max_request_bytes)
+    return fast_path
 
 
 class _Server(uvicorn.Server):

@@ -85,7 +85,8 @@ class Predictions:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "sync")
-        payload = orjson.dumps(parse_body(body))
+        parse_body(body)  # validated here for a clear 400; the worker reads the same bytes the same way
+        payload = body
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
@@ -98,12 +99,12 @@ class Predictions:
                 if not reply.rejected:
                     break
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
-                self.endpoints.changed.set()  # start its replacement now
+                self.endpoints.wake(endpoint.id)  # start its replacement now
                 if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {reply.detail}")
             except WorkerUnreachable as exc:
                 worker.broken = True
-                self.endpoints.changed.set()  # the reconciler replaces it now
+                self.endpoints.wake(endpoint.id)  # the reconciler replaces it now
                 if exc.sent:  # it may have run: do not run it again behind the caller's back
                     raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {exc}"
                                        ) from None
@@ -126,7 +127,7 @@ class Predictions:
                                deadline: float) -> WorkerRef:
         """Wait for a serving worker (scale from zero, start-up), failing fast if the endpoint fails."""
         pool.waiting += 1
-        self.endpoints.changed.set()  # wake the reconciler: demand from zero workers
+        self.endpoints.wake(endpoint.id)  # wake the reconciler: demand from zero workers
         worker = None
         try:
             while worker is None and (remaining := deadline - time.monotonic()) > 0:
@@ -163,7 +164,7 @@ class Predictions:
                                   retry_after)
         task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request, options)
         if not self.pools.get(endpoint.id).serving:
-            self.endpoints.changed.set()  # wake the reconciler: scale from zero now, not at its next pass
+            self.endpoints.wake(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
 
     async def task_view(self, owner: str, task_id: str, wait: float = 0.0) -> dict[str, Any]:

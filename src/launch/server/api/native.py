@@ -1,15 +1,15 @@
-"""The native HTTP API under /v1 (resource names after Launch's v1 API), documented by FastAPI's OpenAPI."""
+"""The native HTTP API under /v1 (resource names after Launch's v1 API), documented by FastAPI's OpenAPI.
+The prediction routes (sync/async tasks) are in ``prediction_routes``, served by the fast path."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from launch.server.api.auth import key_from_header
-from launch.server.api.fast_path import endpoint_ref
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.control.callbacks import SIGNATURE_HEADER, signing_key
@@ -17,7 +17,6 @@ from launch.server.domain.bundles import NewBundle
 from launch.server.domain.endpoints import EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
 from launch.server.domain.results import RESULT_PURPOSE
-from launch.server.predictions import MAX_WAIT_SECONDS
 from launch.server.signing import verify
 
 router = APIRouter()
@@ -210,52 +209,9 @@ async def endpoint_logs(name: str, request: Request, who: str = Depends(owner)) 
     return {"content": svc.reconciler.creation_logs(endpoint.id), "status_reason": endpoint.status_reason}
 
 
-@router.post("/v1/sync-tasks", tags=["tasks"], response_class=ORJSONResponse)
-async def sync_task(request: Request, endpoint: str = Depends(endpoint_ref), who: str = Depends(owner)) -> Response:
-    """Run one prediction and wait for it: ``{"args": {...}}`` or ``{"url": "..."}``, ``return_pickled``."""
-    body = await services(request).predictions.sync(who, endpoint, await request.body())
-    return Response(body, media_type="application/json")
-
-
-@router.post("/v1/async-tasks", tags=["tasks"])
-async def async_task(request: Request, endpoint: str = Depends(endpoint_ref), who: str = Depends(owner),
-                     idempotency_key: str | None = Header(None)) -> dict[str, str]:
-    """Queue one prediction; poll ``GET /v1/async-tasks/{task_id}`` for its result. Besides ``args`` or
-    ``url``: ``priority`` (higher first among your tasks), ``queue_ttl_seconds`` (EXPIRED if no worker took
-    it by then), ``callback_url`` and ``callback_auth`` (the outcome is POSTed there, signed). A repeated
-    ``Idempotency-Key`` with the same body returns the first task's id (409 with another body)."""
-    task_id = await services(request).predictions.submit(who, endpoint, await request.body(), idempotency_key)
-    return {"task_id": task_id}
-
-
-@router.get("/v1/async-tasks", tags=["tasks"])
-async def list_tasks(request: Request, endpoint: str = Depends(endpoint_ref), who: str = Depends(owner),
-                     state: list[str] = Query(default=[]), since: float | None = None,
-                     limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-    """Your tasks of one endpoint, newest first: ``state`` (repeatable: PENDING, STARTED, SUCCESS, FAILURE,
-    CANCELLED, EXPIRED), ``since`` (unix time of submission), ``limit``."""
-    return await services(request).predictions.list_tasks(who, endpoint, state, since, limit)
-
-
-@router.get("/v1/async-tasks/{task_id}", tags=["tasks"])
-async def get_task(task_id: str, request: Request, wait: float = Query(0.0, ge=0, le=MAX_WAIT_SECONDS),
-                   who: str = Depends(owner)) -> dict[str, Any]:
-    """The task's status: PENDING (``queue_position``), STARTED (``attempt``), SUCCESS (``result`` or
-    ``result_url``), FAILURE (``traceback``, ``reason``, ``attempt``), CANCELLED or EXPIRED (``reason``).
-    ``wait`` (seconds): answer as soon as the task ends, or after that long (long-poll)."""
-    return await services(request).predictions.task_view(who, task_id, wait)
-
-
-@router.delete("/v1/async-tasks/{task_id}", tags=["tasks"])
-async def cancel_task(task_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
-    """Cancel a task: a pending one never runs; a running one's result is dropped (its worker is recycled
-    when the server runs with ``--cancel-stops-worker``). ``cancelled`` says whether this call cancelled it."""
-    return await services(request).predictions.cancel(who, task_id)
-
-
 @router.get("/v1/callbacks/signing-key", tags=["tasks"])
 async def callback_signing_key(request: Request, who: str = Depends(owner)) -> dict[str, str]:
-    """The key your callbacks are signed with (``Launch-Signature``: HMAC-SHA256 of ``"<t>." + body``)."""
+    """The key your task callbacks are signed with (``Launch-Signature``: HMAC-SHA256 of ``"<t>." + body``)."""
     return {"signing_key": signing_key(services(request).secret, who), "header": SIGNATURE_HEADER}
 
 

@@ -196,7 +196,9 @@ class CallbackDelivery:
         if client is not None:
             self._clients.move_to_end(name)
             return client
-        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else ssl.create_default_context()
+        context = ssl.create_default_context()
+        if self.ca_file:  # in addition to the system's CAs
+            context.load_verify_locations(cafile=self.ca_file)
         if cert is not None:
             _load_client_cert(context, cert["cert"], cert["key"])
         client = httpx.AsyncClient(verify=context, timeout=self.timeout, follow_redirects=False, trust_env=False,

@@ -4,7 +4,8 @@ A task is committed to the database before the client gets its id, then carried 
 Transitions (the rules are pure functions in ``task_policy``):
 
 - ``submit``: PENDING (idempotent by ``Idempotency-Key``), published with its priority and owner.
-- ``claim``: PENDING → RUNNING, leased to this dispatcher for one attempt (``attempt`` + ``lease_expires_at``).
+- ``claim``: PENDING → RUNNING, leased to this dispatcher for one attempt (``attempt`` + ``lease_expires_at``);
+  never a task past its queue TTL.
 - ``finish``: RUNNING → SUCCESS | FAILURE, fenced by ``attempt``: a late result of an earlier lease (or of
   a cancelled task) is ignored, so exactly one outcome is stored.
 - ``release``: an attempt ended without an outcome (worker lost, time-out, shutdown): ``retry_decision``
@@ -56,7 +57,7 @@ _SUBMIT = sa.text(
 ).bindparams(sa.bindparam("request", type_=sa.JSON), sa.bindparam("callback", type_=sa.JSON(none_as_null=True)))
 _CLAIM = sa.text(
     "UPDATE tasks SET state = 'RUNNING', attempt = attempt + 1, lease_expires_at = :lease, started_at = :now "
-    "WHERE id = :id AND state = 'PENDING' RETURNING *"
+    "WHERE id = :id AND state = 'PENDING' AND (expires_at IS NULL OR expires_at > :now) RETURNING *"
 ).columns(*tasks.c)
 # an ending arms the callback outbox in the same statement
 _ARM_CALLBACK = "callback_state = CASE WHEN callback IS NULL THEN NULL ELSE 'PENDING' END, callback_next_at = :now"
