@@ -74,6 +74,10 @@ _CANCEL = sa.text(
     "UPDATE tasks SET state = 'CANCELLED', traceback = :reason, finished_at = :now, lease_expires_at = NULL, "
     f"{_ARM_CALLBACK} WHERE id = :id AND state IN ('PENDING', 'RUNNING') RETURNING *"
 ).columns(*tasks.c)
+_CALLBACK_DONE = sa.text(
+    "UPDATE tasks SET callback_state = :state, callback_attempts = callback_attempts + 1, "
+    "callback_error = :error, callback_next_at = :next_at WHERE id = :id"
+)
 _EXPIRE = sa.text(
     "UPDATE tasks SET state = 'EXPIRED', finished_at = :now, "
     "traceback = 'task expired: no worker took it within its queue time-to-live', "
@@ -541,12 +545,8 @@ class Tasks:
                             next_at: float | None) -> None:
         """Record one delivery attempt: DELIVERED, retried at ``next_at``, or FAILED (``next_at`` None)."""
         state = "DELIVERED" if delivered else ("PENDING" if next_at is not None else "FAILED")
-        statement = (
-            tasks.update().where(tasks.c.id == task.id)
-            .values(callback_state=state, callback_attempts=tasks.c.callback_attempts + 1,
-                    callback_error=error, callback_next_at=next_at)
-        )
-        await self.db.write(lambda conn: conn.execute(statement))
+        params = {"id": task.id, "state": state, "error": error, "next_at": next_at}
+        await self.db.write(lambda conn: conn.execute(_CALLBACK_DONE, params))
         cached = self.cache.get(task.id)
         if cached is not None:
             self.cache.put(replace(cached, callback_state=state, callback_attempts=task.callback_attempts + 1,
