@@ -52,8 +52,10 @@ def server(
     data_dir: Path = typer.Option(Path("launch-data"), help="Where the database, objects and logs live."),
     public_url: str = typer.Option(None, help="Base URL clients use to reach this server (for signed URLs)."),
     allow_private_fetch: bool = typer.Option(
-        False, help="Let workers fetch `url` inputs, and callbacks go to, loopback and private addresses "
+        False, help="Let the gateway fetch `url` inputs, and send callbacks, to loopback and private addresses "
                     "(tests, trusted LANs)."),
+    sandbox: str = typer.Option(
+        None, help="Worker sandbox: auto (where the host can; default), required (refuse to start without), off."),
     cancel_stops_worker: bool = typer.Option(
         False, help="Cancelling a running task recycles its worker process (otherwise its result is dropped)."),
     log_level: str = typer.Option("info", help="Log level."),
@@ -63,19 +65,25 @@ def server(
 
     from launch.server.app import DataDirInUse, serve
     from launch.server.settings import Settings
+    from launch.stores.placement.local import SandboxUnavailable
 
     overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
     if public_url:
         overrides["public_url"] = public_url
     if allow_private_fetch:
         overrides["fetch_allow_private"] = True
+    if sandbox:
+        if sandbox not in ("auto", "required", "off"):
+            console.print(f"[red]--sandbox must be auto, required or off, not {sandbox!r}[/red]")
+            raise typer.Exit(2)
+        overrides["sandbox"] = sandbox
     if cancel_stops_worker:
         overrides["task_cancel_stops_worker"] = True
     settings = Settings(**overrides)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         serve(settings, log_level)
-    except DataDirInUse as exc:
+    except (DataDirInUse, SandboxUnavailable) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import gc
 import logging
@@ -16,7 +17,6 @@ from typing import IO
 import uvicorn
 from fastapi import FastAPI
 
-from launch.net_guard import FetchPolicy
 from launch.server.api.errors import install_error_handlers
 from launch.server.api.fast_path import FastPath
 from launch.server.api.limits import BodySizeLimit
@@ -41,6 +41,7 @@ from launch.stores.broker import Broker, open_broker
 from launch.stores.database import Database, migrate
 from launch.stores.objects import ObjectStore, open_object_store
 from launch.stores.placement import open_placement
+from launch.stores.placement.local import LocalOptions
 
 log = logging.getLogger("launch.server")
 
@@ -97,7 +98,7 @@ def build_services(settings: Settings) -> Services:
     objects = open_object_store(settings.resolved_objects_url)
     broker = open_broker(settings.broker_url)
     pools = Pools()
-    client = WorkerClient()
+    client = WorkerClient(max_frame_bytes=settings.max_result_bytes + 64 * 1024)
     bundles = Bundles(db, objects)
     endpoints = Endpoints(db, bundles)
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
@@ -105,8 +106,7 @@ def build_services(settings: Settings) -> Services:
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache,
                   retention=settings.task_retention_seconds, objects=objects)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
-    callback_policy = FetchPolicy(allowed_schemes=frozenset(settings.fetch_allowed_schemes),
-                                  allow_private=settings.fetch_allow_private, timeout=settings.callback_timeout_seconds)
+    callback_policy = dataclasses.replace(settings.fetch_policy(), timeout=settings.callback_timeout_seconds)
     callbacks = CallbackDelivery(
         tasks, secret=secret, result_url=links.url, policy=callback_policy,
         max_attempts=settings.callback_max_attempts, retry_base=settings.callback_retry_base_seconds,
@@ -114,13 +114,20 @@ def build_services(settings: Settings) -> Services:
     )
     cache = EndpointCache(endpoints)
     factory = WorkerFactory(settings, objects, Environments(settings.data_dir / "envs", settings.build_environments))
-    placement = open_placement(settings.placement_url)
+    placement = open_placement(settings.placement_url, LocalOptions(
+        hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
+        uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,
+        pids_limit=settings.worker_pids_limit,
+    ))
+    for line in placement.describe():
+        log.info("workers: %s", line)
     reconciler = Reconciler(
         settings, endpoints=endpoints, bundles=bundles, tasks=tasks, broker=broker, objects=objects,
         placement=placement, pools=pools, factory=factory, client=client,
     )
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
-    batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs")
+    batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
+                               fetch_policy=settings.fetch_policy())
     return Services(
         settings=settings, secret=secret, api_keys=ApiKeys(db, secret), bundles=bundles,
         endpoints=endpoints, cache=cache, tasks=tasks,
@@ -128,7 +135,8 @@ def build_services(settings: Settings) -> Services:
                         settings.max_bundle_bytes),
         predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
-                                max_queued=settings.max_queued_tasks, callback_policy=callback_policy),
+                                max_queued=settings.max_queued_tasks, fetch_policy=settings.fetch_policy(),
+                                exit_reason=placement.exit_reason, callback_policy=callback_policy),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
         task_sweeper=TaskSweeper(tasks), callbacks=callbacks,

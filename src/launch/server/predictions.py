@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from launch import wire
 from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.domain.endpoint_cache import EndpointCache
@@ -28,6 +30,7 @@ from launch.server.domain.task_options import TaskOptions, endpoint_defaults, ta
 from launch.server.domain.task_policy import TaskState, internal_state
 from launch.server.domain.task_view import task_summary, task_view
 from launch.server.domain.tasks import Tasks, validate_task_request
+from launch.server.inputs import WorkerRequest, failure_body, prepare
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
@@ -68,7 +71,9 @@ def _usable(endpoint: Endpoint, kind: str) -> None:
 class Predictions:
     def __init__(self, *, cache: EndpointCache, endpoints: Endpoints, pools: Pools, client: WorkerClient,
                  tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float,
-                 max_queued: int = 100_000, callback_policy: FetchPolicy | None = None) -> None:
+                 max_queued: int = 100_000, fetch_policy: FetchPolicy | None = None,
+                 exit_reason: Callable[[str], str | None] = lambda worker_id: None,
+                 callback_policy: FetchPolicy | None = None) -> None:
         self.cache = cache
         self.endpoints = endpoints
         self.pools = pools
@@ -78,6 +83,8 @@ class Predictions:
         self.links = links
         self.sync_timeout = sync_timeout
         self.max_queued = max_queued
+        self.fetch_policy = fetch_policy or FetchPolicy()
+        self.exit_reason = exit_reason  # why a worker died, where placement knows (its memory limit)
         self.callback_policy = callback_policy or FetchPolicy()
         self._defaults: dict[str, tuple[Endpoint, TaskOptions]] = {}
 
@@ -85,8 +92,13 @@ class Predictions:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "sync")
-        parse_body(body)  # validated here for a clear 400; the worker reads the same bytes the same way
-        payload = body
+        parsed = parse_body(body)
+        if parsed.get("url"):  # fetched here: workers have no network
+            request = await prepare(parsed, self.fetch_policy)
+            if request.failure is not None:
+                return failure_body(request.failure)
+        else:  # validated here for a clear 400; the worker reads the same bytes the same way
+            request = WorkerRequest(wire.PREDICT, body)
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
@@ -95,7 +107,8 @@ class Predictions:
             worker.inflight += 1
             can_retry = attempt == 0 and len(pool.serving) > 1  # another worker can take it
             try:
-                reply = await self.client.predict(worker.address, payload, max(0.001, deadline - time.monotonic()))
+                reply = await self.client.predict(worker.address, request.payload,
+                                                  max(0.001, deadline - time.monotonic()), request.kind)
                 if not reply.rejected:
                     break
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
@@ -106,13 +119,17 @@ class Predictions:
                 worker.broken = True
                 self.endpoints.wake(endpoint.id)  # the reconciler replaces it now
                 if exc.sent:  # it may have run: do not run it again behind the caller's back
-                    raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {exc}"
+                    why = self.exit_reason(worker.worker_id) or str(exc)
+                    raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {why}"
                                        ) from None
                 if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} is unreachable: {exc}") from None
             except TimeoutError:
+                worker.broken = True  # its thread cannot be stopped, its process can: the reconciler recycles it
+                self.endpoints.wake(endpoint.id)
                 raise PredictionTimeout(
-                    f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:.0f} s"
+                    f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:g} s "
+                    "(LAUNCH_SYNC_TIMEOUT_SECONDS); the worker that ran it is being replaced"
                 ) from None
             finally:
                 worker.inflight -= 1

@@ -2,8 +2,9 @@
 cheap predict functions cost no thread hop and slow ones never block the event loop.
 
 Scheduling: a call runs inline on the event loop while the moving average of the function's run time is
-under ``INLINE_BELOW`` seconds; otherwise (and for ``url`` inputs, which do network I/O) it runs on a thread
-pool of ``threads`` threads. ``async def`` predict functions run on the loop.
+under ``INLINE_BELOW`` seconds; otherwise it runs on a thread pool of ``threads`` threads (``url`` inputs
+arrive as bytes the gateway fetched: workers have no network of their own). ``async def`` predict functions
+run on the loop.
 """
 
 from __future__ import annotations
@@ -22,18 +23,26 @@ from launch.worker.runtime import Outcome, Runtime
 INLINE_BELOW = 0.0002
 
 
-def outcome_frame(outcome: Outcome) -> tuple[int, bytes]:
-    """(frame kind, payload) for an outcome."""
+def outcome_frame(outcome: Outcome, max_result_bytes: int = wire.MAX_PAYLOAD) -> tuple[int, bytes]:
+    """(frame kind, payload) for an outcome; a result over ``max_result_bytes`` becomes a failure that says so
+    (the gateway would drop a larger frame, and must never hold one in memory)."""
     if outcome.pickled is not None:
-        return wire.RESULT_PICKLE, outcome.pickled
-    if outcome.ok:
-        return wire.RESULT_JSON, orjson.dumps({"status": "SUCCESS", "result": outcome.result})
-    return wire.RESULT_JSON, orjson.dumps({"status": "FAILURE", "traceback": outcome.traceback})
+        kind, payload = wire.RESULT_PICKLE, outcome.pickled
+    elif outcome.ok:
+        kind, payload = wire.RESULT_JSON, orjson.dumps({"status": "SUCCESS", "result": outcome.result})
+    else:
+        kind, payload = wire.RESULT_JSON, orjson.dumps({"status": "FAILURE", "traceback": outcome.traceback})
+    if len(payload) > max_result_bytes:
+        reason = (f"the result is {len(payload)} bytes, over this server's limit of {max_result_bytes} bytes "
+                  "(LAUNCH_MAX_RESULT_BYTES); return less, or write large outputs elsewhere and return a reference")
+        return wire.RESULT_JSON, orjson.dumps({"status": "FAILURE", "traceback": reason})
+    return kind, payload
 
 
 class WorkerServer:
-    def __init__(self, runtime: Runtime, threads: int) -> None:
+    def __init__(self, runtime: Runtime, threads: int, max_result_bytes: int = wire.MAX_PAYLOAD) -> None:
         self.runtime = runtime
+        self.max_result_bytes = max_result_bytes
         self.executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="predict")
         self.inflight = 0
         self.draining = False
@@ -45,9 +54,9 @@ class WorkerServer:
     def protocol(self) -> WorkerProtocol:
         return WorkerProtocol(self)
 
-    def _timed_run(self, request: dict[str, Any]) -> Outcome:
+    def _timed_run(self, request: dict[str, Any], data: bytes | None = None) -> Outcome:
         start = time.perf_counter()
-        outcome = self.runtime.run(request)
+        outcome = self.runtime.run(request, data)
         elapsed = time.perf_counter() - start
         self.cost = elapsed if not self.measured else 0.9 * self.cost + 0.1 * elapsed
         self.measured = True
@@ -57,28 +66,32 @@ class WorkerServer:
         if kind == wire.PING:
             conn.send(request_id, wire.PONG, b"")
             return
-        if kind != wire.PREDICT or self.draining:
+        if kind not in (wire.PREDICT, wire.PREDICT_INPUT) or self.draining:
             reason = "worker is draining" if self.draining else f"unknown frame kind {kind}"
             conn.send(request_id, wire.REJECTED, orjson.dumps({"detail": reason}))
             return
+        data = None
         try:
+            if kind == wire.PREDICT_INPUT:
+                payload, data = wire.unpack_input(payload)
             request = orjson.loads(payload)
             if not isinstance(request, dict):
                 raise ValueError("request must be a JSON object")
-        except ValueError as exc:
+        except (ValueError, wire.FrameError) as exc:
             conn.send(request_id, wire.REJECTED, orjson.dumps({"detail": f"invalid request: {exc}"}))
             return
         self._begin()
-        if self.runtime.is_async and not request.get("url"):
-            asyncio.get_running_loop().create_task(self._run_async(conn, request_id, request))
-        elif self.measured and self.cost < INLINE_BELOW and not request.get("url"):
-            self._finish(conn, request_id, self._timed_run(request))
+        if self.runtime.is_async:
+            asyncio.get_running_loop().create_task(self._run_async(conn, request_id, request, data))
+        elif self.measured and self.cost < INLINE_BELOW:
+            self._finish(conn, request_id, self._timed_run(request, data))
         else:
-            future = asyncio.get_running_loop().run_in_executor(self.executor, self._timed_run, request)
+            future = asyncio.get_running_loop().run_in_executor(self.executor, self._timed_run, request, data)
             future.add_done_callback(lambda f: self._threaded_done(conn, request_id, f))
 
-    async def _run_async(self, conn: WorkerProtocol, request_id: int, request: dict[str, Any]) -> None:
-        self._finish(conn, request_id, await self.runtime.run_async(request))
+    async def _run_async(self, conn: WorkerProtocol, request_id: int, request: dict[str, Any],
+                         data: bytes | None) -> None:
+        self._finish(conn, request_id, await self.runtime.run_async(request, data))
 
     def _threaded_done(self, conn: WorkerProtocol, request_id: int, future: asyncio.Future[Outcome]) -> None:
         if future.cancelled():  # the pool was shut down before the call started: it never ran
@@ -92,7 +105,7 @@ class WorkerServer:
         self.idle.clear()
 
     def _finish(self, conn: WorkerProtocol, request_id: int, outcome: Outcome) -> None:
-        kind, payload = outcome_frame(outcome)
+        kind, payload = outcome_frame(outcome, self.max_result_bytes)
         conn.send(request_id, kind, payload)
         self._done()
 

@@ -13,12 +13,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import orjson
-
+from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, WorkerRef
 from launch.server.domain.results import result_key
 from launch.server.domain.task_policy import Cause, TaskState
 from launch.server.domain.tasks import Task, Tasks
+from launch.server.inputs import prepare
 from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
 from launch.stores.broker import Broker
 from launch.stores.objects import ObjectStore
@@ -29,7 +29,9 @@ log = logging.getLogger("launch.dispatcher")
 class Dispatcher:
     def __init__(self, endpoint_id: str, queue: str, pool: EndpointPool, *, broker: Broker, tasks: Tasks,
                  objects: ObjectStore, client: WorkerClient, task_timeout: float,
-                 on_broken_worker: Callable[[], None], cancel_stops_worker: bool = False) -> None:
+                 on_broken_worker: Callable[[], None], fetch_policy: FetchPolicy | None = None,
+                 exit_reason: Callable[[str], str | None] = lambda worker_id: None,
+                 cancel_stops_worker: bool = False) -> None:
         self.endpoint_id = endpoint_id
         self.queue = queue
         self.pool = pool
@@ -39,6 +41,8 @@ class Dispatcher:
         self.client = client
         self.task_timeout = task_timeout
         self.on_broken_worker = on_broken_worker
+        self.fetch_policy = fetch_policy or FetchPolicy()
+        self.exit_reason = exit_reason
         self.cancel_stops_worker = cancel_stops_worker
         self.running: dict[str, Task] = {}
         self._worker_of: dict[str, WorkerRef] = {}
@@ -111,15 +115,20 @@ class Dispatcher:
         await self._run(task, worker)
 
     async def _run(self, task: Task, worker: WorkerRef) -> None:
+        request = await prepare(task.request, self.fetch_policy)
+        if request.failure is not None:  # nothing to run: the input could not be fetched
+            await self._settle(self.tasks.finish(task, ok=False, traceback=request.failure), task, worker)
+            return
         timeout = task.timeout_seconds or self.task_timeout
         try:
-            reply = await self.client.predict(worker.address, orjson.dumps(task.request), timeout)
+            reply = await self.client.predict(worker.address, request.payload, timeout, request.kind)
         except WorkerUnreachable as exc:
             worker.broken = True
             self.on_broken_worker()
+            reason = f"worker failed while running the task: {self.exit_reason(worker.worker_id) or exc}"
             # a request that never reached the worker did not run: its attempt is given back
             cause = Cause.WORKER_LOST if exc.sent else Cause.NOT_SENT
-            outcome = self.tasks.release(task, cause, f"worker failed while running the task: {exc}")
+            outcome = self.tasks.release(task, cause, reason)
             await self._settle(outcome, task, worker)
             return
         except TimeoutError:

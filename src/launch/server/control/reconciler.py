@@ -266,8 +266,8 @@ class Reconciler:
         rt.dispatcher = Dispatcher(
             endpoint_id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
             objects=self.objects, client=self.client, task_timeout=self.settings.task_timeout_seconds,
-            on_broken_worker=lambda: self.endpoints.wake(endpoint_id),
-            cancel_stops_worker=self.settings.task_cancel_stops_worker,
+            on_broken_worker=lambda: self.endpoints.wake(endpoint_id), fetch_policy=self.settings.fetch_policy(),
+            exit_reason=self.placement.exit_reason, cancel_stops_worker=self.settings.task_cancel_stops_worker,
         )
         rt.dispatcher.start()
 
@@ -335,7 +335,8 @@ class Reconciler:
         bundle = await self.bundles.get_by_id(endpoint.bundle_id)
         return await self.factory.spec(bundle, owner_id=endpoint.id, worker_id=worker_id,
                                        generation=endpoint.generation, threads=endpoint.settings.per_worker,
-                                       log_dir=self.log_dir(endpoint.id))
+                                       log_dir=self.log_dir(endpoint.id), cpus=endpoint.settings.cpus,
+                                       memory=endpoint.settings.memory)
 
     def _drain(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
         if worker.draining:
