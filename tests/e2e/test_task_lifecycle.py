@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -114,8 +115,10 @@ def test_state_sequence_pending_started_success(tserver: RunningServer, keys: di
             time.sleep(0.02)
         assert seen[0] == ("PENDING", 0), seen  # first in line while the first task runs
         assert ("STARTED", 1) in seen, seen
-        assert seen[-1][0] == "SUCCESS", seen
-        assert [s for s, _ in seen] == ["PENDING", "STARTED", "SUCCESS"], seen
+        statuses = [status for status, _ in seen]
+        order = " ".join(status for i, status in enumerate(statuses) if i == 0 or statuses[i - 1] != status)
+        # a worker stopped from outside (SIGTERM) refuses the task and it queues again: never another order
+        assert re.fullmatch(r"PENDING (STARTED PENDING )*STARTED SUCCESS", order), seen
         assert finished(api, first)["status"] == "SUCCESS"
         failed = submit(api, endpoint["name"], {"args": {"op": "raise", "x": 3}, "return_pickled": False})
         view = finished(api, failed)
