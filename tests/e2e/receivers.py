@@ -54,7 +54,10 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request (a server SIGKILL): nothing was delivered
+                    return
                 if receiver.basic is not None:
                     expected = "Basic " + base64.b64encode(":".join(receiver.basic).encode()).decode()
                     if self.headers.get("authorization") != expected:
