@@ -221,3 +221,22 @@ def test_recover_republishes_pending_tasks_with_priority(tmp_path: Path) -> None
         assert [await broker.consume(Q, 0.1) for _ in range(2)] == [high, low]
 
     scenario(tmp_path, body)
+
+
+def test_callback_records_of_one_turn_share_a_write(tmp_path: Path) -> None:
+    async def body(tasks: Tasks, broker: EmbeddedBroker) -> None:
+        ids = [await tasks.submit("alice", "e1", Q, REQUEST, TaskOptions(callback=Callback("http://h/cb")))
+               for _ in range(5)]
+        for task_id in ids:
+            task = await tasks.claim(task_id)
+            assert task is not None
+            await tasks.finish(task, ok=True, result="1")
+        due = await tasks.due_callbacks(10, set())
+        await asyncio.gather(*(tasks.callback_done(t, delivered=True, error=None, next_at=None) for t in due))
+        await tasks.callback_done(due[0], delivered=True, error=None, next_at=None)  # a later turn: its own
+        tasks.cache.clear()
+        states = [(await tasks.get("alice", i)).callback_state for i in ids]
+        assert states == ["DELIVERED"] * 5
+        assert (await tasks.get("alice", due[0].id)).callback_attempts == 2
+
+    scenario(tmp_path, body)

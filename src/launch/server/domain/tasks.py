@@ -207,6 +207,8 @@ class Tasks:
         self.objects = objects
         self.cache = cache or TaskCache(authoritative=False)
         self.listeners: list[Listener] = []
+        self._callback_batch: list[dict[str, Any]] | None = None
+        self._callback_written: Any = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     # -- notifications -----------------------------------------------------------------------------------
@@ -541,12 +543,28 @@ class Tasks:
             )).all()
         return [_row_to_task(row) for row in rows if row.id not in exclude][:limit]
 
+    def _close_callback_batch(self) -> None:
+        self._callback_batch = None
+
     async def callback_done(self, task: Task, *, delivered: bool, error: str | None,
                             next_at: float | None) -> None:
         """Record one delivery attempt: DELIVERED, retried at ``next_at``, or FAILED (``next_at`` None)."""
         state = "DELIVERED" if delivered else ("PENDING" if next_at is not None else "FAILED")
         params = {"id": task.id, "state": state, "error": error, "next_at": next_at}
-        await self.db.write(lambda conn: conn.execute(_CALLBACK_DONE, params))
+        if self._callback_batch is None:  # the records of one event-loop turn go in one executemany
+            batch: list[dict[str, Any]] = []
+            self._callback_batch = batch
+
+            def record(conn: sa.Connection) -> None:
+                conn.execute(_CALLBACK_DONE, batch)
+
+            asyncio.get_running_loop().call_soon(self._close_callback_batch)  # before the write hands it over
+            self._callback_written = asyncio.ensure_future(self.db.write(record))
+            written = self._callback_written
+        else:
+            batch, written = self._callback_batch, self._callback_written
+        batch.append(params)
+        await asyncio.shield(written)
         cached = self.cache.get(task.id)
         if cached is not None:
             self.cache.put(replace(cached, callback_state=state, callback_attempts=task.callback_attempts + 1,
