@@ -339,11 +339,22 @@ def test_idempotent_resubmission(tserver: RunningServer, keys: dict[str, str], c
 
 
 # -- cancel and time-outs -------------------------------------------------------------------------------------------
-def test_cancel_a_pending_task(tserver: RunningServer, keys: dict[str, str], bundle: str) -> None:
+def test_cancel_a_pending_task(tserver: RunningServer, keys: dict[str, str], bundle: str,
+                               carol: LaunchClient) -> None:
     endpoint = deploy(tserver, keys["carol"], bundle, per_worker=1)
     with http(tserver.url, keys["carol"]) as api:
         blocker = submit(api, endpoint["name"], sleep_task(1.5))
         queued = submit(api, endpoint["name"], sleep_task(0.1))
+        sdk_endpoint = carol.get_model_endpoint(endpoint["name"])
+        future = sdk_endpoint.predict(EndpointRequest(args={"op": "sleep", "x": 0.1}))  # type: ignore[union-attr]
+        response = future.cancel()  # type: ignore[union-attr]
+        assert response.status == "CANCELLED" and "cancelled by its owner" in str(response.traceback)
+        assert future.get(timeout=5).status == "CANCELLED"  # type: ignore[union-attr]
+        by_cli = submit(api, endpoint["name"], sleep_task(0.1))
+        env = {**os.environ, "LAUNCH_API_KEY": keys["carol"], "LAUNCH_ENDPOINT": tserver.url}
+        out = subprocess.run([LAUNCH, "tasks", "cancel", by_cli, "--json"], capture_output=True, text=True,
+                             env=env, check=True)
+        assert json.loads(out.stdout)[0]["status"] == "CANCELLED"
         cancelled = api.delete(f"/v1/async-tasks/{queued}").json()
         assert cancelled["status"] == "CANCELLED" and cancelled["cancelled"] is True
         legacy = api.get(f"/v1/hosted_inference/task/result/{queued}").json()  # what the 0.3.3 client reads
