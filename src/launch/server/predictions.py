@@ -25,6 +25,7 @@ from launch.server.domain.errors import (
     Unavailable,
     WorkerFailed,
 )
+from launch.server.domain.quotas import Quotas
 from launch.server.domain.results import result_key, result_url
 from launch.server.domain.task_options import TaskOptions, endpoint_defaults, task_options
 from launch.server.domain.task_policy import TaskState, internal_state
@@ -62,7 +63,7 @@ def _usable(endpoint: Endpoint, kind: str) -> None:
     if endpoint.endpoint_type != kind:
         kind_now = endpoint.endpoint_type
         raise InvalidRequest(f"endpoint {endpoint.name!r} is {kind_now}, not {kind}; send it {kind_now} tasks")
-    if endpoint.status is EndpointStatus.UPDATE_FAILED:
+    if not endpoint.usable:  # after a failed rollout the serving generation still answers: usable
         raise Conflict(f"endpoint {endpoint.name!r} failed to start: {endpoint.status_reason or 'unknown'}")
     if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
         raise Conflict(f"endpoint {endpoint.name!r} is being deleted")
@@ -73,7 +74,7 @@ class Predictions:
                  tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float,
                  max_queued: int = 100_000, fetch_policy: FetchPolicy | None = None,
                  exit_reason: Callable[[str], str | None] = lambda worker_id: None,
-                 callback_policy: FetchPolicy | None = None) -> None:
+                 quotas: Quotas | None = None, callback_policy: FetchPolicy | None = None) -> None:
         self.cache = cache
         self.endpoints = endpoints
         self.pools = pools
@@ -85,6 +86,7 @@ class Predictions:
         self.max_queued = max_queued
         self.fetch_policy = fetch_policy or FetchPolicy()
         self.exit_reason = exit_reason  # why a worker died, where placement knows (its memory limit)
+        self.quotas = quotas or Quotas()
         self.callback_policy = callback_policy or FetchPolicy()
         self._defaults: dict[str, tuple[Endpoint, TaskOptions]] = {}
 
@@ -179,6 +181,7 @@ class Predictions:
             retry_after = 1 if self.pools.get(endpoint.id).serving else 5
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later",
                                   retry_after)
+        self.quotas.check_queued(self.tasks.unfinished.get(owner))  # no await until submit counts it
         task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request, options)
         if not self.pools.get(endpoint.id).serving:
             self.endpoints.wake(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass

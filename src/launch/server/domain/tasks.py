@@ -38,6 +38,7 @@ import sqlalchemy as sa
 
 from launch.server.domain.endpoints import queue_name
 from launch.server.domain.errors import Conflict, InvalidRequest, NotFound
+from launch.server.domain.quotas import OwnerCounts
 from launch.server.domain.task_options import TaskOptions
 from launch.server.domain.task_policy import TERMINAL, Cause, TaskState, retry_decision
 from launch.stores.broker import Broker
@@ -207,6 +208,7 @@ class Tasks:
         self.objects = objects
         self.cache = cache or TaskCache(authoritative=False)
         self.listeners: list[Listener] = []
+        self.unfinished = OwnerCounts()  # per owner, for the queued-tasks quota
         self._callback_batch: list[dict[str, Any]] | None = None
         self._callback_written: Any = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -218,11 +220,13 @@ class Tasks:
         return lambda: self.listeners.remove(listener) if listener in self.listeners else None
 
     def _changed(self, task: Task, cached: bool = True) -> None:
+        """Called once per committed transition: caches, quota counts, long-polls, listeners."""
         if cached:
             self.cache.put(task)
         else:
             self.cache.drop(task.id)
         if task.state in TERMINAL:
+            self.unfinished.remove(task.owner)
             self._wake(task.id)
         for listener in self.listeners:
             listener(task)
@@ -274,26 +278,19 @@ class Tasks:
                   "max_attempts": self.max_attempts, "created_at": now, "priority": options.priority,
                   "expires_at": expires_at, "timeout_seconds": options.timeout,
                   "idempotency_key": options.idempotency_key, "request_digest": digest, "callback": callback}
-        if options.idempotency_key is None:
-            await self.db.write(lambda conn: conn.execute(_SUBMIT, params))
-        else:
+        self.unfinished.add(owner)  # before the first await: a quota check just before this call holds
+        try:
+            earlier = await self.db.write(self._submit_statement(owner, options.idempotency_key, params))
+        except BaseException:
+            self.unfinished.remove(owner)
+            raise
+        if earlier is not None:
+            self.unfinished.remove(owner)  # an idempotent repeat: no new task
             key = options.idempotency_key
-
-            def submit_once(conn: sa.Connection) -> Any:
-                earlier = conn.execute(
-                    sa.select(tasks.c.id, tasks.c.request_digest)
-                    .where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
-                ).first()
-                if earlier is None:
-                    conn.execute(_SUBMIT, params)
-                return earlier
-
-            earlier = await self.db.write(submit_once)
-            if earlier is not None:
-                if earlier.request_digest != digest:
-                    raise Conflict(f"Idempotency-Key {key!r} was already used for a different request "
-                                   f"(task {earlier.id}); use a new key for a new task")
-                return str(earlier.id)
+            if earlier.request_digest != digest:
+                raise Conflict(f"Idempotency-Key {key!r} was already used for a different request "
+                               f"(task {earlier.id}); use a new key for a new task")
+            return str(earlier.id)
         self._changed(Task(
             id=task_id, owner=owner, endpoint_id=endpoint_id, state=TaskState.PENDING, request=request, attempt=0,
             max_attempts=self.max_attempts, result=None, result_key=None, traceback=None, created_at=now,
@@ -302,6 +299,26 @@ class Tasks:
         ))
         await self.broker.publish(queue, task_id, options.priority, owner)
         return task_id
+
+    @staticmethod
+    def _submit_statement(owner: str, key: str | None, params: dict[str, Any]) -> Callable[[sa.Connection], Any]:
+        """The insert; with an idempotency key, only if the key is new (else the earlier task's id and digest)."""
+        if key is None:
+            def submit(conn: sa.Connection) -> None:
+                conn.execute(_SUBMIT, params)
+
+            return submit
+
+        def submit_once(conn: sa.Connection) -> Any:
+            earlier = conn.execute(
+                sa.select(tasks.c.id, tasks.c.request_digest)
+                .where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
+            ).first()
+            if earlier is None:
+                conn.execute(_SUBMIT, params)
+            return earlier
+
+        return submit_once
 
     # -- read ------------------------------------------------------------------------------------------------
     async def get(self, owner: str, task_id: str) -> Task:
@@ -472,6 +489,11 @@ class Tasks:
         embedded broker forgot them; duplicates elsewhere are dropped by ``claim``)."""
         await self.reap_expired()
         async with self.db.connect() as conn:
+            unfinished = (await conn.execute(
+                sa.select(tasks.c.owner, sa.func.count()).where(
+                    tasks.c.state.in_([TaskState.PENDING.value, TaskState.RUNNING.value])).group_by(tasks.c.owner)
+            )).all()
+            self.unfinished.reset({row[0]: row[1] for row in unfinished})
             rows = (await conn.execute(
                 sa.select(tasks.c.id, tasks.c.endpoint_id, tasks.c.priority, tasks.c.owner)
                 .where(tasks.c.state == TaskState.PENDING.value).order_by(tasks.c.created_at)

@@ -1,14 +1,14 @@
 """task lifecycle: priority, queue TTL, idempotency, cancel, callbacks (outbox columns), tombstones
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002'
-down_revision = '0001'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
