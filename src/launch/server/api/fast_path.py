@@ -9,10 +9,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.responses import Response
 
 from launch.server.api.errors import error_headers, storage_error
+from launch.server.api.openapi import basic_auth, bearer_auth, errors
 from launch.server.api.routes import Call, Reply, Route, RouteTable
 from launch.server.domain.errors import LaunchError, PayloadTooLarge
 
@@ -78,7 +79,8 @@ class FastPath:
             app.add_api_route(
                 route.path, _fastapi_endpoint(self, route), methods=[route.method], name=route.name,
                 tags=list(route.tags) or None, summary=route.summary, description=route.description or "",
-                openapi_extra=_openapi(route), response_class=Response,
+                openapi_extra=_openapi(route), response_class=Response, responses=errors(*route.responses),
+                dependencies=[Security(basic_auth), Security(bearer_auth)],
             )
 
 

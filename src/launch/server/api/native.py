@@ -262,7 +262,7 @@ def endpoint_creation_logs(svc: Services, endpoint: Endpoint) -> str:
     return content
 
 
-@router.get("/v1/callbacks/signing-key", tags=["tasks"])
+@router.get("/v1/callbacks/signing-key", tags=["tasks"], responses=errors(401))
 async def callback_signing_key(request: Request, who: str = Depends(owner)) -> dict[str, str]:
     """The key your task callbacks are signed with (``Launch-Signature``: HMAC-SHA256 of ``"<t>." + body``)."""
     return {"signing_key": signing_key(services(request).secret, who), "header": SIGNATURE_HEADER}

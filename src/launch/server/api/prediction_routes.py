@@ -172,12 +172,14 @@ _WAIT_QUERY = [{"name": "wait", "in": "query", "required": False,
                 "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0}}]
 
 ROUTES: list[Route] = [
-    Route("POST", "/v1/sync-tasks", sync_task, "sync_task", reads_body=True, tags=("tasks",),
+    Route("POST", "/v1/sync-tasks", sync_task, "sync_task", responses=(401, 404, 409, 502, 504), reads_body=True,
+          tags=("tasks",),
           summary="Run one prediction and wait for it",
           description="``{\"args\": {...}}`` or ``{\"url\": \"...\"}``, ``return_pickled``; the endpoint by "
                       "``model_endpoint_name`` or ``model_endpoint_id``.",
           openapi_extra={"parameters": _ENDPOINT_QUERY, "requestBody": _TASK_BODY}),
-    Route("POST", "/v1/async-tasks", async_task, "async_task", reads_body=True, tags=("tasks",),
+    Route("POST", "/v1/async-tasks", async_task, "async_task", responses=(401, 404, 409, 429), reads_body=True,
+          tags=("tasks",),
           summary="Queue one prediction",
           description="Poll ``GET /v1/async-tasks/{task_id}`` for its result. Besides ``args`` or ``url``: "
                       "``priority`` (higher first among your tasks), ``queue_ttl_seconds`` (EXPIRED if no worker "
@@ -185,30 +187,32 @@ ROUTES: list[Route] = [
                       "signed). A repeated ``Idempotency-Key`` header with the same body returns the first "
                       "task's id (409 with another body).",
           openapi_extra={"parameters": [*_ENDPOINT_QUERY, _IDEMPOTENCY_HEADER], "requestBody": _TASK_BODY}),
-    Route("GET", "/v1/async-tasks", list_tasks, "list_tasks", tags=("tasks",),
+    Route("GET", "/v1/async-tasks", list_tasks, "list_tasks", responses=(401, 404), tags=("tasks",),
           summary="Your tasks of one endpoint, newest first",
           description="``state`` (repeatable: PENDING, STARTED, SUCCESS, FAILURE, CANCELLED, EXPIRED), ``since`` "
                       "(unix time of submission), ``limit`` (1-1000, default 100).",
           openapi_extra={"parameters": [*_ENDPOINT_QUERY, *_LIST_QUERY]}),
-    Route("GET", "/v1/async-tasks/{task_id}", get_task, "get_task", tags=("tasks",),
+    Route("GET", "/v1/async-tasks/{task_id}", get_task, "get_task", responses=(401, 404), tags=("tasks",),
           summary="A task's status and result",
           description="PENDING (``queue_position``), STARTED (``attempt``), SUCCESS (``result`` or "
                       "``result_url``), FAILURE (``traceback``, ``reason``, ``attempt``), CANCELLED or EXPIRED "
                       "(``reason``). ``wait`` (seconds): answer as soon as the task ends, or after that long "
                       "(long-poll).",
           openapi_extra={"parameters": _WAIT_QUERY}),
-    Route("DELETE", "/v1/async-tasks/{task_id}", cancel_task, "cancel_task", tags=("tasks",),
+    Route("DELETE", "/v1/async-tasks/{task_id}", cancel_task, "cancel_task", responses=(401, 404), tags=("tasks",),
           summary="Cancel a task",
           description="A pending task never runs; a running one's result is dropped (its worker is recycled "
                       "when the server runs with ``--cancel-stops-worker``). ``cancelled`` says whether this "
                       "call cancelled it; an ended task is left as it was."),
-    Route("POST", LEGACY + "/task_sync/{endpoint_name}", legacy_sync_task, "legacy_sync_task", reads_body=True,
+    Route("POST", LEGACY + "/task_sync/{endpoint_name}", legacy_sync_task, "legacy_sync_task",
+          responses=(401, 404, 408, 409, 502), reads_body=True,
           summary="scale-launch 0.3.3: run one prediction", openapi_extra={"requestBody": _TASK_BODY}),
     Route("POST", LEGACY + "/task_async/{endpoint_name}", legacy_async_task, "legacy_async_task",
+          responses=(401, 404, 409, 429),
           reads_body=True, summary="scale-launch 0.3.3: queue one prediction",
           openapi_extra={"requestBody": _TASK_BODY}),
     Route("GET", LEGACY + "/endpoints/{endpoint_name}/task_async/{task_id}", legacy_get_task,
-          "legacy_endpoint_task", summary="scale-launch 0.3.3: a task's state and result"),
-    Route("GET", LEGACY + "/task/result/{task_id}", legacy_get_task, "legacy_task_result",
+          "legacy_endpoint_task", responses=(401, 404), summary="scale-launch 0.3.3: a task's state and result"),
+    Route("GET", LEGACY + "/task/result/{task_id}", legacy_get_task, "legacy_task_result", responses=(401, 404),
           summary="scale-launch 0.3.3 (deprecated get_async_response): a task's state and result"),
 ]
