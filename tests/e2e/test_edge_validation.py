@@ -194,7 +194,7 @@ def test_the_document_states_statuses_bodies_parameters_and_security(server: Run
     for path in ("/v1/sync-tasks", "/v1/async-tasks"):
         operation = doc["paths"][path]["post"]
         body = operation["requestBody"]["content"]["application/json"]["schema"]
-        assert {"args", "url", "return_pickled"} <= set(body["properties"])
+        assert {"args", "url", "return_pickled", "pickle_protocol"} <= set(body["properties"])
         assert {"model_endpoint_name", "model_endpoint_id"} <= {p["name"] for p in operation["parameters"]}
     async_submit = doc["paths"]["/v1/async-tasks"]["post"]
     assert {"priority", "queue_ttl_seconds", "callback_url", "callback_auth"} <= set(

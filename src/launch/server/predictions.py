@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from launch import wire
 from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
+from launch.server.domain import schemas
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus
 from launch.server.domain.endpoints import Endpoint, Endpoints
@@ -31,7 +31,7 @@ from launch.server.domain.task_options import TaskOptions, endpoint_defaults, ta
 from launch.server.domain.task_policy import TaskState, internal_state
 from launch.server.domain.task_view import task_summary, task_view
 from launch.server.domain.tasks import Tasks, validate_task_request
-from launch.server.inputs import WorkerRequest, failure_body, prepare
+from launch.server.inputs import failure_body, prepare
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
@@ -48,8 +48,16 @@ class ResultLinks:
         return result_url(self.public_url, self.secret, key, self.ttl)
 
 
-def parse_body(body: bytes) -> dict[str, Any]:
-    return validate_task_request(_json(body))
+def parse_body(body: bytes, endpoint: Endpoint | None = None) -> dict[str, Any]:
+    """The validated request; its ``args`` also against the endpoint's request schema, if it has one."""
+    return checked_request(_json(body), endpoint)
+
+
+def checked_request(data: Any, endpoint: Endpoint | None) -> dict[str, Any]:
+    request = validate_task_request(data)
+    if endpoint is not None and endpoint.request_schema is not None and "args" in request:
+        schemas.validate_args(schemas.validator(endpoint.request_schema), request["args"])
+    return request
 
 
 def _json(body: bytes) -> Any:
@@ -94,13 +102,10 @@ class Predictions:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "sync")
-        parsed = parse_body(body)
-        if parsed.get("url"):  # fetched here: workers have no network
-            request = await prepare(parsed, self.fetch_policy)
-            if request.failure is not None:
-                return failure_body(request.failure)
-        else:  # validated here for a clear 400; the worker reads the same bytes the same way
-            request = WorkerRequest(wire.PREDICT, body)
+        # validated here for a clear 4xx; without a url the worker reads the client's own bytes the same way
+        request = await prepare(parse_body(body, endpoint), self.fetch_policy, raw=body)
+        if request.failure is not None:
+            return failure_body(request.failure)
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
@@ -175,7 +180,7 @@ class Predictions:
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "async")
         data = _json(body)
-        request = validate_task_request(data)
+        request = checked_request(data, endpoint)
         options = task_options(data, self._endpoint_defaults(endpoint), self.callback_policy, idempotency_key)
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
             retry_after = 1 if self.pools.get(endpoint.id).serving else 5

@@ -80,7 +80,7 @@ class FastPath:
                 route.path, _fastapi_endpoint(self, route), methods=[route.method], name=route.name,
                 tags=list(route.tags) or None, summary=route.summary, description=route.description or "",
                 openapi_extra=_openapi(route), response_class=Response, responses=errors(*route.responses),
-                dependencies=[Security(basic_auth), Security(bearer_auth)],
+                dependencies=[Security(basic_auth), Security(bearer_auth)],  # the document's security schemes
             )
 
 

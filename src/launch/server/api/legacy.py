@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
@@ -149,10 +150,10 @@ async def create_endpoint(body: LegacyCreateEndpoint, request: Request, who: str
     return endpoint_object(svc, endpoint)
 
 
-@router.get("/endpoints", responses=errors(401))
-async def list_endpoints(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+@router.get("/endpoints", responses=errors(401), response_model=dict[str, Any])
+async def list_endpoints(request: Request, who: str = Depends(owner)) -> ORJSONResponse:
     svc = services(request)
-    return {"endpoints": [endpoint_object(svc, e) for e in await svc.endpoints.list(who)]}
+    return ORJSONResponse({"endpoints": [endpoint_object(svc, e) for e in await svc.endpoints.list(who)]})
 
 
 @router.get("/endpoints/{endpoint_name}", responses=errors(401, 404))

@@ -1,12 +1,12 @@
 """The native HTTP API under /v1 (resource names after Launch's v1 API), documented by FastAPI's OpenAPI.
-The prediction routes (sync/async tasks) are in ``prediction_routes``, served by the fast path."""
+The prediction routes (sync and async tasks) are in ``prediction_routes``, served by the fast path."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Security
-from fastapi.responses import Response
+from fastapi.responses import ORJSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from launch.server.api.auth import key_from_header
@@ -16,6 +16,7 @@ from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.control.callbacks import SIGNATURE_HEADER, signing_key
 from launch.server.domain import endpoints as endpoint_rules
+from launch.server.domain import schemas
 from launch.server.domain.bundles import MAX_REQUIREMENT_CHARS, MAX_REQUIREMENTS, NewBundle
 from launch.server.domain.endpoints import Endpoint, EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
@@ -60,11 +61,15 @@ class CreateBundle(BaseModel):
     model_config = FINITE
     name: Name
     location: Location
-    packaging_type: Literal["cloudpickle", "zip"] = "cloudpickle"
+    packaging_type: Literal["cloudpickle", "zip", "command"] = "cloudpickle"
     metadata: dict[str, Any] = Field(default_factory=dict)
     requirements: Requirements = Field(default_factory=list)
     env_params: dict[str, Any] = Field(default_factory=dict)
     app_config: Any = None
+    cloudpickle_version: str | None = Field(None, max_length=64, description="the cloudpickle that pickled it")
+    python_version: str | None = Field(None, max_length=16, description="the Python minor that pickled it: '3.11'")
+    request_schema: dict[str, Any] | None = Field(None, description="JSON Schema of a request's args")
+    response_schema: dict[str, Any] | None = Field(None, description="JSON Schema of a result")
 
 
 class CloneBundle(BaseModel):
@@ -132,22 +137,6 @@ class CreateBatchJob(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     labels: dict[str, Any] = Field(default_factory=dict)
 
-
-# The task routes are served by api.fast_path (no FastAPI on the hot path); these entries document them.
-_TASK_SCHEMA = {
-    "title": "TaskRequest", "type": "object",
-    "description": "One prediction: keyword `args` for the predict function, or a `url` whose bytes it gets "
-                   "(`url` wins when both are sent).",
-    "properties": {
-        "args": {"type": "object", "description": "Keyword arguments of the predict function"},
-        "url": {"type": "string", "minLength": 1, "description": "A file whose bytes the predict function gets"},
-        "return_pickled": {"type": "boolean", "default": True,
-                           "description": "Answer a `result_url` to the pickled output instead of `result`"},
-    },
-    "anyOf": [{"required": ["args"]}, {"required": ["url"]}],
-}
-_TASK_BODY: dict[str, Any] = {"requestBody": {"required": True,
-                                              "content": {"application/json": {"schema": _TASK_SCHEMA}}}}
 
 
 @router.post("/v1/uploads", tags=["uploads"], responses=errors(401))
@@ -218,10 +207,13 @@ async def create_endpoint(body: CreateEndpoint, request: Request, who: str = Dep
     return endpoint_view(endpoint, svc.pools.get(endpoint.id))
 
 
-@router.get("/v1/model-endpoints", tags=["model endpoints"], responses=errors(401))
-async def list_endpoints(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+@router.get("/v1/model-endpoints", tags=["model endpoints"], responses=errors(401), response_model=dict[str, Any])
+async def list_endpoints(request: Request, who: str = Depends(owner)) -> ORJSONResponse:
+    """Serialised directly (no response model validation): a list of 1,000 endpoints stays a few ms."""
     svc = services(request)
-    return {"endpoints": [endpoint_view(e, svc.pools.get(e.id)) for e in await svc.endpoints.list(who)]}
+    return ORJSONResponse(
+        {"endpoints": [endpoint_view(e, svc.pools.get(e.id)) for e in await svc.endpoints.list(who)]}
+    )
 
 
 @router.get("/v1/model-endpoints/{name}", tags=["model endpoints"], responses=errors(401, 404))
@@ -252,6 +244,15 @@ async def endpoint_logs(name: str, request: Request, who: str = Depends(owner)) 
     endpoint = await svc.endpoints.get(who, name)
     return {"content": endpoint_creation_logs(svc, endpoint), "status_reason": endpoint.status_reason,
             "failed_rollout": endpoint.failed_rollout.to_dict() if endpoint.failed_rollout else None}
+
+
+@router.get("/v1/model-endpoints/{name}/openapi.json", tags=["model endpoints"], responses=errors(401, 404))
+async def endpoint_openapi(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    """The endpoint's own OpenAPI document: its prediction route with its bundle's request and response
+    schemas."""
+    endpoint = await services(request).endpoints.get(who, name)
+    return schemas.endpoint_openapi(endpoint.name, endpoint.endpoint_type, endpoint.request_schema,
+                                    endpoint.response_schema)
 
 
 def endpoint_creation_logs(svc: Services, endpoint: Endpoint) -> str:

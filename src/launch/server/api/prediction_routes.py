@@ -142,75 +142,95 @@ async def legacy_get_task(call: Call) -> bytes:
 
 
 # -- documentation ----------------------------------------------------------------------------------------------
-_TASK_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": {
-        "type": "object",
-        "properties": {
-            "args": {"type": "object", "description": "keyword arguments of the predict function"},
-            "url": {"type": "string", "description": "fetched by the worker and passed as the only argument"},
-            "return_pickled": {"type": "boolean", "default": True},
-            "priority": {"type": "integer", "default": 0, "description": "async: higher first among your tasks"},
-            "queue_ttl_seconds": {"type": "number", "description": "async: EXPIRED if not started by then"},
-            "callback_url": {"type": "string", "description": "async: where the outcome is POSTed"},
-            "callback_auth": {"type": "object", "description": "{kind: basic, username, password} or "
-                                                                "{kind: mtls, cert, key} (PEM)"},
-        },
-    }}},
+_TASK_SCHEMA = {
+    "title": "TaskRequest", "type": "object",
+    "description": "One prediction: keyword `args` for the predict function, or a `url` whose bytes it gets "
+                   "(`url` wins when both are sent).",
+    "properties": {
+        "args": {"type": "object", "description": "Keyword arguments of the predict function"},
+        "url": {"type": "string", "minLength": 1, "description": "A file whose bytes the predict function gets"},
+        "return_pickled": {"type": "boolean", "default": True,
+                           "description": "Answer a `result_url` to the pickled output instead of `result`"},
+        "pickle_protocol": {"type": "integer", "minimum": 2, "maximum": 5,
+                            "description": "The highest pickle protocol the asking client reads (the SDK sends "
+                                           "its own); pickled results use at most this one"},
+    },
+    "anyOf": [{"required": ["args"]}, {"required": ["url"]}],
 }
-_ENDPOINT_QUERY = [
-    {"name": "model_endpoint_name", "in": "query", "required": False, "schema": {"type": "string"}},
-    {"name": "model_endpoint_id", "in": "query", "required": False, "schema": {"type": "string"}},
-]
-_IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}
+_TASK_BODY: dict[str, Any] = {"requestBody": {"required": True,
+                                              "content": {"application/json": {"schema": _TASK_SCHEMA}}}}
+_ASYNC_TASK_SCHEMA = {**_TASK_SCHEMA, "title": "AsyncTaskRequest", "properties": {
+    **_TASK_SCHEMA["properties"],  # type: ignore[dict-item]
+    "priority": {"type": "integer", "default": 0, "minimum": -1000, "maximum": 1000,
+                 "description": "Higher runs first among your queued tasks of the endpoint"},
+    "queue_ttl_seconds": {"type": "number", "exclusiveMinimum": 0,
+                          "description": "EXPIRED (never run) if no worker took it by then"},
+    "callback_url": {"type": "string", "description": "Where the outcome is POSTed, signed"},
+    "callback_auth": {"type": "object", "description": "{kind: basic, username, password} or "
+                                                        "{kind: mtls, cert, key} (PEM)"},
+}}
+_ASYNC_TASK_BODY: dict[str, Any] = {"requestBody": {
+    "required": True, "content": {"application/json": {"schema": _ASYNC_TASK_SCHEMA}}}}
+_IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
+                       "description": "A repeat with the same body returns the first task's id",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
 _LIST_QUERY = [
-    {"name": "state", "in": "query", "required": False, "schema": {"type": "array", "items": {"type": "string"}}},
+    {"name": "state", "in": "query", "required": False, "schema": {"type": "array", "items": {
+        "type": "string", "enum": ["PENDING", "STARTED", "SUCCESS", "FAILURE", "CANCELLED", "EXPIRED"]}}},
     {"name": "since", "in": "query", "required": False, "schema": {"type": "number"}},
-    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "default": 100}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "default": 100, "minimum": 1, "maximum": 1000}},
+]
+
+_ENDPOINT_QUERY = [
+    {"name": "model_endpoint_name", "in": "query", "required": False, "description": "The endpoint, by name",
+     "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
+    {"name": "model_endpoint_id", "in": "query", "required": False,
+     "description": "The endpoint, by id (instead of its name)",
+     "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
 ]
 _WAIT_QUERY = [{"name": "wait", "in": "query", "required": False,
                 "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0}}]
 
 ROUTES: list[Route] = [
-    Route("POST", "/v1/sync-tasks", sync_task, "sync_task", responses=(401, 404, 409, 502, 504), reads_body=True,
-          tags=("tasks",),
+    Route("POST", "/v1/sync-tasks", sync_task, "sync_task", reads_body=True, tags=("tasks",),
+          responses=(401, 404, 409, 502, 504),
           summary="Run one prediction and wait for it",
           description="``{\"args\": {...}}`` or ``{\"url\": \"...\"}``, ``return_pickled``; the endpoint by "
                       "``model_endpoint_name`` or ``model_endpoint_id``.",
-          openapi_extra={"parameters": _ENDPOINT_QUERY, "requestBody": _TASK_BODY}),
-    Route("POST", "/v1/async-tasks", async_task, "async_task", responses=(401, 404, 409, 429), reads_body=True,
-          tags=("tasks",),
+          openapi_extra={"parameters": _ENDPOINT_QUERY, **_TASK_BODY}),
+    Route("POST", "/v1/async-tasks", async_task, "async_task", reads_body=True, tags=("tasks",),
+          responses=(401, 404, 409, 429),
           summary="Queue one prediction",
           description="Poll ``GET /v1/async-tasks/{task_id}`` for its result. Besides ``args`` or ``url``: "
                       "``priority`` (higher first among your tasks), ``queue_ttl_seconds`` (EXPIRED if no worker "
                       "took it by then), ``callback_url`` and ``callback_auth`` (the outcome is POSTed there, "
                       "signed). A repeated ``Idempotency-Key`` header with the same body returns the first "
                       "task's id (409 with another body).",
-          openapi_extra={"parameters": [*_ENDPOINT_QUERY, _IDEMPOTENCY_HEADER], "requestBody": _TASK_BODY}),
-    Route("GET", "/v1/async-tasks", list_tasks, "list_tasks", responses=(401, 404), tags=("tasks",),
+          openapi_extra={"parameters": [*_ENDPOINT_QUERY, _IDEMPOTENCY_HEADER], **_ASYNC_TASK_BODY}),
+    Route("GET", "/v1/async-tasks", list_tasks, "list_tasks", tags=("tasks",), responses=(401, 404),
           summary="Your tasks of one endpoint, newest first",
           description="``state`` (repeatable: PENDING, STARTED, SUCCESS, FAILURE, CANCELLED, EXPIRED), ``since`` "
                       "(unix time of submission), ``limit`` (1-1000, default 100).",
           openapi_extra={"parameters": [*_ENDPOINT_QUERY, *_LIST_QUERY]}),
-    Route("GET", "/v1/async-tasks/{task_id}", get_task, "get_task", responses=(401, 404), tags=("tasks",),
+    Route("GET", "/v1/async-tasks/{task_id}", get_task, "get_task", tags=("tasks",), responses=(401, 404),
           summary="A task's status and result",
           description="PENDING (``queue_position``), STARTED (``attempt``), SUCCESS (``result`` or "
                       "``result_url``), FAILURE (``traceback``, ``reason``, ``attempt``), CANCELLED or EXPIRED "
                       "(``reason``). ``wait`` (seconds): answer as soon as the task ends, or after that long "
                       "(long-poll).",
           openapi_extra={"parameters": _WAIT_QUERY}),
-    Route("DELETE", "/v1/async-tasks/{task_id}", cancel_task, "cancel_task", responses=(401, 404), tags=("tasks",),
+    Route("DELETE", "/v1/async-tasks/{task_id}", cancel_task, "cancel_task", tags=("tasks",), responses=(401, 404),
           summary="Cancel a task",
           description="A pending task never runs; a running one's result is dropped (its worker is recycled "
                       "when the server runs with ``--cancel-stops-worker``). ``cancelled`` says whether this "
                       "call cancelled it; an ended task is left as it was."),
-    Route("POST", LEGACY + "/task_sync/{endpoint_name}", legacy_sync_task, "legacy_sync_task",
-          responses=(401, 404, 408, 409, 502), reads_body=True,
-          summary="scale-launch 0.3.3: run one prediction", openapi_extra={"requestBody": _TASK_BODY}),
+    Route("POST", LEGACY + "/task_sync/{endpoint_name}", legacy_sync_task, "legacy_sync_task", reads_body=True,
+          responses=(401, 404, 408, 409, 502),
+          summary="scale-launch 0.3.3: run one prediction", openapi_extra=_TASK_BODY),
     Route("POST", LEGACY + "/task_async/{endpoint_name}", legacy_async_task, "legacy_async_task",
-          responses=(401, 404, 409, 429),
-          reads_body=True, summary="scale-launch 0.3.3: queue one prediction",
-          openapi_extra={"requestBody": _TASK_BODY}),
+          reads_body=True, responses=(401, 404, 409, 429), summary="scale-launch 0.3.3: queue one prediction",
+          openapi_extra=_TASK_BODY),
     Route("GET", LEGACY + "/endpoints/{endpoint_name}/task_async/{task_id}", legacy_get_task,
           "legacy_endpoint_task", responses=(401, 404), summary="scale-launch 0.3.3: a task's state and result"),
     Route("GET", LEGACY + "/task/result/{task_id}", legacy_get_task, "legacy_task_result", responses=(401, 404),

@@ -109,11 +109,11 @@ class Route:
     handler: Handler
     name: str
     reads_body: bool = False
+    responses: tuple[int, ...] = ()  # the error statuses it answers (OpenAPI)
     tags: tuple[str, ...] = ()
     summary: str | None = None
     description: str | None = None
     openapi_extra: dict[str, Any] = field(default_factory=dict)
-    responses: tuple[int, ...] = (401,)  # the error statuses it answers besides the common ones (openapi.errors)
 
     def segments(self) -> tuple[str, tuple[str, ...]]:
         """(static prefix up to the first parameter, the remaining segments)."""

@@ -7,8 +7,9 @@ A generation that cannot start is rolled back (``domain.rollouts``): the serving
 
 Its cost follows what changes, not what exists: each pass reads only the endpoints named in
 ``Endpoints.dirty`` (changed records, or woken by demand or a broken worker) and looks at those plus the
-*live* ones (``is_live``: workers, starts, waiters, retries, not yet READY). An idle endpoint costs nothing
-until something happens to it; a full re-read every ``FULL_RESYNC_SECONDS`` is the safety net.
+*live* ones (``is_live``: workers, starts, waiters, retries, a generation still to prove). An idle endpoint
+costs nothing until something happens to it; comparing every record's ``updated_at`` every
+``FULL_RESYNC_SECONDS`` is the safety net.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from launch.stores.placement import Placement, WorkerSpec, WorkerStartError, log
 log = logging.getLogger("launch.reconciler")
 MAX_BACKOFF = 30.0
 FULL_RESYNC_SECONDS = 30.0
+BULK_READ = 50  # more changed endpoints than this are read with one query
 LOAD_FAILED_MARKER = "bundle failed to load"  # what launch.worker.main prints before exiting with code 3
 ROLLOUT_LOG = "rollouts.log"
 
@@ -71,13 +73,17 @@ class EndpointRuntime:
 def is_live(rt: EndpointRuntime) -> bool:
     """Whether an endpoint needs a look at every pass although nothing about it was reported: it has
     workers (health, autoscaling, scale-down timers), starts under way, requests waiting, a restart
-    backoff running, is being torn down, or has not yet reached READY (or must keep ``min_workers``)."""
+    backoff running, no room on the host yet, is being torn down, or has a generation still to prove (or
+    must keep ``min_workers``)."""
     if rt.pool.workers or rt.starting or rt.pool.waiting or rt.tearing_down or rt.failures:
         return True
-    status = rt.endpoint.status
-    if status is EndpointStatus.UPDATE_FAILED:
+    if rt.unplaced is not None:  # waiting for room on the host
+        return True
+    endpoint = rt.endpoint
+    if not endpoint.usable:
         return False
-    return status is not EndpointStatus.READY or rt.endpoint.settings.min_workers > 0
+    return (endpoint.status is not EndpointStatus.READY or endpoint.needs_proof
+            or endpoint.settings.min_workers > 0)
 
 
 def proof_key(endpoint: Endpoint) -> tuple[object, ...]:
@@ -131,6 +137,13 @@ class Reconciler:
         text = "".join(f"==> {p.name} <==\n{log_tail(str(p), limit)}\n" for p in files)
         return text[-limit:]
 
+    def serving_pools(self, bundle_id: str) -> list[EndpointPool]:
+        """The worker pools of READY endpoints that serve ``bundle_id`` (batch jobs borrow their spare
+        capacity)."""
+        return [rt.pool for rt in self.runtimes.values()
+                if rt.endpoint.bundle_id == bundle_id and rt.endpoint.status is EndpointStatus.READY
+                and not rt.tearing_down]
+
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         host = self.host
@@ -174,31 +187,38 @@ class Reconciler:
                 await asyncio.wait_for(self.endpoints.changed.wait(), timeout)
 
     async def reconcile_all(self) -> None:
-        """Re-read every endpoint (at start-up, then every ``FULL_RESYNC_SECONDS``): a pass over the
-        endpoints whose record differs from what the reconciler held, plus the dirty and live ones."""
+        """The safety net (at start-up, then every ``FULL_RESYNC_SECONDS``): compare every endpoint's
+        ``updated_at`` with what the reconciler holds, read the ones that differ, and pass over them plus
+        the dirty and live ones."""
         self._next_resync = time.monotonic() + FULL_RESYNC_SECONDS
         dirty = self.endpoints.take_dirty()
-        records = {e.id: e for e in await self.endpoints.list()}
+        stamps = await self.endpoints.stamps()
         for endpoint_id in list(self.runtimes):
-            if endpoint_id not in records:
+            if endpoint_id not in stamps:
                 await self._forget(endpoint_id)
-        for endpoint in records.values():
-            runtime = self.runtimes.get(endpoint.id)
-            if runtime is None or runtime.endpoint != endpoint:
-                dirty.add(endpoint.id)
-                self._apply(endpoint)
+        dirty |= {endpoint_id for endpoint_id, stamp in stamps.items()
+                  if (rt := self.runtimes.get(endpoint_id)) is None or rt.endpoint.updated_at != stamp}
+        await self._read(dirty)
         await self._pass(dirty)
 
     async def reconcile_changed(self) -> None:
         """Read the endpoints reported since the last pass, then a pass over them and the live ones."""
         dirty = self.endpoints.take_dirty()
-        for endpoint_id in dirty:
-            endpoint = await self.endpoints.get_by_id(endpoint_id)
+        await self._read(dirty)
+        await self._pass(dirty)
+
+    async def _read(self, endpoint_ids: set[str]) -> None:
+        """Bring the runtimes of these endpoints up to date with their records (forget deleted ones)."""
+        if len(endpoint_ids) > BULK_READ:
+            records = {e.id: e for e in await self.endpoints.list()}
+            found: dict[str, Endpoint | None] = {i: records.get(i) for i in endpoint_ids}
+        else:
+            found = {i: await self.endpoints.get_by_id(i) for i in endpoint_ids}
+        for endpoint_id, endpoint in found.items():
             if endpoint is None:
                 await self._forget(endpoint_id)
             else:
                 self._apply(endpoint)
-        await self._pass(dirty)
 
     def _apply(self, endpoint: Endpoint) -> EndpointRuntime:
         runtime = self.runtimes.get(endpoint.id)
@@ -223,6 +243,9 @@ class Reconciler:
                 if runtime.dispatcher is not None:  # no worker to dispatch to: no loop to keep running
                     await runtime.dispatcher.stop()
                     runtime.dispatcher = None
+        # the jobs this pass spawned take their first step (a start claims its place in rt.starting) before
+        # the next pass counts them: passes can follow each other without any other await in between
+        await asyncio.sleep(0)
 
     # -- one endpoint ----------------------------------------------------------------------------------
     async def _reconcile(self, rt: EndpointRuntime) -> None:
@@ -249,6 +272,7 @@ class Reconciler:
         desired = await self._desired(rt, len(current) + starting)
         if endpoint.needs_proof and not current and desired == 0:
             if proof_key(endpoint) in self.proven and not starting:  # this bundle already loaded here
+                self.note(endpoint, "ready: its bundle already loaded on this server (no worker until traffic)")
                 await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
                 return
             desired = 1  # prove the new generation loads before it takes traffic (and before READY)
