@@ -54,20 +54,26 @@ def server(
     allow_private_fetch: bool = typer.Option(
         False, help="Let workers fetch `url` inputs from loopback and private addresses (tests, trusted LANs)."),
     log_level: str = typer.Option("info", help="Log level."),
+    log_format: str = typer.Option("text", help="Server and access log lines as 'text' or 'json'."),
+    access_log: str = typer.Option(
+        "data", help="Access log: 'data' (<data-dir>/logs/access.log), '-' (stderr), 'off', or a file path."),
 ) -> None:
     """Start the platform: gateway, control loop, database, object store, broker and workers."""
-    import logging
-
+    from launch.server import logs
     from launch.server.app import DataDirInUse, serve
     from launch.server.settings import Settings
 
-    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    if log_format not in ("text", "json"):
+        console.print("[red]--log-format must be 'text' or 'json'[/red]")
+        raise typer.Exit(2)
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir, "log_format": log_format,
+                                 "access_log": access_log}
     if public_url:
         overrides["public_url"] = public_url
     if allow_private_fetch:
         overrides["fetch_allow_private"] = True
     settings = Settings(**overrides)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(log_level, log_format)
     try:
         serve(settings, log_level)
     except DataDirInUse as exc:
@@ -79,6 +85,7 @@ def server(
 def api_keys_create(
     user: str = typer.Option(..., help="The owner the key authenticates as."),
     data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
+    admin: bool = typer.Option(False, "--admin", help="Operator key: the dashboard shows every owner's resources."),
 ) -> None:
     """Create an API key for USER; the key is the last line printed (shown once, stored hashed)."""
     from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key
@@ -93,10 +100,11 @@ def api_keys_create(
     engine = create_sync_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(insert_key_statement(user, key_digest(secret, key)))
+            conn.execute(insert_key_statement(user, key_digest(secret, key), admin=admin))
     finally:
         engine.dispose()
-    print(f"Created an API key for {user} (store it now; it is not shown again):", file=sys.stderr)
+    kind = "an admin API key" if admin else "an API key"
+    print(f"Created {kind} for {user} (store it now; it is not shown again):", file=sys.stderr)
     print(key)
 
 

@@ -21,6 +21,7 @@ RESULT_PICKLE = 3  # worker → gateway: cloudpickled output (opaque to the gate
 PING = 4
 PONG = 5
 REJECTED = 6  # worker → gateway: not run (draining or malformed); JSON {"detail"}
+STATS = 7  # gateway → worker (empty) and back: JSON {"compute": histogram, "inflight"} for /metrics
 
 
 class FrameError(Exception):

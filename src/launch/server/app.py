@@ -16,6 +16,7 @@ from typing import IO
 import uvicorn
 from fastapi import FastAPI
 
+from launch.server.activity import Activity
 from launch.server.api.errors import install_error_handlers
 from launch.server.api.fast_path import FastPath
 from launch.server.api.limits import BodySizeLimit
@@ -31,8 +32,11 @@ from launch.server.domain.owners import ApiKeys
 from launch.server.domain.tasks import TaskCache, Tasks
 from launch.server.domain.uploads import Uploads
 from launch.server.environments import Environments
+from launch.server.logs import AccessLog
+from launch.server.metrics import Metrics, registry_for
 from launch.server.predictions import Predictions, ResultLinks
 from launch.server.settings import Settings
+from launch.server.status import PlatformStatus
 from launch.server.worker_client import WorkerClient
 from launch.stores.broker import Broker, open_broker
 from launch.stores.database import Database, migrate
@@ -61,6 +65,10 @@ class Services:
     batch_jobs: BatchJobs
     batch_runner: BatchRunner
     data_dir_lock: IO[bytes] | None
+    metrics: Metrics
+    activity: Activity
+    status: PlatformStatus
+    access_log: AccessLog | None
 
 
 class DataDirInUse(Exception):
@@ -100,12 +108,16 @@ def build_services(settings: Settings) -> Services:
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
     cache = EndpointCache(endpoints)
-    factory = WorkerFactory(settings, objects, Environments(settings.data_dir / "envs", settings.build_environments))
+    metrics, activity = Metrics(), Activity()
+    factory = WorkerFactory(settings, objects, Environments(settings.data_dir / "envs", settings.build_environments),
+                            metrics)
     placement = open_placement(settings.placement_url)
     reconciler = Reconciler(
         settings, endpoints=endpoints, bundles=bundles, tasks=tasks, broker=broker, objects=objects,
-        placement=placement, pools=pools, factory=factory, client=client,
+        placement=placement, pools=pools, factory=factory, client=client, metrics=metrics, activity=activity,
     )
+    target = settings.access_log_target
+    access_log = AccessLog(target, as_json=settings.log_format == "json") if target else None
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
     batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs")
     return Services(
@@ -117,17 +129,22 @@ def build_services(settings: Settings) -> Services:
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
                                 max_queued=settings.max_queued_tasks),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
-        batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
+        batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock, metrics=metrics, activity=activity,
+        status=PlatformStatus(db=db, endpoints=endpoints, reconciler=reconciler, broker=broker, client=client,
+                              metrics=metrics, activity=activity),
+        access_log=access_log,
     )
 
 
 def build_app(settings: Settings) -> FastPath:
-    from launch.server.api import legacy, native
+    from launch.server.api import dashboard, legacy, native, observability
 
     services = build_services(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if services.access_log is not None:
+            services.access_log.start()
         await services.reconciler.start()
         await services.batch_runner.start()
         # start-up objects (framework, models, metadata) leave the collector's working set: full collections
@@ -142,15 +159,22 @@ def build_app(settings: Settings) -> FastPath:
             await services.predictions.client.close()
             await services.broker.close()
             await services.tasks.db.close()
+            if services.access_log is not None:
+                await services.access_log.stop()
 
     app = FastAPI(title="Launch", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted model serving: bundles, sync and async endpoints, tasks.")
     app.state.services = services
+    app.state.metrics_registry = registry_for(services.metrics, lambda: services.status.snapshot)
     install_error_handlers(app)
     app.include_router(native.router)
     app.include_router(legacy.router)
+    app.include_router(observability.router)
+    app.include_router(dashboard.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
-    return FastPath(app, services.api_keys, services.predictions, settings.max_request_bytes)
+    return FastPath(app, services.api_keys, services.predictions, settings.max_request_bytes,
+                    metrics=services.metrics if settings.metrics_enabled else None,
+                    access_log=services.access_log, activity=services.activity)
 
 
 class _Server(uvicorn.Server):
@@ -163,5 +187,7 @@ def serve(settings: Settings, log_level: str = "info") -> None:
     """Run the platform until SIGTERM/SIGINT, then drain requests, stop workers and exit 0."""
     config = uvicorn.Config(build_app(settings), host=settings.host, port=settings.port, loop="uvloop",
                             http="httptools", log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
-                            backlog=4096, proxy_headers=False, server_header=False)
+                            backlog=4096, proxy_headers=False, server_header=False,
+                            # JSON logs: uvicorn's own lines go through the root logger's JSON formatter too
+                            **({"log_config": None} if settings.log_format == "json" else {}))
     _Server(config).run()

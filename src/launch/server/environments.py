@@ -54,17 +54,21 @@ class Environments:
 
     async def python_for(self, requirements: list[str], log_path: Path) -> str:
         """The interpreter a bundle with ``requirements`` runs on (builds its environment if needed)."""
+        return (await self.resolve(requirements, log_path))[0]
+
+    async def resolve(self, requirements: list[str], log_path: Path) -> tuple[str, str]:
+        """(interpreter, how it was had): ``server`` (the server's own), ``cached`` or ``built``."""
         if not requirements or satisfied_here(requirements) or not self.enabled:
-            return sys.executable
+            return sys.executable, "server"
         digest = requirements_hash(requirements)
         lock = self._locks.setdefault(digest, asyncio.Lock())
         async with lock:
             env = self.root / digest
             python = env / "bin" / "python"
             if (env / ".complete").exists():
-                return str(python)
+                return str(python), "cached"
             await self._build(env, requirements, log_path)
-            return str(python)
+            return str(python), "built"
 
     async def _build(self, env: Path, requirements: list[str], log_path: Path) -> None:
         uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))

@@ -40,6 +40,22 @@ class ResultLinks:
         return result_url(self.public_url, self.secret, key, self.ttl)
 
 
+class RequestTrace:
+    """One request as the metrics and the access log see it: its id (sent to the worker with the request, so
+    the worker's log lines carry it) and, once resolved, its owner and endpoint."""
+
+    __slots__ = ("endpoint_id", "endpoint_name", "owner", "request_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.owner = ""
+        self.endpoint_id = ""
+        self.endpoint_name = ""
+
+    def saw(self, endpoint: Endpoint) -> None:
+        self.owner, self.endpoint_id, self.endpoint_name = endpoint.owner, endpoint.id, endpoint.name
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body) if body else None
@@ -72,11 +88,16 @@ class Predictions:
         self.sync_timeout = sync_timeout
         self.max_queued = max_queued
 
-    async def sync(self, owner: str, endpoint_name: str, body: bytes) -> bytes:
+    async def sync(self, owner: str, endpoint_name: str, body: bytes, trace: RequestTrace | None = None) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
+        if trace is not None:
+            trace.saw(endpoint)
         _usable(endpoint, "sync")
-        payload = orjson.dumps(parse_body(body))
+        request = parse_body(body)
+        if trace is not None:
+            request["request_id"] = trace.request_id
+        payload = orjson.dumps(request)
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
@@ -134,8 +155,10 @@ class Predictions:
             )
         return worker
 
-    async def submit(self, owner: str, endpoint_name: str, body: bytes) -> str:
+    async def submit(self, owner: str, endpoint_name: str, body: bytes, trace: RequestTrace | None = None) -> str:
         endpoint = await self.cache.get(owner, endpoint_name)
+        if trace is not None:
+            trace.saw(endpoint)
         _usable(endpoint, "async")
         request = parse_body(body)
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
@@ -145,13 +168,16 @@ class Predictions:
             self.endpoints.changed.set()  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
 
-    async def task_view(self, owner: str, task_id: str, wait: float = 0.0) -> dict[str, Any]:
+    async def task_view(self, owner: str, task_id: str, wait: float = 0.0,
+                        trace: RequestTrace | None = None) -> dict[str, Any]:
         """The task as the API shows it: status PENDING until it ended, then its result or traceback. With
         ``wait`` > 0, answer as soon as it ends, or after ``wait`` seconds (long-poll)."""
         if wait > 0:
             task = await self.tasks.wait(owner, task_id, min(wait, MAX_WAIT_SECONDS))
         else:
             task = await self.tasks.get(owner, task_id)
+        if trace is not None:
+            trace.endpoint_id = task.endpoint_id
         return task_view(task, self.links)
 
 

@@ -14,6 +14,7 @@ api_keys = sa.Table(
     sa.Column("key_digest", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),  # sees every owner's resources
 )
 
 bundles = sa.Table(

@@ -4,12 +4,17 @@ cheap predict functions cost no thread hop and slow ones never block the event l
 Scheduling: a call runs inline on the event loop while the moving average of the function's run time is
 under ``INLINE_BELOW`` seconds; otherwise (and for ``url`` inputs, which do network I/O) it runs on a thread
 pool of ``threads`` threads. ``async def`` predict functions run on the loop.
+
+Each prediction runs with its request or task id (``request_id`` in the PREDICT frame) set for the log
+lines it prints, and its run time goes into a histogram the gateway reads with a STATS frame at scrape time
+(nothing is added to the reply frames).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,6 +22,8 @@ from typing import Any
 import orjson
 
 from launch import wire
+from launch.histogram import Histogram
+from launch.worker import logs
 from launch.worker.runtime import Outcome, Runtime
 
 INLINE_BELOW = 0.0002
@@ -39,6 +46,7 @@ class WorkerServer:
         self.draining = False
         self.cost = 0.0  # moving average of predict run time, seconds; 0 until measured
         self.measured = False
+        self.compute = Histogram()
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -46,16 +54,30 @@ class WorkerServer:
         return WorkerProtocol(self)
 
     def _timed_run(self, request: dict[str, Any]) -> Outcome:
+        token = logs.request_id.set(request.get("request_id"))
         start = time.perf_counter()
-        outcome = self.runtime.run(request)
+        try:
+            outcome = self.runtime.run(request)
+            if not outcome.ok:
+                print(f"prediction failed:\n{outcome.traceback}", file=sys.stderr, end="")
+        finally:
+            logs.request_id.reset(token)
         elapsed = time.perf_counter() - start
         self.cost = elapsed if not self.measured else 0.9 * self.cost + 0.1 * elapsed
         self.measured = True
+        self.compute.observe(elapsed)  # a list increment: safe enough from the pool's threads for a metric
         return outcome
+
+    def stats(self) -> bytes:
+        """What the gateway's ``/metrics`` asks each worker for: its compute histogram and load."""
+        return orjson.dumps({"compute": self.compute.to_dict(), "inflight": self.inflight})
 
     def handle(self, conn: WorkerProtocol, request_id: int, kind: int, payload: bytes) -> None:
         if kind == wire.PING:
             conn.send(request_id, wire.PONG, b"")
+            return
+        if kind == wire.STATS:
+            conn.send(request_id, wire.STATS, self.stats())
             return
         if kind != wire.PREDICT or self.draining:
             reason = "worker is draining" if self.draining else f"unknown frame kind {kind}"
@@ -78,7 +100,13 @@ class WorkerServer:
             future.add_done_callback(lambda f: self._threaded_done(conn, request_id, f))
 
     async def _run_async(self, conn: WorkerProtocol, request_id: int, request: dict[str, Any]) -> None:
-        self._finish(conn, request_id, await self.runtime.run_async(request))
+        logs.request_id.set(request.get("request_id"))  # this task's own context
+        start = time.perf_counter()
+        outcome = await self.runtime.run_async(request)
+        self.compute.observe(time.perf_counter() - start)
+        if not outcome.ok:
+            print(f"prediction failed:\n{outcome.traceback}", file=sys.stderr, end="")
+        self._finish(conn, request_id, outcome)
 
     def _threaded_done(self, conn: WorkerProtocol, request_id: int, future: asyncio.Future[Outcome]) -> None:
         if future.cancelled():  # the pool was shut down before the call started: it never ran

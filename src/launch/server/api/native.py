@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,6 +18,7 @@ from launch.server.domain.bundles import NewBundle
 from launch.server.domain.endpoints import EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
 from launch.server.domain.results import RESULT_PURPOSE
+from launch.server.endpoint_logs import parse_cursor, read_logs
 from launch.server.predictions import MAX_WAIT_SECONDS
 from launch.server.signing import verify
 
@@ -202,11 +205,24 @@ async def delete_endpoint(name: str, request: Request, who: str = Depends(owner)
 
 
 @router.get("/v1/model-endpoints/{name}/logs", tags=["model endpoints"])
-async def endpoint_logs(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
-    """Creation logs: environment build output and worker logs, oldest first."""
+async def endpoint_logs(name: str, request: Request, who: str = Depends(owner),
+                        since_seconds: float | None = Query(None, ge=0, description="Only lines of the last N s"),
+                        cursor: str | None = Query(None, description="Only what came after a previous answer's "
+                                                                      "cursor (to follow the logs)")
+                        ) -> dict[str, Any]:
+    """Creation logs: environment build output, cold-start timelines and worker logs (timestamped lines),
+    oldest first. ``cursor`` in the answer continues where it stopped."""
     svc = services(request)
     endpoint = await svc.endpoints.get(who, name)
-    return {"content": svc.reconciler.creation_logs(endpoint.id), "status_reason": endpoint.status_reason}
+    if since_seconds is None and cursor is None:
+        content = await asyncio.to_thread(svc.reconciler.creation_logs, endpoint.id)
+        _, next_cursor = await asyncio.to_thread(read_logs, svc.reconciler.log_dir(endpoint.id), time.time())
+    else:
+        since = time.time() - since_seconds if since_seconds is not None else None
+        content, next_cursor = await asyncio.to_thread(read_logs, svc.reconciler.log_dir(endpoint.id), since,
+                                                       parse_cursor(cursor))
+    return {"content": content, "status_reason": endpoint.status_reason, "status": endpoint.status.value,
+            "cursor": next_cursor}
 
 
 @router.post("/v1/sync-tasks", tags=["tasks"], response_class=ORJSONResponse)

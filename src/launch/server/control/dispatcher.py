@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import orjson
 
+from launch.server.activity import Activity
 from launch.server.control.pool import EndpointPool, WorkerRef
 from launch.server.domain.results import result_key
 from launch.server.domain.tasks import Task, Tasks
+from launch.server.metrics import Metrics
 from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
 from launch.stores.broker import Broker
 from launch.stores.objects import ObjectStore
@@ -27,8 +30,12 @@ log = logging.getLogger("launch.dispatcher")
 class Dispatcher:
     def __init__(self, endpoint_id: str, queue: str, pool: EndpointPool, *, broker: Broker, tasks: Tasks,
                  objects: ObjectStore, client: WorkerClient, task_timeout: float,
-                 on_broken_worker: Callable[[], None]) -> None:
+                 on_broken_worker: Callable[[], None], metrics: Metrics | None = None,
+                 activity: Activity | None = None, owner: str = "") -> None:
         self.endpoint_id = endpoint_id
+        self.owner = owner
+        self.metrics = metrics or Metrics()
+        self.activity = activity or Activity()
         self.queue = queue
         self.pool = pool
         self.broker = broker
@@ -89,12 +96,17 @@ class Dispatcher:
             await self.pool.notify()
             return
         self.running[task.id] = task
+        self.metrics.task_started(self.endpoint_id, time.time() - task.created_at)
         await self._run(task, worker)
 
     async def _run(self, task: Task, worker: WorkerRef) -> None:
+        began = time.perf_counter()
         try:
-            reply = await self.client.predict(worker.address, orjson.dumps(task.request), self.task_timeout)
+            # the task id travels with the request: the worker prefixes the lines the prediction prints with it
+            payload = orjson.dumps({**task.request, "request_id": task.id})
+            reply = await self.client.predict(worker.address, payload, self.task_timeout)
         except WorkerUnreachable as exc:
+            self.metrics.task(self.endpoint_id, "worker_lost")
             worker.broken = True
             self.on_broken_worker()
             reason = f"worker failed while running the task: {exc}"
@@ -102,10 +114,13 @@ class Dispatcher:
             await self._settle(self.tasks.release(task, reason, self.queue, refund=not exc.sent), task, worker)
             return
         except TimeoutError as exc:
+            self.metrics.task(self.endpoint_id, "timeout")
             reason = f"the task did not finish in time: {exc}"
             await self._settle(self.tasks.release(task, reason, self.queue), task, worker)
             return
+        self.metrics.task_ran(self.endpoint_id, time.perf_counter() - began)
         if reply.rejected:  # never ran: give the attempt back
+            self.metrics.task(self.endpoint_id, "rejected")
             worker.retiring = True
             self.on_broken_worker()
             reason = f"worker refused the task: {reply.detail}"
@@ -115,10 +130,14 @@ class Dispatcher:
 
     async def _store(self, task: Task, reply: WorkerReply) -> bool:
         if reply.pickled:
+            self.metrics.task(self.endpoint_id, "success")
             key = result_key(task.owner, task.id)
             await self.objects.put(key, reply.body)
             return await self.tasks.finish(task, ok=True, result_key=key)
         ok, result, traceback = reply.json_outcome()
+        self.metrics.task(self.endpoint_id, "success" if ok else "failure")
+        if not ok:
+            self.activity.failed(self.owner, self.endpoint_id, "task", task.id, traceback)
         return await self.tasks.finish(task, ok=ok, result=result, traceback=traceback)
 
     async def _settle(self, outcome: Awaitable[object], task: Task, worker: WorkerRef) -> None:

@@ -34,9 +34,9 @@ def validate_owner(owner: str) -> str:
     return owner
 
 
-def insert_key_statement(owner: str, digest: str) -> sa.Insert:
+def insert_key_statement(owner: str, digest: str, admin: bool = False) -> sa.Insert:
     return api_keys.insert().values(
-        id=uuid.uuid4().hex, owner=validate_owner(owner), key_digest=digest, created_at=time.time()
+        id=uuid.uuid4().hex, owner=validate_owner(owner), key_digest=digest, created_at=time.time(), admin=admin
     )
 
 
@@ -49,6 +49,7 @@ class ApiKeys:
         self.db = db
         self.secret = secret
         self._owners: dict[str, str] = {}
+        self._admins: set[str] = set()  # keys with the admin flag (the dashboard's operator view)
         self._unknown: dict[str, float] = {}
 
     async def authenticate(self, key: str | None) -> str:
@@ -63,7 +64,7 @@ class ApiKeys:
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(
-                    sa.select(api_keys.c.owner).where(
+                    sa.select(api_keys.c.owner, api_keys.c.admin).where(
                         api_keys.c.key_digest == digest, api_keys.c.revoked_at.is_(None)
                     )
                 )
@@ -73,8 +74,15 @@ class ApiKeys:
                 self._unknown.clear()
             self._unknown[key] = time.monotonic() + self.NEGATIVE_TTL
             raise Unauthenticated("invalid API key")
+        if row.admin:
+            self._admins.add(key)
         self._owners[key] = row.owner
         return str(row.owner)
+
+    async def identify(self, key: str | None) -> tuple[str, bool]:
+        """(owner, whether the key is an admin key) for an authenticated key."""
+        owner = await self.authenticate(key)
+        return owner, key in self._admins
 
     async def create(self, owner: str) -> str:
         key = new_api_key()

@@ -19,6 +19,8 @@ class WorkerSpec:
     runtime: dict[str, Any] = field(default_factory=dict)
     log_path: str = ""
     start_timeout: float = 300.0
+    environment: str = ""  # how its interpreter was had: server, cached, built (for the cold-start timeline)
+    environment_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class WorkerHandle:
     worker_id: str
     address: str
     pid: int | None = None
+    # wall-clock times of the start: spawned (placement), started, imported, loaded, listening (the worker),
+    # ready (placement saw the worker's ready line); missing keys when a placement cannot tell
+    timeline: dict[str, float] = field(default_factory=dict)
 
 
 class WorkerStartError(Exception):

@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from launch.stores.placement import WorkerHandle, WorkerSpec, WorkerStartError, log_tail
@@ -40,6 +41,7 @@ class LocalPlacement:
 
     async def start(self, spec: WorkerSpec) -> WorkerHandle:
         Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
+        spawned = time.time()
         with open(spec.log_path, "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 spec.python, "-m", "launch.worker.main", json.dumps(self._spec_json(spec)),
@@ -49,12 +51,12 @@ class LocalPlacement:
             )
         self._procs[spec.worker_id] = proc
         try:
-            address = await asyncio.wait_for(_read_ready_address(proc), spec.start_timeout)
+            address, timeline = await asyncio.wait_for(_read_ready_line(proc), spec.start_timeout)
         except (TimeoutError, WorkerStartError) as exc:
             await self.stop(spec.worker_id, grace=1.0)
             reason = "did not become ready in time" if isinstance(exc, TimeoutError) else str(exc)
             raise WorkerStartError(f"worker {reason}", log_tail(spec.log_path)) from None
-        return WorkerHandle(spec.worker_id, address, proc.pid)
+        return WorkerHandle(spec.worker_id, address, proc.pid, {"spawned": spawned, **timeline, "ready": time.time()})
 
     async def stop(self, worker_id: str, grace: float) -> None:
         proc = self._procs.pop(worker_id, None)
@@ -83,7 +85,8 @@ class LocalPlacement:
                 "listen": f"unix:{self._socket_dir / spec.worker_id}.sock"}
 
 
-async def _read_ready_address(proc: asyncio.subprocess.Process) -> str:
+async def _read_ready_line(proc: asyncio.subprocess.Process) -> tuple[str, dict[str, float]]:
+    """The worker's address and its cold-start timestamps (``LAUNCH_WORKER_READY <address> [json]``)."""
     assert proc.stdout is not None
     while True:
         line = await proc.stdout.readline()
@@ -91,4 +94,15 @@ async def _read_ready_address(proc: asyncio.subprocess.Process) -> str:
             code = await proc.wait()
             raise WorkerStartError(f"exited with code {code} while loading the bundle")
         if line.startswith(READY_PREFIX):
-            return line[len(READY_PREFIX):].strip().decode()
+            address, _, rest = line[len(READY_PREFIX):].strip().decode().partition(" ")
+            return address, _timeline(rest)
+
+
+def _timeline(text: str) -> dict[str, float]:
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}

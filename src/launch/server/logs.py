@@ -1,0 +1,115 @@
+"""The server's logs: its own lines as text or JSON (``launch server --log-format json``), and the access log.
+
+The access log never slows a request down: the request path appends a tuple to a list, and a background task
+formats and writes what has gathered a few times a second (in a thread, one write per batch). If the writer
+falls far behind (a stuck disk), entries are dropped and counted instead of growing memory or blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from launch.worker.logs import timestamp
+
+FLUSH_SECONDS = 0.25
+MAX_PENDING = 100_000
+
+# one access log entry: (unix time, client, method, path, status, seconds, request id, owner, endpoint name)
+Entry = tuple[float, str, str, str, int, float, str, str, str]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the traceback when there is one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {"time": timestamp(record.created), "level": record.levelname,
+                                "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            data["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def configure(level: str, log_format: str) -> None:
+    """Set up the root logger for ``launch server``."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def format_entry(entry: Entry, as_json: bool) -> str:
+    at, client, method, path, status, seconds, request_id, owner, endpoint = entry
+    if as_json:
+        return json.dumps({"time": timestamp(at), "client": client, "method": method, "path": path,
+                           "status": status, "duration_ms": round(seconds * 1000, 3), "request_id": request_id,
+                           "owner": owner or None, "endpoint": endpoint or None})
+    return (f'{timestamp(at)} {client} "{method} {path}" {status} {seconds * 1000:.2f}ms '
+            f"request_id={request_id or '-'} owner={owner or '-'} endpoint={endpoint or '-'}")
+
+
+class AccessLog:
+    """Buffered access log written by a background task to ``target`` (a path, or ``-`` for stderr)."""
+
+    def __init__(self, target: str, as_json: bool = False) -> None:
+        self.target = target
+        self.as_json = as_json
+        self.pending: list[Entry] = []
+        self.dropped = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stream: IO[str] | None = None
+
+    def record(self, entry: Entry) -> None:
+        """The request path's only cost: one append (or a drop once the writer is far behind)."""
+        if len(self.pending) < MAX_PENDING:
+            self.pending.append(entry)
+        else:
+            self.dropped += 1
+
+    def start(self) -> None:
+        if self.target == "-":
+            self._stream = sys.stderr
+        else:
+            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            self._stream = open(self.target, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
+        self._task = asyncio.create_task(self._run(), name="access-log")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+        if self._stream is not None and self._stream is not sys.stderr:
+            self._stream.close()
+        self._stream = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush()
+            except Exception:  # a full disk must not stop the server; the next flush tries again
+                logging.getLogger("launch.access").exception("writing the access log failed")
+
+    async def flush(self) -> None:
+        if not self.pending or self._stream is None:
+            return
+        batch, self.pending = self.pending, []
+        dropped, self.dropped = self.dropped, 0
+        await asyncio.to_thread(self._write, batch, dropped)
+
+    def _write(self, batch: list[Entry], dropped: int) -> None:
+        assert self._stream is not None
+        text = "".join(format_entry(entry, self.as_json) + "\n" for entry in batch)
+        if dropped:
+            text += f"{timestamp()} access log: {dropped} entries dropped (the writer fell behind)\n"
+        self._stream.write(text)
+        self._stream.flush()
