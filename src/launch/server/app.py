@@ -14,6 +14,7 @@ from types import FrameType
 from typing import IO
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from fastapi import FastAPI
 
 from launch.server.activity import Activity
@@ -189,5 +190,5 @@ def serve(settings: Settings, log_level: str = "info") -> None:
                             http="httptools", log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
                             backlog=4096, proxy_headers=False, server_header=False,
                             # JSON logs: uvicorn's own lines go through the root logger's JSON formatter too
-                            **({"log_config": None} if settings.log_format == "json" else {}))
+                            log_config=None if settings.log_format == "json" else LOGGING_CONFIG)
     _Server(config).run()
