@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,12 @@ api_keys_app = typer.Typer(no_args_is_help=True, help="API keys (works on the da
 bundles_app = typer.Typer(no_args_is_help=True, help="Your model bundles.")
 endpoints_app = typer.Typer(no_args_is_help=True, help="Your model endpoints.")
 tasks_app = typer.Typer(no_args_is_help=True, help="Your async tasks.")
+batch_jobs_app = typer.Typer(no_args_is_help=True, help="Your batch jobs.")
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(bundles_app, name="bundles")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(batch_jobs_app, name="batch-jobs")
 console = Console()
 
 ApiKeyOption = typer.Option(None, "--api-key", envvar="LAUNCH_API_KEY", help="API key (or LAUNCH_API_KEY).")
@@ -217,11 +221,151 @@ def endpoints_delete(name: str, api_key: str = ApiKeyOption, endpoint: str = End
     console.print(f"deleting endpoint {name}")
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+
+
+def _seconds(text: str) -> float:
+    """``90``, ``30s``, ``5m``, ``2h`` or ``1d`` as seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        console.print(f"[red]not a duration: {text!r} (use e.g. 30s, 5m, 2h, 1d)[/red]")
+        raise typer.Exit(2)
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
 @endpoints_app.command("logs")
-def endpoints_logs(name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
-    """Print an endpoint's creation logs."""
+def endpoints_logs(
+    name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until Ctrl-C."),
+    since: str = typer.Option(None, "--since", help="Only lines of the last 30s, 5m, 2h, 1d, ..."),
+) -> None:
+    """Print an endpoint's logs: environment builds, cold starts and its workers' timestamped output."""
     client = _client(api_key, endpoint)
-    print(_run(lambda: client.read_endpoint_creation_logs(name)))
+    path = f"/v1/model-endpoints/{name}/logs"
+    params = {"since_seconds": _seconds(since)} if since else None
+    answer = _run(lambda: client.connection.request("GET", path, params=params))
+    sys.stdout.write(answer["content"] if answer["content"].endswith("\n") or not answer["content"]
+                     else answer["content"] + "\n")
+    sys.stdout.flush()
+    cursor = answer.get("cursor")
+    try:
+        while follow:
+            time.sleep(1.0)
+            answer = _run(lambda c=cursor: client.connection.request("GET", path, params={"cursor": c}))
+            cursor = answer.get("cursor", cursor)
+            if answer["content"]:
+                sys.stdout.write(answer["content"])
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+@endpoints_app.command("wait")
+def endpoints_wait(name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+                   timeout: float = typer.Option(600, help="Give up after this many seconds.")) -> None:
+    """Wait until an endpoint is READY, showing its status and its latest log line (environment builds,
+    cold starts); exits 1 with the reason if it fails."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    client = _client(api_key, endpoint)
+    deadline = time.monotonic() + timeout
+    cursor = None
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True) as progress:
+        task = progress.add_task(f"{name}: ...")
+        while True:
+            record = _run(lambda: client.connection.request("GET", f"/v1/model-endpoints/{name}"))
+            logs = _run(lambda q={"cursor": cursor} if cursor else None: client.connection.request(
+                "GET", f"/v1/model-endpoints/{name}/logs", params=q))
+            cursor = logs.get("cursor")
+            lines = [ln for ln in logs["content"].splitlines() if ln.strip() and not ln.startswith("==> ")]
+            if lines:
+                progress.update(task, description=f"{name}: {record['status']} · {lines[-1][:100]}")
+            else:
+                progress.update(task, description=f"{name}: {record['status']}")
+            if record["status"] in ("READY", "UPDATE_FAILED") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    if record["status"] == "READY":
+        console.print(f"[green]{name} is READY[/green]")
+        return
+    if record["status"] == "UPDATE_FAILED":
+        console.print(f"[red]{name} failed to start:[/red]\n{record.get('status_reason') or ''}")
+    else:
+        console.print(f"[red]{name} is still {record['status']} after {timeout:.0f} s[/red]")
+    raise typer.Exit(1)
+
+
+@batch_jobs_app.command("get")
+def batch_jobs_get(job_id: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+                   watch: bool = typer.Option(False, "--watch", "-w", help="Show a progress bar until it ends."),
+                   as_json: bool = JsonOption) -> None:
+    """Show a batch job: status, progress and (once done) the URL of its results."""
+    client = _client(api_key, endpoint)
+    path = f"/v1/batch-jobs/{job_id}"
+    record = _run(lambda: client.connection.request("GET", path))
+    if watch and record["status"] not in ("SUCCESS", "FAILURE"):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            bar = progress.add_task(f"batch job {job_id[:12]}", total=record["total"] or None)
+            while record["status"] not in ("SUCCESS", "FAILURE"):
+                progress.update(bar, completed=record["done"] + record["failed"], total=record["total"] or None,
+                                description=f"batch job {job_id[:12]} {record['status']}, {record['failed']} failed")
+                time.sleep(0.5)
+                record = _run(lambda: client.connection.request("GET", path))
+            progress.update(bar, completed=record["done"] + record["failed"])
+    _show([record], ["job_id", "status", "total", "done", "failed", "duration", "result", "error"], as_json,
+          "Batch job")
+    if watch and record["status"] == "FAILURE":
+        raise typer.Exit(1)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+@app.command()
+def status(api_key: str = ApiKeyOption, endpoint: str = EndpointOption, as_json: bool = JsonOption) -> None:
+    """One screen: your endpoints (status, workers, load, latency), batch jobs and recent failures (everyone's
+    with an admin key). The same data, live, at /dashboard."""
+    client = _client(api_key, endpoint)
+    data = _run(lambda: client.connection.request("GET", "/v1/status"))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    scope = "every owner (admin key)" if data["admin"] else data["owner"]
+    table = Table(title=f"Endpoints of {scope}")
+    for column in ("endpoint", "type", "status", "workers", "in flight", "queued", "requests", "failed", "p50",
+                   "p99"):
+        table.add_column(column, justify="right" if column in ("in flight", "queued", "requests", "failed", "p50",
+                                                                "p99") else "left")
+    for e in data["endpoints"]:
+        requests = e["requests"]
+        failed = sum(requests.get(k, 0) for k in ("failure", "task_failure", "server_error", "timeout"))
+        workers = e["workers"]
+        name = f"{e['owner']}/{e['name']}" if data["admin"] else e["name"]
+        color = {"READY": "green", "UPDATE_FAILED": "red"}.get(e["status"], "yellow")
+        table.add_row(name, e["type"], f"[{color}]{e['status']}[/{color}]",
+                      f"{workers['serving']}/{e['desired_workers'] if e['desired_workers'] is not None else '-'}",
+                      str(e["in_flight"]), str(e["queued"]), str(sum(requests.values())), str(failed),
+                      _ms(e["latency"]["p50"]), _ms(e["latency"]["p99"]))
+    console.print(table)
+    jobs = [j for j in data["batch_jobs"] if j["status"] in ("PENDING", "RUNNING")] or data["batch_jobs"][:5]
+    if jobs:
+        jobs_table = Table(title="Batch jobs")
+        for column in ("job", "bundle", "status", "progress", "failed"):
+            jobs_table.add_column(column)
+        for j in jobs:
+            jobs_table.add_row(j["id"][:12], j["bundle"], j["status"], f"{j['done'] + j['failed']}/{j['total']}",
+                               str(j["failed"]))
+        console.print(jobs_table)
+    for failure in data["failures"][:5]:
+        last = (failure["traceback"] or "").strip().splitlines()[-1:] or ["(no traceback)"]
+        when = time.strftime("%H:%M:%S", time.localtime(failure["at"]))
+        console.print(f"[red]failure[/red] {when} {failure['kind']} {failure['request_id'] or ''}: {last[0]}")
+    console.print(f"[dim]live: {client.connection.base_url}/dashboard[/dim]")
 
 
 @tasks_app.command("get")

@@ -59,6 +59,8 @@ class Launch(Target):
                 str(self.port),
                 "--data-dir",
                 str(data_dir),
+                "--access-log",  # per-request access logging is off for every target
+                "off",
             ],
             ctx.log(self.name),
             env=SERVER_ENV,

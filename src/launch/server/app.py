@@ -14,8 +14,8 @@ from types import FrameType
 from typing import IO
 
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG
 from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
 
 from launch.server.activity import Activity
 from launch.server.api.errors import install_error_handlers

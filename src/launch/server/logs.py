@@ -12,8 +12,11 @@ import contextlib
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from launch.worker.logs import timestamp
 
@@ -45,13 +48,23 @@ def configure(level: str, log_format: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+_second: list[Any] = [None, ""]  # (unix second, its ISO text): strftime once a second, not once a line
+
+
+def _stamp(at: float) -> str:
+    second = int(at)
+    if _second[0] != second:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int((at - second) * 1000):03d}Z"
+
+
 def format_entry(entry: Entry, as_json: bool) -> str:
     at, client, method, path, status, seconds, request_id, owner, endpoint = entry
     if as_json:
-        return json.dumps({"time": timestamp(at), "client": client, "method": method, "path": path,
-                           "status": status, "duration_ms": round(seconds * 1000, 3), "request_id": request_id,
-                           "owner": owner or None, "endpoint": endpoint or None})
-    return (f'{timestamp(at)} {client} "{method} {path}" {status} {seconds * 1000:.2f}ms '
+        return orjson.dumps({"time": _stamp(at), "client": client, "method": method, "path": path,
+                             "status": status, "duration_ms": round(seconds * 1000, 3), "request_id": request_id,
+                             "owner": owner or None, "endpoint": endpoint or None}).decode()
+    return (f'{_stamp(at)} {client} "{method} {path}" {status} {seconds * 1000:.2f}ms '
             f"request_id={request_id or '-'} owner={owner or '-'} endpoint={endpoint or '-'}")
 
 

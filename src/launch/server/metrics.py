@@ -105,6 +105,15 @@ class Metrics:
         """Remember the labels of an endpoint id (done when a snapshot or a request first sees it)."""
         self.names[endpoint_id] = (owner, name)
 
+    def endpoint_ids(self) -> set[str]:
+        """Every endpoint id something was counted for (scrape time only)."""
+        ids = {endpoint_id for _, endpoint_id in list(self.routes)}
+        for table in (self.tasks, self.autoscaler, self.worker_starts, self.cold_start, self.callbacks):
+            ids.update(endpoint_id for endpoint_id, _ in list(table))
+        for hists in (self.queue_wait, self.task_duration, self.compute, self.callback_seconds):
+            ids.update(list(hists))
+        return ids
+
     # -- tasks -----------------------------------------------------------------------------------------------
     def task(self, endpoint_id: str, outcome: str) -> None:
         """An async task attempt ended: success, failure (the predict function raised), retried, lost."""

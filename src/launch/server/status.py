@@ -74,7 +74,7 @@ class PlatformStatus:
     async def refresh(self) -> PlatformSnapshot:
         """Re-read gauges and worker compute histograms (at most once per ``REFRESH_EVERY`` seconds)."""
         async with self._lock:
-            if time.monotonic() - self._refreshed < REFRESH_EVERY:
+            if time.monotonic() - self._refreshed < REFRESH_EVERY and not self._unnamed():
                 return self.snapshot
             records = await self.endpoints.list()
             gauges = []
@@ -86,10 +86,18 @@ class PlatformStatus:
                     inflight=rt.pool.inflight if rt else 0, queued=await self._queued(endpoint),
                     desired_workers=rt.desired if rt else None, workers=worker_states(rt),
                 ))
+            known = {e.id for e in records}
+            for endpoint_id in self.metrics.endpoint_ids() - known:  # deleted before it was ever named
+                self.metrics.names.setdefault(endpoint_id, ("", endpoint_id))
             await self._collect_compute()
             self.snapshot = PlatformSnapshot(gauges, await self._batch_counts())
             self._refreshed = time.monotonic()
             return self.snapshot
+
+    def _unnamed(self) -> bool:
+        """An endpoint id was counted that has no labels yet (created since the last refresh)."""
+        names = self.metrics.names
+        return any(endpoint_id and endpoint_id not in names for endpoint_id in self.metrics.endpoint_ids())
 
     async def _queued(self, endpoint: Endpoint) -> int:
         return await self.broker.depth(endpoint.queue) if endpoint.endpoint_type == "async" else 0
