@@ -36,10 +36,18 @@ def storage_error(exc: Exception) -> LaunchError | None:
     return None
 
 
+def _challenge(request: Request) -> str:
+    """Basic, unless the client sent a bearer token: a browser answers a Basic challenge to a script's request
+    (the dashboard's) with a login prompt that never comes back."""
+    if request.headers.get("authorization", "").lower().startswith("bearer"):
+        return 'Bearer realm="launch"'
+    return 'Basic realm="launch"'
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LaunchError)
-    async def _launch_error(_: Request, exc: LaunchError) -> ORJSONResponse:
-        headers = {"WWW-Authenticate": 'Basic realm="launch"'} if isinstance(exc, Unauthenticated) else None
+    async def _launch_error(request: Request, exc: LaunchError) -> ORJSONResponse:
+        headers = {"WWW-Authenticate": _challenge(request)} if isinstance(exc, Unauthenticated) else None
         return ORJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
