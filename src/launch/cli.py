@@ -56,7 +56,9 @@ def server(
     data_dir: Path = typer.Option(Path("launch-data"), help="Where the database, objects and logs live."),
     public_url: str = typer.Option(None, help="Base URL clients use to reach this server (for signed URLs)."),
     allow_private_fetch: bool = typer.Option(
-        False, help="Let workers fetch `url` inputs from loopback and private addresses (tests, trusted LANs)."),
+        False, help="Let the gateway fetch `url` inputs from loopback and private addresses (tests, trusted LANs)."),
+    sandbox: str = typer.Option(
+        None, help="Worker sandbox: auto (where the host can; default), required (refuse to start without), off."),
     log_level: str = typer.Option("info", help="Log level."),
     log_format: str = typer.Option("text", help="Server and access log lines as 'text' or 'json'."),
     access_log: str = typer.Option(
@@ -66,6 +68,7 @@ def server(
     from launch.server import logs
     from launch.server.app import DataDirInUse, serve
     from launch.server.settings import Settings
+    from launch.stores.placement.local import SandboxUnavailable
 
     if log_format not in ("text", "json"):
         console.print("[red]--log-format must be 'text' or 'json'[/red]")
@@ -76,11 +79,16 @@ def server(
         overrides["public_url"] = public_url
     if allow_private_fetch:
         overrides["fetch_allow_private"] = True
+    if sandbox:
+        if sandbox not in ("auto", "required", "off"):
+            console.print(f"[red]--sandbox must be auto, required or off, not {sandbox!r}[/red]")
+            raise typer.Exit(2)
+        overrides["sandbox"] = sandbox
     settings = Settings(**overrides)
     logs.configure(log_level, log_format)
     try:
         serve(settings, log_level)
-    except DataDirInUse as exc:
+    except (DataDirInUse, SandboxUnavailable) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
 

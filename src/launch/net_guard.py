@@ -1,4 +1,4 @@
-"""Guarded outbound fetches (``url`` inputs, later callbacks): allowed schemes, allowed addresses, size cap.
+"""Guarded outbound fetches by the gateway (``url`` inputs, callbacks): allowed schemes, allowed addresses, size cap.
 
 The decision (`check_address`, `check_url`) is pure and unit-tested; `fetch` applies it to every resolved
 address, to the address actually connected (no DNS-rebinding bypass) and to every redirect hop.
@@ -39,7 +39,8 @@ def check_address(ip: str, policy: FetchPolicy) -> None:
     # not is_global covers private, loopback, link-local, shared (100.64/10), documentation, benchmarking...
     internal = not addr.is_global or addr.is_multicast or addr.is_reserved or addr.is_unspecified
     if internal:
-        raise FetchDenied(f"address {addr} is internal; the server does not allow fetching it")
+        raise FetchDenied(f"address {addr} is internal; the server does not allow fetching it (the operator "
+                          "can allow internal addresses with `launch server --allow-private-fetch`)")
 
 
 def check_url(url: str, policy: FetchPolicy) -> tuple[str, int]:
@@ -88,10 +89,47 @@ def fetch(url: str, policy: FetchPolicy) -> bytes:
     raise FetchDenied(f"too many redirects (more than {policy.max_redirects})")
 
 
-def _read_capped(response: httpx.Response, limit: int) -> bytes:
+async def fetch_async(url: str, policy: FetchPolicy) -> bytes:
+    """``fetch`` for the event loop: the same checks, name resolution off the loop, a non-blocking client."""
+    import asyncio
+
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(timeout=policy.timeout, follow_redirects=False, trust_env=False) as client:
+        for _ in range(policy.max_redirects + 1):
+            host, port = check_url(url, policy)
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                raise FetchDenied(f"cannot resolve host {host!r}: {exc}") from None
+            for info in infos:
+                check_address(str(info[4][0]), policy)
+            async with client.stream("GET", url) as response:
+                _check_peer(response, policy)
+                if response.is_redirect and "location" in response.headers:
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                response.raise_for_status()
+                _check_declared(response, policy.max_bytes)
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > policy.max_bytes:
+                        raise FetchDenied(f"input is over the limit of {policy.max_bytes} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+    raise FetchDenied(f"too many redirects (more than {policy.max_redirects})")
+
+
+def _check_declared(response: httpx.Response, limit: int) -> None:
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise FetchDenied(f"input is {declared} bytes, over the limit of {limit}")
+
+
+def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    _check_declared(response, limit)
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)

@@ -21,7 +21,25 @@ RESULT_PICKLE = 3  # worker → gateway: cloudpickled output (opaque to the gate
 PING = 4
 PONG = 5
 REJECTED = 6  # worker → gateway: not run (draining or malformed); JSON {"detail"}
-STATS = 7  # gateway → worker (empty) and back: JSON {"compute": histogram, "inflight"} for /metrics
+PREDICT_INPUT = 7  # gateway → worker: a PREDICT whose input is bytes the gateway fetched (``url`` inputs)
+STATS = 8  # gateway → worker (empty) and back: JSON {"compute": histogram, "inflight"} for /metrics
+_INPUT_HEAD = struct.Struct("!I")
+
+
+def pack_input(request: bytes, data: bytes) -> bytes:
+    """A ``PREDICT_INPUT`` payload: the JSON request, then the input bytes."""
+    return b"".join((_INPUT_HEAD.pack(len(request)), request, data))
+
+
+def unpack_input(payload: bytes) -> tuple[bytes, bytes]:
+    """(JSON request, input bytes) of a ``PREDICT_INPUT`` payload; ``FrameError`` if malformed."""
+    if len(payload) < _INPUT_HEAD.size:
+        raise FrameError("PREDICT_INPUT payload too short")
+    (length,) = _INPUT_HEAD.unpack_from(payload)
+    end = _INPUT_HEAD.size + length
+    if end > len(payload):
+        raise FrameError("PREDICT_INPUT request length past the payload")
+    return payload[_INPUT_HEAD.size:end], payload[end:]
 
 
 class FrameError(Exception):
@@ -29,10 +47,12 @@ class FrameError(Exception):
 
 
 class FrameReader:
-    """Incremental decoder: feed bytes, iterate complete frames."""
+    """Incremental decoder: feed bytes, iterate complete frames. A frame announcing more than
+    ``max_payload`` bytes is refused before it is buffered (the peer may not be trusted)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self._buffer = bytearray()
+        self.max_payload = max_payload
 
     def feed(self, data: bytes) -> Iterator[tuple[int, int, bytes]]:
         buffer = self._buffer
@@ -41,8 +61,8 @@ class FrameReader:
         size = HEADER.size
         while len(buffer) - offset >= size:
             length, request_id, kind = HEADER.unpack_from(buffer, offset)
-            if length > MAX_PAYLOAD:
-                raise FrameError(f"frame of {length} bytes is over the limit")
+            if length > self.max_payload:
+                raise FrameError(f"frame of {length} bytes is over the limit of {self.max_payload}")
             end = offset + size + length
             if len(buffer) < end:
                 break
@@ -79,8 +99,8 @@ class FrameProtocol(asyncio.Protocol):
     """One end of a frame connection: decodes incoming frames (``frame_received``), coalesces outgoing ones
     (``send``) and closes the connection on a malformed frame."""
 
-    def __init__(self) -> None:
-        self.reader = FrameReader()
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+        self.reader = FrameReader(max_payload)
         self.writer = FrameWriter()
         self.transport: asyncio.Transport | None = None
 

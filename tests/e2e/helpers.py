@@ -112,10 +112,35 @@ def children(parent: int) -> dict[int, str]:
     return found
 
 
+def descendants(parent: int) -> dict[int, str]:
+    """pid → command line of every live process below ``parent``."""
+    found: dict[int, str] = {}
+    todo = [parent]
+    while todo:
+        level = children(todo.pop())
+        found.update(level)
+        todo.extend(level)
+    return found
+
+
 def worker_pids(server_pid: int, endpoint_id: str | None = None) -> list[int]:
-    """Worker processes of a server (of one endpoint when ``endpoint_id`` is given)."""
-    return sorted(pid for pid, cmd in children(server_pid).items()
-                  if "launch.worker.main" in cmd and (endpoint_id is None or f"/{endpoint_id}/" in cmd))
+    """Worker processes of a server (of one endpoint when ``endpoint_id`` is given): the Python process that
+    serves, not the sandbox (bubblewrap) around it."""
+    return sorted(pid for pid, cmd in descendants(server_pid).items()
+                  if "launch.worker.main" in cmd and not cmd.split(" ", 1)[0].endswith("bwrap")
+                  and (endpoint_id is None or endpoint_id in cmd))
+
+
+def process_identity(pid: int) -> int:
+    """``models.process_identity()`` of the worker with host pid ``pid``: its uid and its pid as seen in its
+    own PID namespace (the last ``NSpid`` field)."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(status["Uid"].split()[0]) * 10_000_000 + int(status["NSpid"].split()[-1])
+
+
+def parent_of(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if fields is not None else None
 
 
 def gone(pid: int) -> bool:

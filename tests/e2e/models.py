@@ -15,6 +15,13 @@ from typing import Any
 MARKER = "e2e-marker-7f3a"
 
 
+def process_identity() -> int:
+    """Who this worker process is, in a form a test can compute from the host's /proc (helpers.
+    process_identity): a sandboxed worker sees its own PID namespace (its pid is small and repeats across
+    workers) but keeps the uid no other worker has."""
+    return os.getuid() * 10_000_000 + os.getpid()
+
+
 def toolbox(data: bytes | None = None, op: str = "double", x: Any = 0, **extra: Any) -> Any:
     """One predict function for many behaviours, chosen by ``op`` (``data`` is set for ``url`` inputs)."""
     if data is not None:
@@ -28,7 +35,7 @@ def toolbox(data: bytes | None = None, op: str = "double", x: Any = 0, **extra: 
         return {x, x + 1}  # picklable, not JSON-serialisable
     if op == "sleep":
         time.sleep(float(x))
-        return {"slept": x, "pid": os.getpid()}
+        return {"slept": x, "pid": os.getpid(), "worker": process_identity()}
     if op == "pid":
         return os.getpid()
     if op == "echo":
@@ -105,9 +112,58 @@ def constant(value: str) -> Any:
 
 
 def journaled(item: int, journal: str, delay: float = 0.0) -> dict[str, int]:
-    """Appends ``item`` to the file ``journal`` (one line per run), so a test can count how often each
-    input was computed, then sleeps ``delay`` seconds."""
-    with open(journal, "a") as handle:
-        handle.write(f"{item}\n")
+    """Prints ``journal:<journal>:<item>`` to the worker's log (one line per run; sandboxed workers can write
+    nowhere a test could read but their log), so a test can count how often each input was computed, then
+    sleeps ``delay`` seconds."""
+    print(f"journal:{journal}:{item}", flush=True)
     time.sleep(delay)
     return {"item": item}
+
+
+def hostile(action: str, arg: Any = None) -> Any:
+    """What a hostile tenant's predict function tries; returns what it got (or the error it met)."""
+    import signal
+    import socket
+
+    def attempt(fn: Any) -> Any:
+        try:
+            return fn()
+        except BaseException as exc:  # the error is the answer
+            return f"{type(exc).__name__}: {exc}"
+
+    if action == "env":
+        return sorted(os.environ)
+    if action == "whoami":
+        return {"uid": os.getuid(), "pid": os.getpid(), "ppid": os.getppid()}
+    if action == "read":
+        return attempt(lambda: builtins.open(arg, "rb").read(64).hex())
+    if action == "listdir":
+        return attempt(lambda: sorted(os.listdir(arg)))
+    if action == "connect_unix":
+        return attempt(lambda: socket.socket(socket.AF_UNIX).connect(arg) or "connected")
+    if action == "connect_tcp":
+        return attempt(lambda: socket.create_connection(("127.0.0.1", int(arg)), timeout=2) and "connected")
+    if action == "kill":
+        return attempt(lambda: os.kill(int(arg), signal.SIGKILL) or "sent")
+    if action == "kill_everything":
+        return attempt(lambda: os.kill(-1, signal.SIGKILL) or "sent")
+    if action == "alloc":
+        hoard = b"x" * (int(arg) * 2**20)  # written, so every page is really used
+        return len(hoard)
+    if action == "fork_storm":
+        made = 0
+        for _ in range(int(arg)):
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                time.sleep(5)
+                os._exit(0)
+            made += 1
+        return made
+    if action == "hang":
+        time.sleep(3600)
+    if action == "big_result":
+        return "x" * int(arg)
+    raise KeyError(action)

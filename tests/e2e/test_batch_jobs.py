@@ -81,7 +81,7 @@ def test_errors_and_isolation(alice: LaunchClient, bob: LaunchClient, bundle: An
 
 
 def test_runner_killed_halfway_resumes_without_recomputing(tmp_path: Path) -> None:
-    data_dir, journal = tmp_path / "data", tmp_path / "journal.txt"
+    data_dir, journal = tmp_path / "data", unique("journal")
     server = start_server(data_dir)
     restarted = None
     try:
@@ -90,7 +90,7 @@ def test_runner_killed_halfway_resumes_without_recomputing(tmp_path: Path) -> No
                                             requirements=[])
         items = 24
         job_id = client.batch_async_request(
-            bundle, inputs=[{"item": i, "journal": str(journal), "delay": 0.1} for i in range(items)])
+            bundle, inputs=[{"item": i, "journal": journal, "delay": 0.1} for i in range(items)])
         wait_until(lambda: client.get_batch_async_response(job_id)["done"] >= 6, 60, "some items done")
         done_before = client.get_batch_async_response(job_id)["done"]
         os.kill(server.process.pid, signal.SIGKILL)
@@ -101,7 +101,9 @@ def test_runner_killed_halfway_resumes_without_recomputing(tmp_path: Path) -> No
         job = finished(client, job_id)
         assert job["status"] == "SUCCESS" and job["done"] == items, job
         assert [row["result"]["item"] for row in results(job)] == list(range(items)), "complete, in order"
-        runs = Counter(int(line) for line in journal.read_text().split())
+        prefix = f"journal:{journal}:"
+        lines = (line for log in (data_dir / "logs").rglob("*.log") for line in log.read_text().splitlines())
+        runs = Counter(int(line.removeprefix(prefix)) for line in lines if line.startswith(prefix))
         assert set(runs) == set(range(items))
         recomputed = sum(count - 1 for count in runs.values())
         # only the items in flight at the kill (at most the runner's concurrency) may run twice

@@ -18,7 +18,7 @@ import pytest
 from launch import EndpointRequest, LaunchClient
 from tests.conftest import LAUNCH, RunningServer, free_port, start_server
 from tests.e2e import models
-from tests.e2e.helpers import SMALL, gone, record, task, unique, wait_status, wait_until, worker_pids
+from tests.e2e.helpers import SMALL, gone, parent_of, record, task, unique, wait_status, wait_until, worker_pids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -127,10 +127,20 @@ def test_sigkill_then_restart_completes_every_accepted_task(tmp_path_factory: py
 
 
 def worker_socket(pid: int) -> Path:
-    """The Unix socket a worker listens on, from the spec JSON on its command line."""
+    """The Unix socket a worker listens on, as the server sees it: from the spec JSON on its command line,
+    and, for a sandboxed worker, the host directory the sandbox binds at the socket's directory."""
     args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     spec = json.loads(next(arg for arg in args if arg.startswith(b"{")))
-    return Path(spec["listen"].removeprefix("unix:"))
+    path = Path(spec["listen"].removeprefix("unix:"))
+    ancestor = parent_of(pid)
+    while ancestor and ancestor > 1:
+        argv = [a.decode() for a in Path(f"/proc/{ancestor}/cmdline").read_bytes().split(b"\0")]
+        if argv and argv[0].endswith("bwrap"):
+            host = next(argv[i + 1] for i in range(len(argv) - 2)
+                        if argv[i] == "--bind" and argv[i + 2] == str(path.parent))
+            return Path(host) / path.name
+        ancestor = parent_of(ancestor)
+    return path
 
 
 def test_sigterm_on_an_idle_server_removes_its_worker_sockets(tmp_path: Path) -> None:

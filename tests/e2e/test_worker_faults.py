@@ -15,7 +15,7 @@ import pytest
 from launch import APIError, EndpointRequest, LaunchClient
 from tests.conftest import RunningServer
 from tests.e2e import models
-from tests.e2e.helpers import deployed, record, task, unique, wait_until, worker_pids
+from tests.e2e.helpers import deployed, process_identity, record, task, unique, wait_until, worker_pids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -59,7 +59,7 @@ def test_sync_worker_sigkill(alice: LaunchClient, server: RunningServer, bundle:
                 response = endpoint.predict(EndpointRequest(args={"op": "sleep", "x": 1.5}, return_pickled=False))
             except APIError as exc:
                 return "error", (exc.status_code, exc.detail)
-            return response.status, json.loads(response.result)["pid"]
+            return response.status, json.loads(response.result)["worker"]
 
         with ThreadPoolExecutor(6) as pool:
             in_flight = [pool.submit(slow, i) for i in range(6)]
@@ -75,7 +75,7 @@ def test_sync_worker_sigkill(alice: LaunchClient, server: RunningServer, bundle:
             "requests sent after the kill are served (by the survivor, then the replacement)"
         served = [value for status, value in outcomes if status == "SUCCESS"]
         failed = [value for status, value in outcomes if status == "error"]
-        assert set(served) == {survivor}, outcomes
+        assert set(served) == {process_identity(survivor)}, outcomes
         assert failed, "the requests running on the killed worker cannot have succeeded"
         assert all(code == 502 and "failed during the prediction" in detail for code, detail in failed), failed
         wait_until(lambda: len(worker_pids(server.process.pid, endpoint_id)) == 2, 30, "a replacement worker")

@@ -14,7 +14,6 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from launch.net_guard import FetchPolicy
 from launch.worker.runtime import BundleLoadError, Runtime, extract_zip, load_bundle, load_pickled, serialise
 
 # -- load_pickled: the three forms --------------------------------------------------------------------------
@@ -207,7 +206,7 @@ def test_load_zip_bundle_with_app_config(tmp_path: Path) -> None:
 
 
 def runtime_for(fn: Any) -> Runtime:
-    return Runtime(fn, FetchPolicy())
+    return Runtime(fn)
 
 
 def test_run_with_args_pickled() -> None:
@@ -261,15 +260,19 @@ def test_unpicklable_output_fails_with_a_reason() -> None:
     assert not outcome.ok and "pickle" in outcome.traceback.lower()
 
 
-def test_url_input_under_a_denying_policy_fails_with_the_reason() -> None:
-    outcome = runtime_for(lambda data: len(data)).run({"url": "file:///etc/passwd"})
-    assert not outcome.ok
-    assert "FetchDenied" in outcome.traceback and "'file' is not allowed" in outcome.traceback
+def test_input_bytes_are_the_only_argument() -> None:
+    outcome = runtime_for(lambda data: len(data)).run({"url": "http://x/y", "args": {"a": 1},
+                                                      "return_pickled": False}, b"12345")
+    assert outcome.ok and outcome.result == "5"
 
 
-def test_url_input_to_internal_address_is_denied_by_default() -> None:
-    outcome = runtime_for(lambda data: len(data)).run({"url": "http://127.0.0.1:9/x", "return_pickled": False})
-    assert not outcome.ok and "internal" in outcome.traceback
+def test_memory_error_names_the_workers_limit() -> None:
+    def hungry() -> None:
+        raise MemoryError()
+
+    outcome = Runtime(hungry, "512Mi").run({"args": {}})
+    assert not outcome.ok and "MemoryError" in outcome.traceback
+    assert "worker exceeded its memory limit of 512Mi" in outcome.traceback
 
 
 def test_async_predict_fn() -> None:

@@ -43,6 +43,7 @@ from launch.stores.broker import Broker, open_broker
 from launch.stores.database import Database, migrate
 from launch.stores.objects import ObjectStore, open_object_store
 from launch.stores.placement import open_placement
+from launch.stores.placement.local import LocalOptions
 
 log = logging.getLogger("launch.server")
 
@@ -101,7 +102,7 @@ def build_services(settings: Settings) -> Services:
     objects = open_object_store(settings.resolved_objects_url)
     broker = open_broker(settings.broker_url)
     pools = Pools()
-    client = WorkerClient()
+    client = WorkerClient(max_frame_bytes=settings.max_result_bytes + 64 * 1024)
     bundles = Bundles(db, objects)
     endpoints = Endpoints(db, bundles)
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
@@ -112,7 +113,13 @@ def build_services(settings: Settings) -> Services:
     metrics, activity = Metrics(), Activity()
     factory = WorkerFactory(settings, objects, Environments(settings.data_dir / "envs", settings.build_environments),
                             metrics)
-    placement = open_placement(settings.placement_url)
+    placement = open_placement(settings.placement_url, LocalOptions(
+        hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
+        uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,
+        pids_limit=settings.worker_pids_limit,
+    ))
+    for line in placement.describe():
+        log.info("workers: %s", line)
     reconciler = Reconciler(
         settings, endpoints=endpoints, bundles=bundles, tasks=tasks, broker=broker, objects=objects,
         placement=placement, pools=pools, factory=factory, client=client, metrics=metrics, activity=activity,
@@ -120,7 +127,8 @@ def build_services(settings: Settings) -> Services:
     target = settings.access_log_target
     access_log = AccessLog(target, as_json=settings.log_format == "json") if target else None
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
-    batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs")
+    batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
+                               fetch_policy=settings.fetch_policy())
     return Services(
         settings=settings, secret=secret, api_keys=ApiKeys(db, secret), bundles=bundles,
         endpoints=endpoints, cache=cache, tasks=tasks,
@@ -128,7 +136,8 @@ def build_services(settings: Settings) -> Services:
                         settings.max_bundle_bytes),
         predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
-                                max_queued=settings.max_queued_tasks),
+                                max_queued=settings.max_queued_tasks, fetch_policy=settings.fetch_policy(),
+                                exit_reason=placement.exit_reason),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock, metrics=metrics, activity=activity,
         status=PlatformStatus(db=db, endpoints=endpoints, reconciler=reconciler, broker=broker, client=client,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus
@@ -24,6 +26,7 @@ from launch.server.domain.errors import (
 )
 from launch.server.domain.results import result_key, result_url
 from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
+from launch.server.inputs import failure_body, prepare
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
@@ -77,7 +80,8 @@ def _usable(endpoint: Endpoint, kind: str) -> None:
 class Predictions:
     def __init__(self, *, cache: EndpointCache, endpoints: Endpoints, pools: Pools, client: WorkerClient,
                  tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float,
-                 max_queued: int = 100_000) -> None:
+                 max_queued: int = 100_000, fetch_policy: FetchPolicy | None = None,
+                 exit_reason: Callable[[str], str | None] = lambda worker_id: None) -> None:
         self.cache = cache
         self.endpoints = endpoints
         self.pools = pools
@@ -87,6 +91,8 @@ class Predictions:
         self.links = links
         self.sync_timeout = sync_timeout
         self.max_queued = max_queued
+        self.fetch_policy = fetch_policy or FetchPolicy()
+        self.exit_reason = exit_reason  # why a worker died, where placement knows (its memory limit)
 
     async def sync(self, owner: str, endpoint_name: str, body: bytes, trace: RequestTrace | None = None) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
@@ -94,10 +100,12 @@ class Predictions:
         if trace is not None:
             trace.saw(endpoint)
         _usable(endpoint, "sync")
-        request = parse_body(body)
+        fields = parse_body(body)
         if trace is not None:
-            request["request_id"] = trace.request_id
-        payload = orjson.dumps(request)
+            fields["request_id"] = trace.request_id  # the worker's log lines for this request carry it
+        request = await prepare(fields, self.fetch_policy)
+        if request.failure is not None:
+            return failure_body(request.failure)
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
@@ -106,7 +114,8 @@ class Predictions:
             worker.inflight += 1
             can_retry = attempt == 0 and len(pool.serving) > 1  # another worker can take it
             try:
-                reply = await self.client.predict(worker.address, payload, max(0.001, deadline - time.monotonic()))
+                reply = await self.client.predict(worker.address, request.payload,
+                                                  max(0.001, deadline - time.monotonic()), request.kind)
                 if not reply.rejected:
                     break
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
@@ -117,13 +126,17 @@ class Predictions:
                 worker.broken = True
                 self.endpoints.changed.set()  # the reconciler replaces it now
                 if exc.sent:  # it may have run: do not run it again behind the caller's back
-                    raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {exc}"
+                    why = self.exit_reason(worker.worker_id) or str(exc)
+                    raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {why}"
                                        ) from None
                 if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} is unreachable: {exc}") from None
             except TimeoutError:
+                worker.broken = True  # its thread cannot be stopped, its process can: the reconciler recycles it
+                self.endpoints.changed.set()
                 raise PredictionTimeout(
-                    f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:.0f} s"
+                    f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:g} s "
+                    "(LAUNCH_SYNC_TIMEOUT_SECONDS); the worker that ran it is being replaced"
                 ) from None
             finally:
                 worker.inflight -= 1

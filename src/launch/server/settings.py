@@ -6,9 +6,12 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from launch.net_guard import FetchPolicy
 
 
 class Settings(BaseSettings):
@@ -50,6 +53,22 @@ class Settings(BaseSettings):
     metrics_public: bool = False  # /metrics without an admin API key (a scraper on a trusted network)
     access_log: str = "data"  # "data" (<data dir>/logs/access.log), "-" (stderr), "off", or a file path
     log_format: str = "text"  # "text" or "json" (the server's log lines and its access log)
+
+    # containment of user code (README: "Isolation")
+    sandbox: Literal["auto", "required", "off"] = "auto"
+    sandbox_network: bool = False
+    sandbox_uid_base: int = Field(default=524288, ge=1000, le=2**31 - 70000)
+    sandbox_uid_count: int = Field(default=65536, ge=1, le=65536)
+    worker_pids_limit: int = Field(default=512, ge=16)
+    batch_worker_cpus: float = Field(default=1.0, gt=0, le=1024)
+    batch_worker_memory: str = Field(default="4Gi", pattern=r"^\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?$")
+    max_result_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, le=2**31 - 1024)
+
+    def fetch_policy(self) -> FetchPolicy:
+        """What the gateway may fetch for ``url`` inputs (and callbacks)."""
+        return FetchPolicy(allowed_schemes=frozenset(self.fetch_allowed_schemes),
+                           allow_private=self.fetch_allow_private, max_bytes=self.fetch_max_bytes,
+                           timeout=self.fetch_timeout_seconds)
 
     @property
     def resolved_database_url(self) -> str:

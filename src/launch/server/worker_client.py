@@ -32,8 +32,15 @@ class WorkerReply:
         return self.body[:300].decode("utf-8", "replace")
 
     def json_outcome(self) -> tuple[bool, str | None, str | None]:
-        """(succeeded, result as a JSON string, traceback) of a JSON result frame."""
-        data = orjson.loads(self.body)
+        """(succeeded, result as a JSON string, traceback) of a JSON result frame. Workers run user code, so a
+        frame that is not what the worker runtime sends is a failure, never an exception here."""
+        try:
+            data = orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("result"), str | None) or not isinstance(
+                data.get("traceback"), str | None):
+            return False, None, f"the worker sent a malformed result frame: {self.detail!r}"
         return data.get("status") == "SUCCESS", data.get("result"), data.get("traceback")
 
 
@@ -47,8 +54,8 @@ class WorkerUnreachable(Exception):
 
 
 class _Connection(wire.FrameProtocol):
-    def __init__(self, address: str) -> None:
-        super().__init__()
+    def __init__(self, address: str, max_payload: int = wire.MAX_PAYLOAD) -> None:
+        super().__init__(max_payload)  # a worker runs user code: a larger frame closes the connection
         self.address = address
         self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self.ids = itertools.count(1)
@@ -81,7 +88,8 @@ class _Connection(wire.FrameProtocol):
 
 
 class WorkerClient:
-    def __init__(self) -> None:
+    def __init__(self, max_frame_bytes: int = wire.MAX_PAYLOAD) -> None:
+        self.max_frame_bytes = max_frame_bytes
         self._connections: dict[str, _Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -102,10 +110,12 @@ class WorkerClient:
         loop = asyncio.get_running_loop()
         try:
             if address.startswith("unix:"):
-                _, conn = await loop.create_unix_connection(lambda: _Connection(address), address[5:])
+                _, conn = await loop.create_unix_connection(lambda: _Connection(address, self.max_frame_bytes),
+                                                            address[5:])
             else:
                 host, _, port = address.removeprefix("tcp://").rpartition(":")
-                _, conn = await loop.create_connection(lambda: _Connection(address), host, int(port))
+                _, conn = await loop.create_connection(lambda: _Connection(address, self.max_frame_bytes),
+                                                       host, int(port))
         except OSError as exc:
             raise WorkerUnreachable(f"cannot connect to worker {address}: {exc}", sent=False) from exc
         return conn
@@ -126,8 +136,8 @@ class WorkerClient:
             timer.cancel()
         return WorkerReply(reply_kind, body)
 
-    async def predict(self, address: str, payload: bytes, timeout: float) -> WorkerReply:
-        return await self.call(address, wire.PREDICT, payload, timeout)
+    async def predict(self, address: str, payload: bytes, timeout: float, kind: int = wire.PREDICT) -> WorkerReply:
+        return await self.call(address, kind, payload, timeout)
 
     async def healthy(self, address: str, timeout: float = 2.0) -> bool:
         try:

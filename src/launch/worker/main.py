@@ -24,7 +24,7 @@ from typing import Any
 
 import uvloop
 
-from launch.net_guard import FetchPolicy
+from launch import wire
 from launch.worker.logs import TimestampedStream
 from launch.worker.runtime import Runtime, load_bundle
 from launch.worker.server import WorkerServer
@@ -32,16 +32,6 @@ from launch.worker.server import WorkerServer
 IMPORTED = time.time()
 
 LOAD_FAILED_EXIT = 3
-
-
-def _policy(runtime: dict[str, Any]) -> FetchPolicy:
-    fetch = runtime.get("fetch") or {}
-    return FetchPolicy(
-        allowed_schemes=frozenset(fetch.get("allowed_schemes", ["http", "https"])),
-        allow_private=bool(fetch.get("allow_private", False)),
-        max_bytes=int(fetch.get("max_bytes", 100 * 1024 * 1024)),
-        timeout=float(fetch.get("timeout", 30.0)),
-    )
 
 
 async def serve(worker: WorkerServer, listen: str, drain_seconds: float, announce: Any) -> None:
@@ -84,7 +74,9 @@ def main(argv: list[str]) -> int:
         ready.write(f"LAUNCH_WORKER_READY {address} {json.dumps({**timeline, 'listening': time.time()})}\n")
         ready.close()
 
-    worker = WorkerServer(Runtime(predict_fn, _policy(runtime_config)), int(runtime_config.get("threads", 1)))
+    worker = WorkerServer(Runtime(predict_fn, runtime_config.get("memory_limit")),
+                          int(runtime_config.get("threads", 1)),
+                          int(runtime_config.get("max_result_bytes", wire.MAX_PAYLOAD)))
     gc.freeze()  # the loaded model lives as long as the worker: keep it out of every garbage collection
     uvloop.run(serve(worker, spec.get("listen", "tcp://127.0.0.1:0"),
                      float(runtime_config.get("drain_seconds", 30)), announce))

@@ -5,17 +5,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import sys
 import traceback
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cloudpickle
-
-from launch.net_guard import FetchPolicy, fetch
 
 PredictFn = Callable[..., Any]
 
@@ -74,7 +73,7 @@ def _callable(fn: Any) -> PredictFn:
     return fn
 
 
-def extract_zip(archive: Path, target: Path) -> None:
+def extract_zip(archive: Path | BinaryIO, target: Path) -> None:
     """Unpack ``archive`` into ``target``; refuses absolute paths, ``..`` and links (no path traversal)."""
     target.mkdir(parents=True, exist_ok=True)
     root = target.resolve()
@@ -95,7 +94,7 @@ def _import_attr(dotted: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def load_zip(archive: Path, workdir: Path, metadata: dict[str, str], app_config: Any) -> PredictFn:
+def load_zip(archive: Path | BinaryIO, workdir: Path, metadata: dict[str, str], app_config: Any) -> PredictFn:
     extract_zip(archive, workdir)
     sys.path.insert(0, str(workdir))
     load_predict = _import_attr(metadata["load_predict_fn_module_path"])
@@ -108,27 +107,37 @@ def load_bundle(path: str, runtime: dict[str, Any]) -> PredictFn:
     """The predict function of the bundle stored at ``path``."""
     packaging = runtime.get("packaging_type", "cloudpickle")
     app_config = runtime.get("app_config")
-    if packaging == "cloudpickle":
-        return load_pickled(Path(path).read_bytes(), app_config)
-    if packaging == "zip":
+    if packaging not in ("cloudpickle", "zip"):
+        raise BundleLoadError(f"unknown packaging type {packaging!r}")
+    with open_bundle(path) as bundle:
+        if packaging == "cloudpickle":
+            return load_pickled(bundle.read(), app_config)
         workdir = Path(runtime.get("workdir") or Path(path).with_suffix(".d"))
-        return load_zip(Path(path), workdir, runtime.get("metadata") or {}, app_config)
-    raise BundleLoadError(f"unknown packaging type {packaging!r}")
+        return load_zip(bundle, workdir, runtime.get("metadata") or {}, app_config)
+
+
+def open_bundle(path: str) -> BinaryIO:
+    """The bundle's bytes: ``fd:N`` is a descriptor the server opened for a worker that may not read the file
+    itself (sandboxed workers see no store), anything else a path."""
+    if path.startswith("fd:"):
+        return os.fdopen(int(path.removeprefix("fd:")), "rb")
+    return open(path, "rb")
 
 
 class Runtime:
-    """A loaded bundle plus the policy for ``url`` inputs."""
+    """A loaded bundle, run one prediction at a time per call."""
 
-    def __init__(self, predict_fn: PredictFn, policy: FetchPolicy) -> None:
+    def __init__(self, predict_fn: PredictFn, memory_limit: str | None = None) -> None:
         self.predict_fn = predict_fn
-        self.policy = policy
+        self.memory_limit = memory_limit
         method = type(predict_fn).__dict__.get("__call__")
         self.is_async = inspect.iscoroutinefunction(predict_fn) or inspect.iscoroutinefunction(method)
 
-    def inputs(self, request: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Positional and keyword arguments for the predict function (``url`` wins over ``args``)."""
-        if request.get("url"):
-            return (fetch(request["url"], self.policy),), {}
+    def inputs(self, request: dict[str, Any], data: bytes | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Positional and keyword arguments for the predict function: the bytes of a ``url`` input (fetched
+        by the gateway), else ``args`` as keywords."""
+        if data is not None:
+            return (data,), {}
         args = request.get("args")
         if args is None:
             return (), {}
@@ -136,22 +145,29 @@ class Runtime:
             raise TypeError("'args' must be a JSON object of keyword arguments")
         return (), args
 
-    def run(self, request: dict[str, Any]) -> Outcome:
+    def run(self, request: dict[str, Any], data: bytes | None = None) -> Outcome:
         """Run one prediction (blocking); never raises for user errors."""
         try:
-            args, kwargs = self.inputs(request)
+            args, kwargs = self.inputs(request, data)
             output = self.predict_fn(*args, **kwargs)
-        except Exception:
-            return Outcome(ok=False, traceback=traceback.format_exc())
+        except Exception as exc:
+            return self.failure(exc)
         return serialise(output, bool(request.get("return_pickled", True)))
 
-    async def run_async(self, request: dict[str, Any]) -> Outcome:
+    def failure(self, exc: Exception) -> Outcome:
+        """A failed outcome with the traceback; a ``MemoryError`` also names the worker's memory limit."""
+        text = traceback.format_exc()
+        if isinstance(exc, MemoryError) and self.memory_limit:
+            text += f"worker exceeded its memory limit of {self.memory_limit}\n"
+        return Outcome(ok=False, traceback=text)
+
+    async def run_async(self, request: dict[str, Any], data: bytes | None = None) -> Outcome:
         """Run one prediction of an ``async def`` predict function."""
         try:
-            args, kwargs = self.inputs(request)
+            args, kwargs = self.inputs(request, data)
             output = await self.predict_fn(*args, **kwargs)
-        except Exception:
-            return Outcome(ok=False, traceback=traceback.format_exc())
+        except Exception as exc:
+            return self.failure(exc)
         return serialise(output, bool(request.get("return_pickled", True)))
 
 

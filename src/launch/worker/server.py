@@ -2,8 +2,9 @@
 cheap predict functions cost no thread hop and slow ones never block the event loop.
 
 Scheduling: a call runs inline on the event loop while the moving average of the function's run time is
-under ``INLINE_BELOW`` seconds; otherwise (and for ``url`` inputs, which do network I/O) it runs on a thread
-pool of ``threads`` threads. ``async def`` predict functions run on the loop.
+under ``INLINE_BELOW`` seconds; otherwise it runs on a thread pool of ``threads`` threads (``url`` inputs
+arrive as bytes the gateway fetched: workers have no network of their own). ``async def`` predict functions
+run on the loop.
 
 Each prediction runs with its request or task id (``request_id`` in the PREDICT frame) set for the log
 lines it prints, and its run time goes into a histogram the gateway reads with a STATS frame at scrape time
@@ -29,18 +30,26 @@ from launch.worker.runtime import Outcome, Runtime
 INLINE_BELOW = 0.0002
 
 
-def outcome_frame(outcome: Outcome) -> tuple[int, bytes]:
-    """(frame kind, payload) for an outcome."""
+def outcome_frame(outcome: Outcome, max_result_bytes: int = wire.MAX_PAYLOAD) -> tuple[int, bytes]:
+    """(frame kind, payload) for an outcome; a result over ``max_result_bytes`` becomes a failure that says so
+    (the gateway would drop a larger frame, and must never hold one in memory)."""
     if outcome.pickled is not None:
-        return wire.RESULT_PICKLE, outcome.pickled
-    if outcome.ok:
-        return wire.RESULT_JSON, orjson.dumps({"status": "SUCCESS", "result": outcome.result})
-    return wire.RESULT_JSON, orjson.dumps({"status": "FAILURE", "traceback": outcome.traceback})
+        kind, payload = wire.RESULT_PICKLE, outcome.pickled
+    elif outcome.ok:
+        kind, payload = wire.RESULT_JSON, orjson.dumps({"status": "SUCCESS", "result": outcome.result})
+    else:
+        kind, payload = wire.RESULT_JSON, orjson.dumps({"status": "FAILURE", "traceback": outcome.traceback})
+    if len(payload) > max_result_bytes:
+        reason = (f"the result is {len(payload)} bytes, over this server's limit of {max_result_bytes} bytes "
+                  "(LAUNCH_MAX_RESULT_BYTES); return less, or write large outputs elsewhere and return a reference")
+        return wire.RESULT_JSON, orjson.dumps({"status": "FAILURE", "traceback": reason})
+    return kind, payload
 
 
 class WorkerServer:
-    def __init__(self, runtime: Runtime, threads: int) -> None:
+    def __init__(self, runtime: Runtime, threads: int, max_result_bytes: int = wire.MAX_PAYLOAD) -> None:
         self.runtime = runtime
+        self.max_result_bytes = max_result_bytes
         self.executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="predict")
         self.inflight = 0
         self.draining = False
@@ -53,11 +62,11 @@ class WorkerServer:
     def protocol(self) -> WorkerProtocol:
         return WorkerProtocol(self)
 
-    def _timed_run(self, request: dict[str, Any]) -> Outcome:
+    def _timed_run(self, request: dict[str, Any], data: bytes | None = None) -> Outcome:
         token = logs.request_id.set(request.get("request_id"))
         start = time.perf_counter()
         try:
-            outcome = self.runtime.run(request)
+            outcome = self.runtime.run(request, data)
             if not outcome.ok:
                 print(f"prediction failed:\n{outcome.traceback}", file=sys.stderr, end="")
         finally:
@@ -79,30 +88,34 @@ class WorkerServer:
         if kind == wire.STATS:
             conn.send(request_id, wire.STATS, self.stats())
             return
-        if kind != wire.PREDICT or self.draining:
+        if kind not in (wire.PREDICT, wire.PREDICT_INPUT) or self.draining:
             reason = "worker is draining" if self.draining else f"unknown frame kind {kind}"
             conn.send(request_id, wire.REJECTED, orjson.dumps({"detail": reason}))
             return
+        data = None
         try:
+            if kind == wire.PREDICT_INPUT:
+                payload, data = wire.unpack_input(payload)
             request = orjson.loads(payload)
             if not isinstance(request, dict):
                 raise ValueError("request must be a JSON object")
-        except ValueError as exc:
+        except (ValueError, wire.FrameError) as exc:
             conn.send(request_id, wire.REJECTED, orjson.dumps({"detail": f"invalid request: {exc}"}))
             return
         self._begin()
-        if self.runtime.is_async and not request.get("url"):
-            asyncio.get_running_loop().create_task(self._run_async(conn, request_id, request))
-        elif self.measured and self.cost < INLINE_BELOW and not request.get("url"):
-            self._finish(conn, request_id, self._timed_run(request))
+        if self.runtime.is_async:
+            asyncio.get_running_loop().create_task(self._run_async(conn, request_id, request, data))
+        elif self.measured and self.cost < INLINE_BELOW:
+            self._finish(conn, request_id, self._timed_run(request, data))
         else:
-            future = asyncio.get_running_loop().run_in_executor(self.executor, self._timed_run, request)
+            future = asyncio.get_running_loop().run_in_executor(self.executor, self._timed_run, request, data)
             future.add_done_callback(lambda f: self._threaded_done(conn, request_id, f))
 
-    async def _run_async(self, conn: WorkerProtocol, request_id: int, request: dict[str, Any]) -> None:
+    async def _run_async(self, conn: WorkerProtocol, request_id: int, request: dict[str, Any],
+                         data: bytes | None) -> None:
         logs.request_id.set(request.get("request_id"))  # this task's own context
         start = time.perf_counter()
-        outcome = await self.runtime.run_async(request)
+        outcome = await self.runtime.run_async(request, data)
         self.compute.observe(time.perf_counter() - start)
         if not outcome.ok:
             print(f"prediction failed:\n{outcome.traceback}", file=sys.stderr, end="")
@@ -120,7 +133,7 @@ class WorkerServer:
         self.idle.clear()
 
     def _finish(self, conn: WorkerProtocol, request_id: int, outcome: Outcome) -> None:
-        kind, payload = outcome_frame(outcome)
+        kind, payload = outcome_frame(outcome, self.max_result_bytes)
         conn.send(request_id, kind, payload)
         self._done()
 

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from launch.net_guard import FetchPolicy
 from launch.server.control.workers import BundleUnavailable, WorkerFactory
 from launch.server.domain.batch_jobs import BatchJob, BatchJobs
 from launch.server.domain.bundles import Bundles
 from launch.server.environments import EnvironmentBuildError
+from launch.server.inputs import prepare
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 from launch.stores.placement import Placement, WorkerHandle, WorkerStartError
@@ -28,7 +28,7 @@ WORKER_RESTARTS = 3
 class BatchRunner:
     def __init__(self, jobs: BatchJobs, bundles: Bundles, factory: WorkerFactory, placement: Placement,
                  client: WorkerClient, objects: ObjectStore, logs_root: Path, concurrency: int = 4,
-                 item_timeout: float = 3600.0) -> None:
+                 item_timeout: float = 3600.0, fetch_policy: FetchPolicy | None = None) -> None:
         self.jobs = jobs
         self.bundles = bundles
         self.factory = factory
@@ -38,6 +38,7 @@ class BatchRunner:
         self.logs_root = logs_root
         self.concurrency = concurrency
         self.item_timeout = item_timeout
+        self.fetch_policy = fetch_policy or FetchPolicy()
         self.wakeup = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._loop: asyncio.Task[None] | None = None
@@ -127,7 +128,11 @@ class BatchRunner:
         return leftover
 
     async def _run_item(self, job: BatchJob, handle: WorkerHandle, item_id: str, request: dict[str, Any]) -> None:
-        reply = await self.client.predict(handle.address, orjson.dumps(request), self.item_timeout)
+        prepared = await prepare(request, self.fetch_policy)
+        if prepared.failure is not None:
+            await self.jobs.record_item(job.id, item_id, ok=False, traceback=prepared.failure)
+            return
+        reply = await self.client.predict(handle.address, prepared.payload, self.item_timeout, prepared.kind)
         if reply.rejected:
             raise WorkerUnreachable(f"worker refused the item: {reply.detail}", sent=False)
         if reply.pickled:

@@ -13,12 +13,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import orjson
-
+from launch.net_guard import FetchPolicy
 from launch.server.activity import Activity
 from launch.server.control.pool import EndpointPool, WorkerRef
 from launch.server.domain.results import result_key
 from launch.server.domain.tasks import Task, Tasks
+from launch.server.inputs import prepare
 from launch.server.metrics import Metrics
 from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
 from launch.stores.broker import Broker
@@ -30,7 +30,8 @@ log = logging.getLogger("launch.dispatcher")
 class Dispatcher:
     def __init__(self, endpoint_id: str, queue: str, pool: EndpointPool, *, broker: Broker, tasks: Tasks,
                  objects: ObjectStore, client: WorkerClient, task_timeout: float,
-                 on_broken_worker: Callable[[], None], metrics: Metrics | None = None,
+                 on_broken_worker: Callable[[], None], fetch_policy: FetchPolicy | None = None,
+                 exit_reason: Callable[[str], str | None] = lambda worker_id: None, metrics: Metrics | None = None,
                  activity: Activity | None = None, owner: str = "") -> None:
         self.endpoint_id = endpoint_id
         self.owner = owner
@@ -44,6 +45,8 @@ class Dispatcher:
         self.client = client
         self.task_timeout = task_timeout
         self.on_broken_worker = on_broken_worker
+        self.fetch_policy = fetch_policy or FetchPolicy()
+        self.exit_reason = exit_reason
         self.running: dict[str, Task] = {}
         self._jobs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
@@ -100,16 +103,20 @@ class Dispatcher:
         await self._run(task, worker)
 
     async def _run(self, task: Task, worker: WorkerRef) -> None:
+        # the task id travels with the request: the worker prefixes the lines the prediction prints with it
+        request = await prepare({**task.request, "request_id": task.id}, self.fetch_policy)
+        if request.failure is not None:  # nothing to run: the input could not be fetched
+            self.metrics.task(self.endpoint_id, "failure")
+            await self._settle(self.tasks.finish(task, ok=False, traceback=request.failure), task, worker)
+            return
         began = time.perf_counter()
         try:
-            # the task id travels with the request: the worker prefixes the lines the prediction prints with it
-            payload = orjson.dumps({**task.request, "request_id": task.id})
-            reply = await self.client.predict(worker.address, payload, self.task_timeout)
+            reply = await self.client.predict(worker.address, request.payload, self.task_timeout, request.kind)
         except WorkerUnreachable as exc:
             self.metrics.task(self.endpoint_id, "worker_lost")
             worker.broken = True
             self.on_broken_worker()
-            reason = f"worker failed while running the task: {exc}"
+            reason = f"worker failed while running the task: {self.exit_reason(worker.worker_id) or exc}"
             # a request that never reached the worker did not run: its attempt is given back
             await self._settle(self.tasks.release(task, reason, self.queue, refund=not exc.sent), task, worker)
             return

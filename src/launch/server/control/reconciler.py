@@ -201,7 +201,8 @@ class Reconciler:
         rt.dispatcher = Dispatcher(
             rt.endpoint.id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
             objects=self.objects, client=self.client, task_timeout=self.settings.task_timeout_seconds,
-            on_broken_worker=self.endpoints.changed.set, metrics=self.metrics, activity=self.activity,
+            on_broken_worker=self.endpoints.changed.set, fetch_policy=self.settings.fetch_policy(),
+            exit_reason=self.placement.exit_reason, metrics=self.metrics, activity=self.activity,
             owner=rt.endpoint.owner,
         )
         rt.dispatcher.start()
@@ -283,7 +284,8 @@ class Reconciler:
         bundle = await self.bundles.get_by_id(endpoint.bundle_id)
         return await self.factory.spec(bundle, owner_id=endpoint.id, worker_id=worker_id,
                                        generation=endpoint.generation, threads=endpoint.settings.per_worker,
-                                       log_dir=self.log_dir(endpoint.id))
+                                       log_dir=self.log_dir(endpoint.id), cpus=endpoint.settings.cpus,
+                                       memory=endpoint.settings.memory)
 
     def _drain(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
         if worker.draining:

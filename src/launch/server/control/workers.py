@@ -27,8 +27,9 @@ class WorkerFactory:
         self.metrics = metrics or Metrics()
 
     async def spec(self, bundle: Bundle, *, owner_id: str, worker_id: str, generation: int, threads: int,
-                   log_dir: Path) -> WorkerSpec:
-        """A worker spec for ``bundle``; builds the bundle's environment first if it needs one."""
+                   log_dir: Path, cpus: float | None = None, memory: str | None = None) -> WorkerSpec:
+        """A worker spec for ``bundle``; builds the bundle's environment first if it needs one. ``cpus`` and
+        ``memory`` are the limits placement enforces (a batch job's worker gets the server's defaults)."""
         s = self.settings
         began = time.monotonic()
         try:
@@ -40,15 +41,15 @@ class WorkerFactory:
         self.metrics.environment(environment, environment_seconds if environment == "built" else None)
         runtime = {
             "packaging_type": bundle.packaging_type, "metadata": bundle.metadata, "app_config": bundle.app_config,
-            "threads": threads, "drain_seconds": s.worker_drain_seconds,
+            "threads": threads, "drain_seconds": s.worker_drain_seconds, "max_result_bytes": s.max_result_bytes,
+            "memory_limit": memory or s.batch_worker_memory,
             "workdir": str(s.data_dir / "work" / owner_id / worker_id),
-            "fetch": {"allowed_schemes": s.fetch_allowed_schemes, "allow_private": s.fetch_allow_private,
-                      "max_bytes": s.fetch_max_bytes, "timeout": s.fetch_timeout_seconds},
         }
         return WorkerSpec(
             worker_id=worker_id, endpoint_id=owner_id, generation=generation, python=python,
             bundle_path=await self.bundle_path(bundle), runtime=runtime,
             log_path=str(log_dir / f"worker-{worker_id}.log"), start_timeout=s.worker_start_timeout_seconds,
+            cpus=cpus or s.batch_worker_cpus, memory=memory or s.batch_worker_memory,
             environment=environment, environment_seconds=environment_seconds,
         )
 

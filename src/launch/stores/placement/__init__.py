@@ -19,6 +19,8 @@ class WorkerSpec:
     runtime: dict[str, Any] = field(default_factory=dict)
     log_path: str = ""
     start_timeout: float = 300.0
+    cpus: float | None = None  # CPU quota (cores); None: unbounded
+    memory: str | None = None  # memory limit as the endpoint states it ("512Mi"); None: unbounded
     environment: str = ""  # how its interpreter was had: server, cached, built (for the cold-start timeline)
     environment_seconds: float = 0.0
 
@@ -52,6 +54,14 @@ class Placement(Protocol):
 
     def alive(self, worker_id: str) -> bool: ...
 
+    def exit_reason(self, worker_id: str) -> str | None:
+        """Why a worker died when the platform knows (e.g. its memory limit), else None."""
+        ...
+
+    def describe(self) -> list[str]:
+        """The protections in force for workers, one line each (logged at start)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -64,10 +74,11 @@ def log_tail(path: str, limit: int = 4000) -> str:
     return data[-limit:].decode("utf-8", "replace")
 
 
-def open_placement(url: str) -> Placement:
+def open_placement(url: str, options: Any = None) -> Placement:
+    """The placement engine for ``url``; ``options`` are the engine's own (``LocalOptions`` for local://)."""
     scheme = url.partition("://")[0]
     if scheme == "local":
         from launch.stores.placement.local import LocalPlacement
 
-        return LocalPlacement()
+        return LocalPlacement(options)
     raise ValueError(f"unsupported placement scheme {scheme!r}; use local://")

@@ -1,0 +1,42 @@
+"""What the gateway sends a worker for one request. Workers have no network of their own (see the sandbox),
+so the gateway fetches ``url`` inputs under the operator's fetch policy and sends their bytes along."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from launch import wire
+from launch.net_guard import FetchDenied, FetchPolicy, fetch_async
+
+
+@dataclass(frozen=True)
+class WorkerRequest:
+    """A frame ready for a worker, or (``failure`` set) the reason the request fails without running."""
+
+    kind: int = wire.PREDICT
+    payload: bytes = b""
+    failure: str | None = None
+
+
+async def prepare(request: dict[str, Any], policy: FetchPolicy) -> WorkerRequest:
+    """The frame for ``request``: plain JSON, or JSON plus the fetched bytes of its ``url`` input."""
+    url = request.get("url")
+    if not url:
+        return WorkerRequest(wire.PREDICT, orjson.dumps(request))
+    try:
+        data = await fetch_async(url, policy)
+    except FetchDenied as exc:
+        return WorkerRequest(failure=f"the url input was not fetched: {exc}")
+    except httpx.HTTPError as exc:
+        return WorkerRequest(failure=f"fetching the url input {url!r} failed: {type(exc).__name__}: {exc}")
+    head = {k: v for k, v in request.items() if k != "url"}
+    return WorkerRequest(wire.PREDICT_INPUT, wire.pack_input(orjson.dumps(head), data))
+
+
+def failure_body(reason: str) -> bytes:
+    """The JSON result frame body of a request that failed before it reached a worker."""
+    return orjson.dumps({"status": "FAILURE", "traceback": reason})
