@@ -74,7 +74,7 @@ def test_metrics_need_an_admin_key(server: RunningServer, alice_key: str, admin_
 def test_sync_fast_path_counters_and_histograms_move_under_load(server: RunningServer, alice_key: str,
                                                                  admin_key: str, sync_toolbox: Any) -> None:
     name = sync_toolbox.model_endpoint.name
-    labels = {"route": "sync", "owner": "alice", "endpoint": name}
+    labels = {"route": "sync_task", "owner": "alice", "endpoint": name}
     before = scrape(server, admin_key)
     calls = [lambda i=i: predict(server.url, alice_key, name, {"op": "raise" if i % 4 == 0 else "double", "x": i})
              for i in range(120)]
@@ -92,7 +92,7 @@ def test_sync_fast_path_counters_and_histograms_move_under_load(server: RunningS
 
     for outcome, count in ledger.items():
         assert delta("launch_requests_total", **labels, outcome=outcome) == count, outcome
-    assert delta("launch_requests_total", route="sync", owner="", endpoint="", outcome="client_error") == 6
+    assert delta("launch_requests_total", route="sync_task", owner="", endpoint="", outcome="client_error") == 6
     assert delta("launch_request_duration_seconds_count", **labels) == 120
     assert delta("launch_request_duration_seconds_sum", **labels) > 0
     counts = [v for _, v in buckets(after, "launch_request_duration_seconds", **labels)]
@@ -120,8 +120,8 @@ def test_async_fast_paths_and_task_metrics_move(server: RunningServer, alice_key
         return value(after, metric, **extra) - value(before, metric, **extra)
 
     assert finals.count("SUCCESS") >= 36, finals  # a worker lost under load retries; the ledger says how many
-    assert delta("launch_requests_total", route="async_submit", **ep, outcome="success") == 40
-    assert delta("launch_requests_total", route="task_poll", **ep, outcome="success") >= 40
+    assert delta("launch_requests_total", route="async_task", **ep, outcome="success") == 40
+    assert delta("launch_requests_total", route="get_task", **ep, outcome="success") >= 40
     assert delta("launch_tasks_total", **ep, outcome="success") == finals.count("SUCCESS")
     attempts = sum(delta("launch_tasks_total", **ep, outcome=o) for o in ("success", "failure", "worker_lost",
                                                                           "timeout", "rejected"))

@@ -45,17 +45,17 @@ def test_request_counters_and_latency_are_exported_with_endpoint_names() -> None
     metrics = Metrics()
     metrics.name("e1", "alice", "echo")
     for _ in range(3):
-        metrics.request("sync", "e1", "success", 0.002)
-    metrics.request("sync", "e1", "failure", 0.004)
-    metrics.request("sync", "", "client_error", 0.0001)
+        metrics.request("sync_task", "e1", "success", 0.002)
+    metrics.request("sync_task", "e1", "failure", 0.004)
+    metrics.request("sync_task", "", "client_error", 0.0001)
     got = samples(metrics)
-    labels = {"route": "sync", "owner": "alice", "endpoint": "echo"}
+    labels = {"route": "sync_task", "owner": "alice", "endpoint": "echo"}
     assert got[("launch_requests_total", frozenset({**labels, "outcome": "success"}.items()))] == 3
     assert got[("launch_requests_total", frozenset({**labels, "outcome": "failure"}.items()))] == 1
     assert got[("launch_request_duration_seconds_count", frozenset(labels.items()))] == 4
     assert got[("launch_request_duration_seconds_bucket", frozenset({**labels, "le": "0.0025"}.items()))] == 3
     assert got[("launch_request_duration_seconds_bucket", frozenset({**labels, "le": "+Inf"}.items()))] == 4
-    unknown = {"route": "sync", "owner": "", "endpoint": "", "outcome": "client_error"}
+    unknown = {"route": "sync_task", "owner": "", "endpoint": "", "outcome": "client_error"}
     assert got[("launch_requests_total", frozenset(unknown.items()))] == 1
 
 

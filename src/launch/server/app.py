@@ -148,6 +148,7 @@ def build_services(settings: Settings) -> Services:
 
 def build_app(settings: Settings) -> FastPath:
     from launch.server.api import dashboard, legacy, native, observability
+    from launch.server.api.prediction_routes import ROUTES
 
     services = build_services(settings)
 
@@ -177,14 +178,14 @@ def build_app(settings: Settings) -> FastPath:
     app.state.services = services
     app.state.metrics_registry = registry_for(services.metrics, lambda: services.status.snapshot)
     install_error_handlers(app)
+    fast_path = FastPath(app, services, ROUTES, settings.max_request_bytes)
     app.include_router(native.router)
-    app.include_router(legacy.router)
     app.include_router(observability.router)
     app.include_router(dashboard.router)
+    fast_path.document(app)  # the prediction routes, before the legacy API's catch-all
+    app.include_router(legacy.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
-    return FastPath(app, services.api_keys, services.predictions, settings.max_request_bytes,
-                    metrics=services.metrics if settings.metrics_enabled else None,
-                    access_log=services.access_log, activity=services.activity)
+    return fast_path
 
 
 class _Server(uvicorn.Server):

@@ -37,6 +37,13 @@ async def prepare(request: dict[str, Any], policy: FetchPolicy) -> WorkerRequest
     return WorkerRequest(wire.PREDICT_INPUT, wire.pack_input(orjson.dumps(head), data))
 
 
+def with_request_id(body: bytes, request_id: str) -> bytes:
+    """A request body (already validated as a JSON object) with its ``request_id`` added in front, without
+    parsing and serialising it again: the worker's log lines for this request carry the id."""
+    start = body.index(b"{") + 1
+    return b'{"request_id":' + orjson.dumps(request_id) + b"," + body[start:]
+
+
 def failure_body(reason: str) -> bytes:
     """The JSON result frame body of a request that failed before it reached a worker."""
     return orjson.dumps({"status": "FAILURE", "traceback": reason})

@@ -22,13 +22,16 @@ from launch.histogram import LATENCY_BUCKETS, Histogram
 BUILD_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 PHASES = ("environment", "process_start", "imports", "load_model", "ready")
 NO_ENDPOINT = ""  # requests refused before their endpoint was known (bad key, unknown endpoint, bad body)
+POLL_ROUTES = frozenset({"get_task", "legacy_endpoint_task", "legacy_task_result"})  # not predictions
 
 
 def outcome_of(status: int, body: bytes) -> str:
     """A bounded outcome for a prediction response: what a dashboard or alert cares about."""
     if status == 200:
-        # worker frames start with {"status":"SUCCESS"|"FAILURE" (orjson, no spaces)
-        return "failure" if body.startswith(b'{"status":"FAILURE"') else "success"
+        # worker frames start with {"status":"SUCCESS"|"FAILURE" (orjson, no spaces); legacy answers end with
+        # "state":"FAILURE"}
+        failed = body.startswith(b'{"status":"FAILURE"') or body.endswith(b'"state":"FAILURE"}')
+        return "failure" if failed else "success"
     if status == 429:
         return "throttled"
     if status == 504:
@@ -183,7 +186,7 @@ class MetricsCollector(Collector):
     def collect(self) -> Iterator[Any]:
         m = self.metrics
         ep = ["owner", "endpoint"]
-        requests = CounterMetricFamily("launch_requests", "HTTP requests by route (sync, async_submit, task_poll; "
+        requests = CounterMetricFamily("launch_requests", "HTTP requests by route (the prediction routes' names; "
                                        "other for the rest), endpoint and outcome.", labels=["route", *ep, "outcome"])
         latency = HistogramMetricFamily("launch_request_duration_seconds",
                                         "Gateway time from request to response, by route and endpoint.",

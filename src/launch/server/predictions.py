@@ -26,7 +26,7 @@ from launch.server.domain.errors import (
 )
 from launch.server.domain.results import result_key, result_url
 from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
-from launch.server.inputs import failure_body, prepare
+from launch.server.inputs import WorkerRequest, failure_body, prepare, with_request_id
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
@@ -100,12 +100,15 @@ class Predictions:
         if trace is not None:
             trace.saw(endpoint)
         _usable(endpoint, "sync")
-        fields = parse_body(body)
-        if trace is not None:
-            fields["request_id"] = trace.request_id  # the worker's log lines for this request carry it
-        request = await prepare(fields, self.fetch_policy)
-        if request.failure is not None:
-            return failure_body(request.failure)
+        fields = parse_body(body)  # validated here for a clear 4xx
+        if fields.get("url"):  # fetched here: workers have no network of their own
+            if trace is not None:
+                fields["request_id"] = trace.request_id
+            request = await prepare(fields, self.fetch_policy)
+            if request.failure is not None:
+                return failure_body(request.failure)
+        else:  # the client's bytes as they are (the worker reads them the same way), plus the request's id
+            request = WorkerRequest(payload=body if trace is None else with_request_id(body, trace.request_id))
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
@@ -119,12 +122,12 @@ class Predictions:
                 if not reply.rejected:
                     break
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
-                self.endpoints.changed.set()  # start its replacement now
+                self.endpoints.wake(endpoint.id)  # start its replacement now
                 if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {reply.detail}")
             except WorkerUnreachable as exc:
                 worker.broken = True
-                self.endpoints.changed.set()  # the reconciler replaces it now
+                self.endpoints.wake(endpoint.id)  # the reconciler replaces it now
                 if exc.sent:  # it may have run: do not run it again behind the caller's back
                     why = self.exit_reason(worker.worker_id) or str(exc)
                     raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {why}"
@@ -151,7 +154,7 @@ class Predictions:
                                deadline: float) -> WorkerRef:
         """Wait for a serving worker (scale from zero, start-up), failing fast if the endpoint fails."""
         pool.waiting += 1
-        self.endpoints.changed.set()  # wake the reconciler: demand from zero workers
+        self.endpoints.wake(endpoint.id)  # wake the reconciler: demand from zero workers
         worker = None
         try:
             while worker is None and (remaining := deadline - time.monotonic()) > 0:
@@ -178,7 +181,7 @@ class Predictions:
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
         task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request)
         if not self.pools.get(endpoint.id).serving:
-            self.endpoints.changed.set()  # wake the reconciler: scale from zero now, not at its next pass
+            self.endpoints.wake(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
 
     async def task_view(self, owner: str, task_id: str, wait: float = 0.0,

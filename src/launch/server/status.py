@@ -20,7 +20,7 @@ from launch.histogram import Histogram
 from launch.server.activity import Activity
 from launch.server.control.reconciler import EndpointRuntime, Reconciler
 from launch.server.domain.endpoints import Endpoint, Endpoints
-from launch.server.metrics import EndpointGauges, Metrics, PlatformSnapshot
+from launch.server.metrics import POLL_ROUTES, EndpointGauges, Metrics, PlatformSnapshot
 from launch.server.worker_client import WorkerClient
 from launch.stores.broker import Broker
 from launch.stores.database import Database
@@ -155,7 +155,7 @@ class PlatformStatus:
         requests: dict[str, int] = {}
         latency = Histogram()
         for (route, endpoint_id), stats in list(self.metrics.routes.items()):
-            if endpoint_id != endpoint.id or route == "task_poll":
+            if endpoint_id != endpoint.id or route in POLL_ROUTES:
                 continue
             for outcome, n in stats.outcomes.items():
                 requests[outcome] = requests.get(outcome, 0) + n

@@ -1,12 +1,12 @@
-"""The prediction routes (sync predict, async submit and poll) as a bare ASGI handler in front of FastAPI: the hot
-paths skip routing, dependency injection and response classes (they still authenticate, limit and map errors
-the same way). OpenAPI documents the same routes through ``native.sync_task``, ``native.async_task`` and
-``native.get_task``.
+"""The hot routes (``routes.Route`` tables: predictions, task polls) as a bare ASGI handler in front of
+FastAPI: they skip routing, dependency injection and response classes, yet authenticate, limit and map
+errors the same way. FastAPI documents the same routes (``FastPath.document``); should it ever be handed one
+of them, it answers through ``FastPath.serve`` too, so both give the same bytes.
 
-Every request through here is counted and timed in ``Metrics`` (plain ints, no locks) and, when enabled,
-appended to the buffered ``AccessLog``; both happen after the response is sent. Each request gets an id
-(``X-Request-Id`` from the client when it is short and plain, else a fresh one; a task's id for task routes),
-returned in the ``x-request-id`` header and sent to the worker, whose log lines carry it."""
+Every request is counted and timed in ``Metrics`` (plain ints, no locks; the route's name is its label) and,
+when enabled, appended to the buffered ``AccessLog``, both after the response is sent. A table route's request
+gets an id (``X-Request-Id`` from the client when it is short and plain, else a fresh one; a task's id on task
+routes), returned in the ``x-request-id`` header and sent to the worker, whose log lines carry it."""
 
 from __future__ import annotations
 
@@ -15,111 +15,123 @@ import logging
 import os
 import re
 import time
-from typing import Any
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
-from launch.server.activity import Activity
-from launch.server.api.auth import key_from_header
 from launch.server.api.errors import storage_error
-from launch.server.domain.errors import InvalidRequest, LaunchError, PayloadTooLarge
-from launch.server.domain.owners import ApiKeys
-from launch.server.logs import AccessLog
-from launch.server.metrics import Metrics, outcome_of
-from launch.server.predictions import MAX_WAIT_SECONDS, Predictions, RequestTrace
+from launch.server.api.routes import Call, Reply, Route, RouteTable
+from launch.server.domain.errors import LaunchError, PayloadTooLarge, Unauthenticated
+from launch.server.metrics import outcome_of
+from launch.server.predictions import RequestTrace
+
+if TYPE_CHECKING:
+    from launch.server.app import Services
 
 log = logging.getLogger("launch.api")
-SYNC_PATH = "/v1/sync-tasks"
-ASYNC_PATH = "/v1/async-tasks"
-TASK_PREFIX = ASYNC_PATH + "/"
-_JSON = [(b"content-type", b"application/json")]
-_ROUTES = {SYNC_PATH: "sync", ASYNC_PATH: "async_submit"}
+_JSON = (b"content-type", b"application/json")
+_AUTHENTICATE = (b"www-authenticate", b'Basic realm="launch"')
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+_SYNC_ROUTES = frozenset({"sync_task", "legacy_sync_task"})  # their failures keep a traceback for the dashboard
 
 
 class FastPath:
-    def __init__(self, app: Any, api_keys: ApiKeys, predictions: Predictions, max_bytes: int,
-                 metrics: Metrics | None = None, access_log: AccessLog | None = None,
-                 activity: Activity | None = None) -> None:
+    def __init__(self, app: Any, services: Services, routes: list[Route], max_bytes: int) -> None:
         self.app = app
-        self.api_keys = api_keys
-        self.predictions = predictions
+        self.services = services
+        self.table = RouteTable(routes)
         self.max_bytes = max_bytes
-        self.metrics = metrics
-        self.access_log = access_log
-        self.activity = activity or Activity()
+        self.metrics = services.metrics if services.settings.metrics_enabled else None
+        self.access_log = services.access_log
+        self.activity = services.activity
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-{int(time.time()) & 0xFFFFFF:x}-"
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            matched = self.table.match(scope["method"], scope["path"])
+            if matched is not None:
+                await self.serve(matched[0], matched[1], scope, receive, send)
+                return
+            if self.metrics is not None or self.access_log is not None:
+                await self._other(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def serve(self, route: Route, params: dict[str, str], scope: dict[str, Any], receive: Any,
+                    send: Any) -> None:
+        """Answer one request to ``route``: the only implementation of the hot routes' transport."""
+        call = Call(scope, receive, send, params, self.services, self.max_bytes)
+        metrics = self.metrics
+        if metrics is None and self.access_log is None:
+            await self._send(send, await self._result(route, call, scope), None)
+            return
+        started = time.perf_counter()
+        trace = call.trace = RequestTrace(self._request_id(scope))
+        if metrics is not None:
+            metrics.inflight += 1
+        try:
+            status, body = await self._send(send, await self._result(route, call, scope), trace.request_id)
+        finally:
+            if metrics is not None:
+                metrics.inflight -= 1
+        self._observe(route.name, scope, status, body, trace, time.perf_counter() - started)
+
+    async def _result(self, route: Route, call: Call, scope: dict[str, Any]) -> bytes | Reply | None:
+        """The handler's answer, or the error reply it raised."""
+        try:
+            if route.reads_body:
+                self._check_declared_length(scope)
+            return await route.handler(call)
+        except LaunchError as exc:
+            return error_reply(exc)
+        except Exception as exc:
+            mapped = storage_error(exc)
+            if mapped is None:
+                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+                mapped = LaunchError(f"internal server error: {type(exc).__name__}")
+            else:
+                log.warning("%s %s: %s", scope["method"], scope["path"], exc)
+            return error_reply(mapped)
+
+    async def _send(self, send: Any, result: bytes | Reply | None, request_id: str | None) -> tuple[int, bytes]:
+        """Send the response; (status, body) for the metrics (200 and no body when the handler streamed)."""
+        if result is None:  # the handler sent its response itself
+            return 200, b""
+        if isinstance(result, Reply):
+            status, body, headers = result.status, result.body, [*result.headers]
+        else:
+            status, body, headers = 200, result, [_JSON]
+        headers.append((b"content-length", str(len(body)).encode()))
+        if request_id is not None:
+            headers.append((b"x-request-id", request_id.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return status, body
 
     def _request_id(self, scope: dict[str, Any]) -> str:
         for name, value in scope["headers"]:
             if name == b"x-request-id" and _CLIENT_ID.match(value):
-                return value.decode()
+                return bytes(value).decode()
         return f"{self._id_prefix}{next(self._ids):x}"
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        if (method == "POST" and path in (SYNC_PATH, ASYNC_PATH)) or (
-            method == "GET" and path.startswith(TASK_PREFIX) and "/" not in path[len(TASK_PREFIX):]
-        ):
-            metrics, access_log = self.metrics, self.access_log
-            if metrics is None and access_log is None:
-                status, body = await self._respond(method, path, scope, receive, None)
-                await _send(send, status, body, None)
-                return
-            started = time.perf_counter()
-            trace = RequestTrace(self._request_id(scope))
-            if metrics is not None:
-                metrics.inflight += 1
-            try:
-                status, body = await self._respond(method, path, scope, receive, trace)
-                await _send(send, status, body, trace.request_id)
-            finally:
-                if metrics is not None:
-                    metrics.inflight -= 1
-            self._observe(scope, method, path, status, body, trace, time.perf_counter() - started)
-            return
-        if self.access_log is not None or self.metrics is not None:
-            await self._other(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    async def _respond(self, method: str, path: str, scope: dict[str, Any], receive: Any,
-                       trace: RequestTrace | None) -> tuple[int, bytes]:
-        """(status, JSON body) of a fast-path request; errors mapped to their JSON responses."""
-        try:
-            return 200, await self._handle(path, scope, receive, trace)
-        except LaunchError as exc:
-            return exc.status_code, orjson.dumps({"detail": exc.detail})
-        except Exception as exc:
-            mapped = storage_error(exc)
-            if mapped is None:
-                log.exception("unexpected error on %s %s", method, path)
-                mapped = LaunchError(f"internal server error: {type(exc).__name__}")
-            return mapped.status_code, orjson.dumps({"detail": mapped.detail})
-
-    def _observe(self, scope: dict[str, Any], method: str, path: str, status: int, body: bytes,
-                 trace: RequestTrace, seconds: float) -> None:
+    def _observe(self, route: str, scope: dict[str, Any], status: int, body: bytes, trace: RequestTrace,
+                 seconds: float) -> None:
         """After the response: count, time and log the request (and keep a failure's traceback)."""
-        route = _ROUTES.get(path, "task_poll")
         outcome = outcome_of(status, body)
         if self.metrics is not None:
             self.metrics.request(route, trace.endpoint_id, outcome, seconds)
-        if outcome == "failure" and route == "sync":
-            self.activity.failed(trace.owner, trace.endpoint_id, "sync", trace.request_id,
-                                 _traceback_of(body))
+        if outcome == "failure" and route in _SYNC_ROUTES:
+            self.activity.failed(trace.owner, trace.endpoint_id, "sync", trace.request_id, _traceback_of(body))
         if self.access_log is not None:
             client = scope.get("client")
-            self.access_log.record((time.time(), client[0] if client else "-", method, path, status, seconds,
-                                    trace.request_id, trace.owner, trace.endpoint_name))
+            self.access_log.record((time.time(), client[0] if client else "-", scope["method"], scope["path"],
+                                    status, seconds, trace.request_id, trace.owner, trace.endpoint_name))
 
     async def _other(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """The FastAPI routes: counted (route "other") and access-logged like the fast ones."""
+        """The FastAPI routes: counted (route "other", no endpoint) and access-logged like the hot ones."""
         started = time.perf_counter()
         status = 500
 
@@ -140,83 +152,55 @@ class FastPath:
                 self.access_log.record((time.time(), client[0] if client else "-", scope["method"], scope["path"],
                                         status, seconds, "", "", ""))
 
-    async def _owner(self, scope: dict[str, Any], trace: RequestTrace | None) -> str:
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-                break
-        owner = await self.api_keys.authenticate(key_from_header(authorization))
-        if trace is not None:
-            trace.owner = owner
-        return owner
-
-    async def _handle(self, path: str, scope: dict[str, Any], receive: Any, trace: RequestTrace | None) -> bytes:
-        query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
-        if path.startswith(TASK_PREFIX):
-            task_id = path[len(TASK_PREFIX):]
-            if trace is not None:
-                trace.request_id = task_id[:64]
-            owner = await self._owner(scope, trace)
-            wait = _wait_seconds(_first(query, "wait"))
-            return orjson.dumps(await self.predictions.task_view(owner, task_id, wait, trace))
+    def _check_declared_length(self, scope: dict[str, Any]) -> None:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
-        owner = await self._owner(scope, trace)
-        endpoint = endpoint_ref(_first(query, "model_endpoint_name"), _first(query, "model_endpoint_id"))
-        body = await self._body(receive)
-        if path == SYNC_PATH:
-            return await self.predictions.sync(owner, endpoint, body, trace)
-        task_id = await self.predictions.submit(owner, endpoint, body, trace)
-        if trace is not None:
-            trace.request_id = task_id  # from here on the task's id is the one that follows it
-        return orjson.dumps({"task_id": task_id})
 
-    async def _body(self, receive: Any) -> bytes:
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks) if len(chunks) > 1 else chunks[0]
+    def document(self, app: FastAPI) -> None:
+        """Register every table route with FastAPI for the OpenAPI document (and 405s for other methods).
+        Call before any catch-all route of the same prefix."""
+        for route in self.table.routes:
+            app.add_api_route(
+                route.path, _fastapi_endpoint(self, route), methods=[route.method], name=route.name,
+                tags=list(route.tags) or None, summary=route.summary, description=route.description or "",
+                openapi_extra=_openapi(route), response_class=Response,
+            )
 
 
-def endpoint_ref(model_endpoint_name: str | None = None, model_endpoint_id: str | None = None) -> str:
-    """The endpoint a task is for, by name or by id (Launch's v1 API uses ids)."""
-    ref = model_endpoint_name or model_endpoint_id
-    if not ref:
-        raise InvalidRequest("query parameter model_endpoint_name (or model_endpoint_id) is required")
-    return ref
+def error_reply(exc: LaunchError) -> Reply:
+    headers = ((_JSON, _AUTHENTICATE) if isinstance(exc, Unauthenticated) else (_JSON,))
+    return Reply(orjson.dumps({"detail": exc.detail}), exc.status_code, headers)
 
 
-def _first(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[0] if values else None
+class _Served(Response):
+    """What FastAPI returns for a table route: the fast path's own answer."""
+
+    def __init__(self, fast_path: FastPath, route: Route, params: dict[str, str]) -> None:
+        super().__init__()
+        self.fast_path, self.route, self.params = fast_path, route, params
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.fast_path.serve(self.route, self.params, scope, receive, send)
 
 
-def _wait_seconds(value: str | None) -> float:
-    if value is None:
-        return 0.0
-    try:
-        wait = float(value)
-    except ValueError:
-        raise InvalidRequest("wait must be a number of seconds") from None
-    if not 0 <= wait <= MAX_WAIT_SECONDS:
-        raise InvalidRequest(f"wait must be between 0 and {MAX_WAIT_SECONDS:.0f} seconds")
-    return wait
+def _fastapi_endpoint(fast_path: FastPath, route: Route) -> Any:
+    async def endpoint(request: Request) -> Response:
+        return _Served(fast_path, route, dict(request.path_params))
+
+    endpoint.__name__ = route.name
+    endpoint.__doc__ = route.description
+    return endpoint
 
 
-async def _send(send: Any, status: int, body: bytes, request_id: str | None) -> None:
-    headers = [*_JSON, (b"content-length", str(len(body)).encode())]
-    if request_id is not None:
-        headers.append((b"x-request-id", request_id.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _openapi(route: Route) -> dict[str, Any]:
+    """The route's own OpenAPI fields, with its path parameters (FastAPI only sees the ``Request``)."""
+    extra = dict(route.openapi_extra)
+    _, rest = route.segments()
+    path_params = [{"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+                   for part in rest if part.startswith("{")]
+    extra["parameters"] = path_params + list(extra.get("parameters", []))
+    return extra
 
 
 def _traceback_of(body: bytes) -> str | None:

@@ -1,4 +1,5 @@
-"""The native HTTP API under /v1 (resource names after Launch's v1 API), documented by FastAPI's OpenAPI."""
+"""The native HTTP API under /v1 (resource names after Launch's v1 API), documented by FastAPI's OpenAPI.
+The prediction routes (sync/async tasks) are in ``prediction_routes``, served by the fast path."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from launch.server.api.auth import key_from_header
-from launch.server.api.fast_path import endpoint_ref
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.domain.bundles import NewBundle
@@ -19,7 +19,6 @@ from launch.server.domain.endpoints import EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
 from launch.server.domain.results import RESULT_PURPOSE
 from launch.server.endpoint_logs import parse_cursor, read_logs
-from launch.server.predictions import MAX_WAIT_SECONDS
 from launch.server.signing import verify
 
 router = APIRouter()
@@ -223,29 +222,6 @@ async def endpoint_logs(name: str, request: Request, who: str = Depends(owner),
                                                        parse_cursor(cursor))
     return {"content": content, "status_reason": endpoint.status_reason, "status": endpoint.status.value,
             "cursor": next_cursor}
-
-
-@router.post("/v1/sync-tasks", tags=["tasks"], response_class=ORJSONResponse)
-async def sync_task(request: Request, endpoint: str = Depends(endpoint_ref), who: str = Depends(owner)) -> Response:
-    """Run one prediction and wait for it: ``{"args": {...}}`` or ``{"url": "..."}``, ``return_pickled``."""
-    body = await services(request).predictions.sync(who, endpoint, await request.body())
-    return Response(body, media_type="application/json")
-
-
-@router.post("/v1/async-tasks", tags=["tasks"])
-async def async_task(request: Request, endpoint: str = Depends(endpoint_ref),
-                     who: str = Depends(owner)) -> dict[str, str]:
-    """Queue one prediction; poll ``GET /v1/async-tasks/{task_id}`` for its result."""
-    task_id = await services(request).predictions.submit(who, endpoint, await request.body())
-    return {"task_id": task_id}
-
-
-@router.get("/v1/async-tasks/{task_id}", tags=["tasks"])
-async def get_task(task_id: str, request: Request, wait: float = Query(0.0, ge=0, le=MAX_WAIT_SECONDS),
-                   who: str = Depends(owner)) -> dict[str, Any]:
-    """The task's status (PENDING, SUCCESS or FAILURE) and result. ``wait`` (seconds): answer as soon as the
-    task ends, or after that long (long-poll)."""
-    return await services(request).predictions.task_view(who, task_id, wait)
 
 
 @router.post("/v1/batch-jobs", tags=["batch jobs"])

@@ -3,6 +3,11 @@
 It starts workers (building the bundle's environment first), rolls out new generations before stopping
 old ones, drains and stops surplus workers, restarts crashed ones with backoff, marks endpoints READY or
 UPDATE_FAILED with a readable reason, and tears deleted endpoints down (failing their unfinished tasks).
+
+Its cost follows what changes, not what exists: each pass reads only the endpoints named in
+``Endpoints.dirty`` (changed records, or woken by demand or a broken worker) and looks at those plus the
+*live* ones (``is_live``: workers, starts, waiters, retries, not yet READY). An idle endpoint costs nothing
+until something happens to it; a full re-read every ``FULL_RESYNC_SECONDS`` is the safety net.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from launch.stores.placement import Placement, WorkerSpec, WorkerStartError, log
 
 log = logging.getLogger("launch.reconciler")
 MAX_BACKOFF = 30.0
+FULL_RESYNC_SECONDS = 30.0
+REAP_EVERY_SECONDS = 5.0
 
 
 @dataclass
@@ -51,6 +58,25 @@ class EndpointRuntime:
     dispatcher: Dispatcher | None = None
     tearing_down: bool = False
     desired: int | None = None  # the autoscaler's last answer
+
+
+def is_live(rt: EndpointRuntime) -> bool:
+    """Whether an endpoint needs a look at every pass although nothing about it was reported: it has
+    workers (health, autoscaling, scale-down timers), starts under way, requests waiting, a restart
+    backoff running, is being torn down, or has not yet reached READY (or must keep ``min_workers``)."""
+    if rt.pool.workers or rt.starting or rt.pool.waiting or rt.tearing_down or rt.failures:
+        return True
+    status = rt.endpoint.status
+    if status is EndpointStatus.UPDATE_FAILED:
+        return False
+    return status is not EndpointStatus.READY or rt.endpoint.settings.min_workers > 0
+
+
+def proof_key(endpoint: Endpoint) -> tuple[object, ...]:
+    """What a worker start proves loads: the bundle under the resources it ran with. An endpoint with
+    ``min_workers=0`` whose key is proven is READY without starting a worker just to stop it again."""
+    s = endpoint.settings
+    return endpoint.bundle_id, s.cpus, s.memory, s.storage, s.gpus, s.gpu_type
 
 
 class Reconciler:
@@ -76,6 +102,9 @@ class Reconciler:
         self._jobs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._last_reap = 0.0
+        self._next_resync = 0.0
+        self.live: set[str] = set()  # ids of the live endpoints (is_live) after the last pass
+        self.proven: set[tuple[object, ...]] = set()  # proof_key of every worker that started
 
     def log_dir(self, endpoint_id: str) -> Path:
         return self.logs_root / "endpoints" / endpoint_id
@@ -107,32 +136,80 @@ class Reconciler:
     async def _run(self) -> None:
         while True:
             try:
-                await self.reconcile_all()
+                if time.monotonic() >= self._next_resync:
+                    await self.reconcile_all()
+                else:
+                    await self.reconcile_changed()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("reconcile pass failed")
             self.endpoints.changed.clear()
+            if self.endpoints.dirty:  # reported during the pass
+                continue
+            # nothing live: sleep until something is reported (or the next full re-read)
+            timeout = (self.settings.reconcile_interval_seconds if self.live
+                       else max(0.0, self._next_resync - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.endpoints.changed.wait(), self.settings.reconcile_interval_seconds)
+                await asyncio.wait_for(self.endpoints.changed.wait(), timeout)
 
     async def reconcile_all(self) -> None:
+        """Re-read every endpoint (at start-up, then every ``FULL_RESYNC_SECONDS``): a pass over the
+        endpoints whose record differs from what the reconciler held, plus the dirty and live ones."""
+        self._next_resync = time.monotonic() + FULL_RESYNC_SECONDS
+        dirty = self.endpoints.take_dirty()
         records = {e.id: e for e in await self.endpoints.list()}
         for endpoint_id in list(self.runtimes):
             if endpoint_id not in records:
                 await self._forget(endpoint_id)
         for endpoint in records.values():
             runtime = self.runtimes.get(endpoint.id)
+            if runtime is None or runtime.endpoint != endpoint:
+                dirty.add(endpoint.id)
+                self._apply(endpoint)
+        await self._pass(dirty, reap=True)
+
+    async def reconcile_changed(self) -> None:
+        """Read the endpoints reported since the last pass, then a pass over them and the live ones."""
+        dirty = self.endpoints.take_dirty()
+        for endpoint_id in dirty:
+            endpoint = await self.endpoints.get_by_id(endpoint_id)
+            if endpoint is None:
+                await self._forget(endpoint_id)
+            else:
+                self._apply(endpoint)
+        await self._pass(dirty, reap=False)
+
+    def _apply(self, endpoint: Endpoint) -> EndpointRuntime:
+        runtime = self.runtimes.get(endpoint.id)
+        if runtime is None:
+            runtime = self.runtimes[endpoint.id] = EndpointRuntime(endpoint, self.pools.get(endpoint.id))
+        if runtime.endpoint.generation != endpoint.generation:
+            runtime.failures, runtime.retry_at = 0, 0.0
+        runtime.endpoint = endpoint
+        self.activity.saw_status(endpoint.id, endpoint.status.value, endpoint.status_reason)
+        return runtime
+
+    async def _pass(self, dirty: set[str], reap: bool) -> None:
+        for endpoint_id in sorted(dirty | self.live):
+            runtime = self.runtimes.get(endpoint_id)
             if runtime is None:
-                runtime = self.runtimes[endpoint.id] = EndpointRuntime(endpoint, self.pools.get(endpoint.id))
-            if runtime.endpoint.generation != endpoint.generation:
-                runtime.failures, runtime.retry_at = 0, 0.0
-            runtime.endpoint = endpoint
-            self.activity.saw_status(endpoint.id, endpoint.status.value, endpoint.status_reason)
+                self.live.discard(endpoint_id)
+                continue
             await self._reconcile(runtime)
-        if time.monotonic() - self._last_reap > 5:
+            if is_live(runtime):
+                self.live.add(endpoint_id)
+            else:
+                self.live.discard(endpoint_id)
+                if runtime.dispatcher is not None:  # no worker to dispatch to: no loop to keep running
+                    await runtime.dispatcher.stop()
+                    runtime.dispatcher = None
+        async_live = any(self.runtimes[i].endpoint.endpoint_type == "async" for i in self.live if i in self.runtimes)
+        if (reap or async_live) and time.monotonic() - self._last_reap > REAP_EVERY_SECONDS:
             self._last_reap = time.monotonic()
-            await self.tasks.reap_expired({e.id: e.queue for e in records.values() if e.endpoint_type == "async"})
+            await self.tasks.reap_expired(
+                {i: rt.endpoint.queue for i, rt in self.runtimes.items() if rt.endpoint.endpoint_type == "async"}
+            )
 
     # -- one endpoint ----------------------------------------------------------------------------------
     async def _reconcile(self, rt: EndpointRuntime) -> None:
@@ -158,6 +235,9 @@ class Reconciler:
         starting = sum(1 for g in rt.starting.values() if g == endpoint.generation)
         desired = await self._desired(rt, len(current) + starting)
         if endpoint.status is not EndpointStatus.READY and not current and desired == 0:
+            if proof_key(endpoint) in self.proven and not starting:  # this bundle already loaded here
+                await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
+                return
             desired = 1  # prove the bundle loads before calling the endpoint READY
         rt.desired = desired
         if len(current) + starting < desired and time.monotonic() >= rt.retry_at:
@@ -196,12 +276,16 @@ class Reconciler:
         return autoscaler.decide(load, self.policy)
 
     def _ensure_dispatcher(self, rt: EndpointRuntime) -> None:
+        """A dispatcher runs while the endpoint has (or starts) workers; queued tasks wait in the broker."""
         if rt.endpoint.endpoint_type != "async" or rt.dispatcher is not None:
             return
+        if not (rt.pool.workers or rt.starting):
+            return
+        endpoint_id = rt.endpoint.id
         rt.dispatcher = Dispatcher(
-            rt.endpoint.id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
+            endpoint_id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
             objects=self.objects, client=self.client, task_timeout=self.settings.task_timeout_seconds,
-            on_broken_worker=self.endpoints.changed.set, fetch_policy=self.settings.fetch_policy(),
+            on_broken_worker=lambda: self.endpoints.wake(endpoint_id), fetch_policy=self.settings.fetch_policy(),
             exit_reason=self.placement.exit_reason, metrics=self.metrics, activity=self.activity,
             owner=rt.endpoint.owner,
         )
@@ -254,9 +338,10 @@ class Reconciler:
                                          capacity=endpoint.settings.per_worker))
         rt.failures = 0
         self._record_start(endpoint, spec, handle.timeline)
+        self.proven.add(proof_key(endpoint))
         await rt.pool.notify()
         await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
-        self.endpoints.changed.set()
+        self.endpoints.wake(endpoint.id)
 
     def _record_start(self, endpoint: Endpoint, spec: WorkerSpec, timeline: dict[str, float]) -> None:
         """The worker's cold-start timeline: into the metrics, the dashboard and the creation logs."""

@@ -111,16 +111,29 @@ def _select() -> sa.Select[Any]:
 
 
 class Endpoints:
-    """Endpoint records. Every change wakes the reconciler through ``changed``."""
+    """Endpoint records. Every change wakes the reconciler through ``changed`` and names the endpoint in
+    ``dirty``, so the reconciler looks at that endpoint only."""
 
     def __init__(self, db: Database, bundles_service: Bundles) -> None:
         self.db = db
         self.bundles = bundles_service
         self.changed = asyncio.Event()
+        self.dirty: set[str] = set()
         self.listeners: list[Any] = []
 
-    def _notify(self, endpoint_id: str) -> None:
+    def wake(self, endpoint_id: str) -> None:
+        """Ask the reconciler to look at one endpoint now (demand from zero workers, a broken worker, ...);
+        its record did not change."""
+        self.dirty.add(endpoint_id)
         self.changed.set()
+
+    def take_dirty(self) -> set[str]:
+        """The endpoints changed or woken since the last call."""
+        dirty, self.dirty = self.dirty, set()
+        return dirty
+
+    def _notify(self, endpoint_id: str) -> None:
+        self.wake(endpoint_id)
         for listener in self.listeners:
             listener(endpoint_id)
 
