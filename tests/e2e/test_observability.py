@@ -98,7 +98,9 @@ def test_sync_fast_path_counters_and_histograms_move_under_load(server: RunningS
     counts = [v for _, v in buckets(after, "launch_request_duration_seconds", **labels)]
     assert counts == sorted(counts) and counts[-1] == value(after, "launch_request_duration_seconds_count", **labels)
     compute = {"owner": "alice", "endpoint": name}
-    assert delta("launch_worker_compute_seconds_count", **compute) >= ledger["success"] + ledger["failure"]
+    if delta("launch_worker_starts_total", **compute, outcome="ready") == 0:  # the same worker all along
+        # (a worker that dies takes what it ran since the last scrape with it: its compute time is its own)
+        assert delta("launch_worker_compute_seconds_count", **compute) >= ledger["success"] + ledger["failure"]
     assert value(after, "launch_workers", **compute, state="serving") >= 1
     assert value(after, "launch_endpoint_status", **compute, status="READY") == 1
 

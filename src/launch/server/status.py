@@ -3,7 +3,8 @@ with their workers, load and latencies, async tasks with their queue position, b
 
 Read-only. Per-request numbers come from ``Metrics``; the rest is read from the control plane's memory
 (pools, the reconciler's runtimes), the broker, the database, and the workers themselves (a ``wire.STATS``
-frame per worker for its compute-time histogram, at most once a second).
+frame per worker for its compute-time histogram, at most once a second; what a worker that died had not
+reported yet is lost with it — the gateway's own latency histograms lose nothing).
 """
 
 from __future__ import annotations
