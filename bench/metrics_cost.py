@@ -57,8 +57,11 @@ def start(mode: str, root: Path) -> tuple[ServerProcess, str, str]:
     flags, env = MODES[mode]
     data_dir = root / f"data-{mode}-{time.monotonic_ns()}"
     port = free_port()
+    # the sandbox adds nothing per request (bench/isolation.py) and is off here so that servers of other
+    # people on a shared machine cannot stop these workers
     server = ServerProcess([str(VENV_BIN / "launch"), "server", "--port", str(port), "--data-dir", str(data_dir),
-                            "--log-level", "warning", *flags], root / f"{mode}.log", env=env)
+                            "--log-level", "warning", *flags], root / f"{mode}.log",
+                           env={"LAUNCH_SANDBOX": "off", **env})
     url = f"http://127.0.0.1:{port}"
     server.wait_http(url + "/healthz", timeout_s=60)
     key = subprocess.run([str(VENV_BIN / "launch"), "api-keys", "create", "--user", "bench", "--data-dir",

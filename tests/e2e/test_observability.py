@@ -265,3 +265,30 @@ def test_status_is_scoped_to_the_owner_and_complete_for_an_admin(
     assert admin_view["admin"] and any(e["id"] == row["id"] and e["owner"] == "alice"
                                        for e in admin_view["endpoints"])
     assert http(server.url, admin_key).get(f"/v1/status/endpoints/{row['id']}").status_code == 200
+
+
+def test_json_logs_and_an_access_log_on_stderr(tmp_path: Any) -> None:
+    import json
+
+    from tests.conftest import start_server
+
+    running = start_server(tmp_path / "data", None, "--log-format", "json", "--access-log", "-", "--log-level",
+                           "info")
+    try:
+        key = running.key("alice")
+        assert http(running.url, key).get("/v1/model-endpoints").status_code == 200
+        assert http(running.url, key).post("/v1/sync-tasks?model_endpoint_name=nope",
+                                           json={"args": {}}, headers={"X-Request-Id": "json-log-1"}).status_code == 404
+
+        def lines() -> list[dict[str, Any]] | None:
+            parsed = [json.loads(line) for line in running.log().splitlines() if line.startswith("{")]
+            return parsed if any(p.get("request_id") == "json-log-1" for p in parsed) else None
+
+        parsed = wait_until(lines, 10, "the JSON access log line")
+        (entry,) = [p for p in parsed if p.get("request_id") == "json-log-1"]
+        assert entry["method"] == "POST" and entry["path"] == "/v1/sync-tasks" and entry["status"] == 404
+        assert entry["owner"] == "alice" and entry["duration_ms"] >= 0
+        assert any(p.get("logger") == "launch.server" and "ready" in p.get("message", "") for p in parsed)
+        assert not [line for line in running.log().splitlines() if line.startswith("INFO:")]  # uvicorn too
+    finally:
+        running.stop()
