@@ -31,5 +31,8 @@ def test_access_log_entries_as_text_and_json() -> None:
     entry = (1_800_000_000.5, "127.0.0.1", "POST", "/v1/sync-tasks", 200, 0.0123, "r1", "alice", "echo")
     text = format_entry(entry, as_json=False)
     assert '"POST /v1/sync-tasks" 200 12.30ms request_id=r1 owner=alice endpoint=echo' in text
+    forged = (1.0, "c", "GET", '/v1/async-tasks/x"\n2026 fake', 404, 0.0, 'x"\nfake', "", "")
+    assert "\n" not in format_entry(forged, as_json=False) and '"GET /v1/async-tasks/x%22%0A2026%20fake"' in \
+        format_entry(forged, as_json=False)
     data = json.loads(format_entry(entry, as_json=True))
     assert data["request_id"] == "r1" and data["status"] == 200 and data["duration_ms"] == 12.3

@@ -64,8 +64,15 @@ def format_entry(entry: Entry, as_json: bool) -> str:
         return orjson.dumps({"time": _stamp(at), "client": client, "method": method, "path": path,
                              "status": status, "duration_ms": round(seconds * 1000, 3), "request_id": request_id,
                              "owner": owner or None, "endpoint": endpoint or None}).decode()
-    return (f'{_stamp(at)} {client} "{method} {path}" {status} {seconds * 1000:.2f}ms '
-            f"request_id={request_id or '-'} owner={owner or '-'} endpoint={endpoint or '-'}")
+    return (f'{_stamp(at)} {client} "{method} {_plain(path)}" {status} {seconds * 1000:.2f}ms '
+            f"request_id={_plain(request_id) or '-'} owner={owner or '-'} endpoint={endpoint or '-'}")
+
+
+def _plain(text: str) -> str:
+    """Client-supplied text (paths, ids from paths) on one text line: no quotes, spaces or control characters."""
+    if text.isprintable() and '"' not in text and " " not in text:
+        return text
+    return "".join(c if c.isprintable() and c not in '" ' else f"%{ord(c):02X}" for c in text)
 
 
 class AccessLog:

@@ -9,6 +9,7 @@ resolved from the endpoint id), outcome, phase, state — never a task or reques
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +31,9 @@ def outcome_of(status: int, body: bytes) -> str:
     if status == 200:
         # worker frames start with {"status":"SUCCESS"|"FAILURE" (orjson, no spaces); legacy answers end with
         # "state":"FAILURE"}
-        failed = body.startswith(b'{"status":"FAILURE"') or body.endswith(b'"state":"FAILURE"}')
-        return "failure" if failed else "success"
+        if body.startswith(b'{"status":"'):
+            return "failure" if body.startswith(b'{"status":"FAILURE"') else "success"
+        return "failure" if body.endswith(b'"state":"FAILURE"}') else "success"
     if status == 429:
         return "throttled"
     if status == 504:
@@ -41,18 +43,6 @@ def outcome_of(status: int, body: bytes) -> str:
     if 400 <= status < 500:
         return "client_error"
     return "server_error"
-
-
-class RouteStats:
-    """Counts and latencies of one route for one endpoint."""
-
-    __slots__ = ("endpoint_id", "latency", "outcomes", "route")
-
-    def __init__(self, route: str, endpoint_id: str) -> None:
-        self.route = route
-        self.endpoint_id = endpoint_id
-        self.outcomes: dict[str, int] = {}
-        self.latency = Histogram()
 
 
 @dataclass
@@ -80,7 +70,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.inflight = 0
-        self.routes: dict[tuple[str, str], RouteStats] = {}
+        # (route, endpoint id, outcome) -> latencies: its count is the request counter, so a request costs one
+        # dict lookup and one bucket increment
+        self.requests: dict[tuple[str, str, str], Histogram] = {}
         self.names: dict[str, tuple[str, str]] = {}  # endpoint id -> (owner, name)
         self.tasks: dict[tuple[str, str], int] = {}  # (endpoint id, outcome) -> count
         self.queue_wait: dict[str, Histogram] = {}
@@ -96,13 +88,23 @@ class Metrics:
 
     # -- the request path (keep these cheap) ----------------------------------------------------------------
     def request(self, route: str, endpoint_id: str, outcome: str, seconds: float) -> None:
-        key = (route, endpoint_id)
-        stats = self.routes.get(key)
-        if stats is None:
-            stats = self.routes[key] = RouteStats(route, endpoint_id)
-        outcomes = stats.outcomes
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        stats.latency.observe(seconds)
+        key = (route, endpoint_id, outcome)
+        hist = self.requests.get(key)
+        if hist is None:
+            hist = self.requests[key] = Histogram(LATENCY_BUCKETS)
+        hist.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # Histogram.observe, inlined
+        hist.sum += seconds
+
+    def by_route(self) -> dict[tuple[str, str], tuple[dict[str, int], Histogram]]:
+        """(route, endpoint id) -> (requests by outcome, latencies of all of them): scrape time only."""
+        out: dict[tuple[str, str], tuple[dict[str, int], Histogram]] = {}
+        for (route, endpoint_id, outcome), hist in list(self.requests.items()):
+            entry = out.get((route, endpoint_id))
+            if entry is None:
+                entry = out[(route, endpoint_id)] = ({}, Histogram(LATENCY_BUCKETS))
+            entry[0][outcome] = hist.count
+            entry[1].add(hist)
+        return out
 
     def name(self, endpoint_id: str, owner: str, name: str) -> None:
         """Remember the labels of an endpoint id (done when a snapshot or a request first sees it)."""
@@ -110,7 +112,7 @@ class Metrics:
 
     def endpoint_ids(self) -> set[str]:
         """Every endpoint id something was counted for (scrape time only)."""
-        ids = {endpoint_id for _, endpoint_id in list(self.routes)}
+        ids = {endpoint_id for _, endpoint_id, _ in list(self.requests)}
         for table in (self.tasks, self.autoscaler, self.worker_starts, self.cold_start, self.callbacks):
             ids.update(endpoint_id for endpoint_id, _ in list(table))
         for hists in (self.queue_wait, self.task_duration, self.compute, self.callback_seconds):
@@ -191,11 +193,11 @@ class MetricsCollector(Collector):
         latency = HistogramMetricFamily("launch_request_duration_seconds",
                                         "Gateway time from request to response, by route and endpoint.",
                                         labels=["route", *ep])
-        for stats in list(m.routes.values()):
-            labels = self._labels(stats.endpoint_id)
-            for outcome, n in stats.outcomes.items():
-                requests.add_metric([stats.route, *labels, outcome], n)
-            latency.add_metric([stats.route, *labels], stats.latency.cumulative(), stats.latency.sum)
+        for (route, endpoint_id), (outcomes, hist) in m.by_route().items():
+            labels = self._labels(endpoint_id)
+            for outcome, n in outcomes.items():
+                requests.add_metric([route, *labels, outcome], n)
+            latency.add_metric([route, *labels], hist.cumulative(), hist.sum)
         yield requests
         yield latency
         yield GaugeMetricFamily("launch_requests_in_flight", "Requests the gateway is answering now.",

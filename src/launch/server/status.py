@@ -155,12 +155,11 @@ class PlatformStatus:
         s = endpoint.settings
         requests: dict[str, int] = {}
         latency = Histogram()
-        for (route, endpoint_id), stats in list(self.metrics.routes.items()):
+        for (route, endpoint_id, outcome), hist in list(self.metrics.requests.items()):
             if endpoint_id != endpoint.id or route in POLL_ROUTES:
                 continue
-            for outcome, n in stats.outcomes.items():
-                requests[outcome] = requests.get(outcome, 0) + n
-            latency.add(stats.latency)
+            requests[outcome] = requests.get(outcome, 0) + hist.count
+            latency.add(hist)
         for (endpoint_id, outcome), n in list(self.metrics.tasks.items()):
             if endpoint_id == endpoint.id:
                 requests[f"task_{outcome}"] = n

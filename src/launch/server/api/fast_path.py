@@ -6,7 +6,8 @@ of them, it answers through ``FastPath.serve`` too, so both give the same bytes.
 Every request is counted and timed in ``Metrics`` (plain ints, no locks; the route's name is its label) and,
 when enabled, appended to the buffered ``AccessLog``, both after the response is sent. A table route's request
 gets an id (``X-Request-Id`` from the client when it is short and plain, else a fresh one; a task's id on task
-routes), returned in the ``x-request-id`` header and sent to the worker, whose log lines carry it."""
+routes) that goes to the worker, whose log lines carry it, and into the access log; a client's own id is echoed
+in the ``x-request-id`` response header."""
 
 from __future__ import annotations
 
@@ -69,11 +70,12 @@ class FastPath:
             await self._send(send, await self._result(route, call, scope), None)
             return
         started = time.perf_counter()
-        trace = call.trace = RequestTrace(self._request_id(scope))
+        client_id = _client_request_id(scope)
+        trace = call.trace = RequestTrace(client_id or f"{self._id_prefix}{next(self._ids):x}")
         if metrics is not None:
             metrics.inflight += 1
         try:
-            status, body = await self._send(send, await self._result(route, call, scope), trace.request_id)
+            status, body = await self._send(send, await self._result(route, call, scope), client_id)
         finally:
             if metrics is not None:
                 metrics.inflight -= 1
@@ -105,17 +107,11 @@ class FastPath:
         else:
             status, body, headers = 200, result, [_JSON]
         headers.append((b"content-length", str(len(body)).encode()))
-        if request_id is not None:
+        if request_id is not None:  # the client's own id, echoed (ids made here are in the logs)
             headers.append((b"x-request-id", request_id.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return status, body
-
-    def _request_id(self, scope: dict[str, Any]) -> str:
-        for name, value in scope["headers"]:
-            if name == b"x-request-id" and _CLIENT_ID.match(value):
-                return bytes(value).decode()
-        return f"{self._id_prefix}{next(self._ids):x}"
 
     def _observe(self, route: str, scope: dict[str, Any], status: int, body: bytes, trace: RequestTrace,
                  seconds: float) -> None:
@@ -201,6 +197,14 @@ def _openapi(route: Route) -> dict[str, Any]:
                    for part in rest if part.startswith("{")]
     extra["parameters"] = path_params + list(extra.get("parameters", []))
     return extra
+
+
+def _client_request_id(scope: dict[str, Any]) -> str | None:
+    """The client's ``X-Request-Id`` when it is short and plain (it goes into log lines and the worker's frame)."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and _CLIENT_ID.match(value):
+            return bytes(value).decode()
+    return None
 
 
 def _traceback_of(body: bytes) -> str | None:
