@@ -323,7 +323,8 @@ def batch_jobs_get(job_id: str, api_key: str = ApiKeyOption, endpoint: str = End
                                 description=f"batch job {job_id[:12]} {record['status']}, {record['failed']} failed")
                 time.sleep(0.5)
                 record = _run(lambda: client.connection.request("GET", path))
-            progress.update(bar, completed=record["done"] + record["failed"])
+            progress.update(bar, completed=record["done"] + record["failed"],
+                            description=f"batch job {job_id[:12]} {record['status']}, {record['failed']} failed")
     _show([record], ["job_id", "status", "total", "done", "failed", "duration", "result", "error"], as_json,
           "Batch job")
     if watch and record["status"] == "FAILURE":
