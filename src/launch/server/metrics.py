@@ -4,7 +4,8 @@ Everything that happens per request or per task bumps plain ints and ``launch.hi
 the event loop's thread (no locks, no label lookups in prometheus-client); ``MetricsCollector`` turns them
 into Prometheus families only when ``/metrics`` is scraped, together with the gauges of a ``PlatformSnapshot``
 (workers, queue depths, statuses) read at that moment. Labels stay bounded: route, endpoint (owner and name,
-resolved from the endpoint id), outcome, phase, state — never a task or request id.
+resolved from the endpoint id; "" for requests refused before their endpoint was known), outcome, phase,
+state — never a task or request id.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from launch.histogram import LATENCY_BUCKETS, Histogram
+from launch.server.cold_start import PHASES
 
 BUILD_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-PHASES = ("environment", "process_start", "imports", "load_model", "ready")
-NO_ENDPOINT = ""  # requests refused before their endpoint was known (bad key, unknown endpoint, bad body)
 POLL_ROUTES = frozenset({"get_task", "legacy_endpoint_task", "legacy_task_result"})  # not predictions
 
 
