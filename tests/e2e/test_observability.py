@@ -291,3 +291,17 @@ def test_json_logs_and_an_access_log_on_stderr(tmp_path: Any) -> None:
         assert not [line for line in running.log().splitlines() if line.startswith("INFO:")]  # uvicorn too
     finally:
         running.stop()
+
+
+def test_dashboard_files_are_served_locally_and_nothing_else(server: RunningServer) -> None:
+    client = http(server.url)
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "http" not in page.text.replace(server.url, "")  # no CDN: every asset is the server's own
+    for name, kind in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+        asset = client.get(f"/dashboard/static/{name}")
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
+    for bad in ("..%2Fapp.py", ".hidden.js", "nope.js", "dashboard.py"):
+        assert client.get(f"/dashboard/static/{bad}").status_code == 404, bad
+    assert client.get("/", follow_redirects=False).headers["location"] == "/dashboard"

@@ -14,11 +14,16 @@ router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).resolve().parents[1] / "static"
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
 _NO_CACHE = {"Cache-Control": "no-cache"}
+# the page loads nothing from elsewhere and cannot be framed: an injected string could do little even if the
+# page ever rendered one as markup (it never does: data is set as text)
+_PAGE = {**_NO_CACHE, "X-Frame-Options": "DENY", "Content-Security-Policy": (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")}
 
 
 @router.get("/dashboard")
 async def dashboard() -> FileResponse:
-    return FileResponse(STATIC / "dashboard.html", media_type="text/html", headers=_NO_CACHE)
+    return FileResponse(STATIC / "dashboard.html", media_type="text/html", headers=_PAGE)
 
 
 @router.get("/")
