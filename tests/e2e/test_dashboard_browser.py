@@ -7,10 +7,12 @@ Set ``LAUNCH_DASHBOARD_SCREENSHOTS=DIR`` to keep the screenshots (``docs/dashboa
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,8 +132,9 @@ def test_dashboard_logs_in_and_shows_live_endpoint_and_batch_pages(
 
     def load() -> None:  # steady sync traffic while the pages are open (bounded: 2 minutes at most)
         client = http(server.url, alice_key)
-        for i in range(100_000):
-            if stop.wait(0.02):
+        deadline = time.monotonic() + 120
+        for i in itertools.count():
+            if stop.wait(0.02) or time.monotonic() > deadline:
                 return
             client.post(f"/v1/sync-tasks?model_endpoint_name={name}",
                         json={"args": {"op": "raise" if i % 10 == 0 else "double", "x": i}, "return_pickled": False})
