@@ -143,26 +143,32 @@ class PlatformStatus:
         await self.refresh()
         gauges = {g.endpoint_id: g for g in self.snapshot.endpoints}
         records = await self.endpoints.list(owner)
+        counts = self._counts()
         return {
             "now": time.time(),
             "in_flight": self.metrics.inflight,
-            "endpoints": [self._endpoint_row(e, gauges.get(e.id)) for e in records],
+            "endpoints": [self._endpoint_row(e, gauges.get(e.id), counts) for e in records],
             "batch_jobs": await self.batch_jobs(owner),
             "failures": self.activity.recent_failures(owner, limit=20),
         }
 
-    def _endpoint_row(self, endpoint: Endpoint, gauges: EndpointGauges | None) -> dict[str, Any]:
-        s = endpoint.settings
-        requests: dict[str, int] = {}
-        latency = Histogram()
+    def _counts(self) -> dict[str, tuple[dict[str, int], Histogram]]:
+        """Endpoint id -> (predictions and task attempts by outcome, prediction latencies), in one pass."""
+        out: dict[str, tuple[dict[str, int], Histogram]] = {}
         for (route, endpoint_id, outcome), hist in list(self.metrics.requests.items()):
-            if endpoint_id != endpoint.id or route in POLL_ROUTES:
+            if route in POLL_ROUTES:
                 continue
+            requests, latency = out.setdefault(endpoint_id, ({}, Histogram()))
             requests[outcome] = requests.get(outcome, 0) + hist.count
             latency.add(hist)
         for (endpoint_id, outcome), n in list(self.metrics.tasks.items()):
-            if endpoint_id == endpoint.id:
-                requests[f"task_{outcome}"] = n
+            out.setdefault(endpoint_id, ({}, Histogram()))[0][f"task_{outcome}"] = n
+        return out
+
+    def _endpoint_row(self, endpoint: Endpoint, gauges: EndpointGauges | None,
+                      counts: dict[str, tuple[dict[str, int], Histogram]]) -> dict[str, Any]:
+        s = endpoint.settings
+        requests, latency = counts.get(endpoint.id, ({}, Histogram()))
         return {
             "id": endpoint.id, "owner": endpoint.owner, "name": endpoint.name, "type": endpoint.endpoint_type,
             "bundle": endpoint.bundle_name, "status": endpoint.status.value, "status_reason": endpoint.status_reason,
@@ -183,7 +189,7 @@ class PlatformStatus:
         await self.refresh()
         gauges = {g.endpoint_id: g for g in self.snapshot.endpoints}
         return {
-            **self._endpoint_row(endpoint, gauges.get(endpoint.id)),
+            **self._endpoint_row(endpoint, gauges.get(endpoint.id), self._counts()),
             "status_history": self.activity.status_history(endpoint.id),
             "cold_starts": self.activity.starts(endpoint.id),
             "failures": self.activity.recent_failures(None, endpoint.id, limit=20),
