@@ -43,64 +43,6 @@ def echo(**kwargs: Any) -> Any:
     return kwargs
 
 
-def gateway_overhead_us(repeats: int = 30, calls: int = 5000) -> tuple[float, float]:
-    """In-process: (µs per sync request through ``FastPath.serve`` with metrics off, with them on), with the
-    prediction itself stubbed out: the gateway's own bookkeeping, minimum over repeats (robust to noise)."""
-    import asyncio
-    import types
-
-    from launch.server.activity import Activity
-    from launch.server.api.fast_path import FastPath
-    from launch.server.api.prediction_routes import ROUTES
-    from launch.server.inputs import with_request_id
-    from launch.server.metrics import Metrics
-
-    class Keys:
-        async def authenticate(self, key: str | None) -> str:
-            return "bench"
-
-    endpoint = types.SimpleNamespace(id="e1", name="echo-ep", owner="bench")
-
-    class Predictions:
-        async def sync(self, owner: str, ref: str, body: bytes, trace: Any = None) -> bytes:
-            if trace is not None:  # what the real sync path adds when tracing
-                trace.saw(endpoint)
-                with_request_id(body, trace.request_id)
-            return b'{"status":"SUCCESS","result":"{\\"x\\": 1}"}'
-
-    def fast_path(enabled: bool) -> FastPath:
-        services = types.SimpleNamespace(api_keys=Keys(), predictions=Predictions(), metrics=Metrics(),
-                                         access_log=None, activity=Activity(),
-                                         settings=types.SimpleNamespace(metrics_enabled=enabled))
-        return FastPath(None, services, ROUTES, 10**7)  # type: ignore[arg-type]
-
-    scope = {"type": "http", "method": "POST", "path": "/v1/sync-tasks", "client": ("127.0.0.1", 1),
-             "query_string": b"model_endpoint_name=echo-ep",
-             "headers": [(b"host", b"x"), (b"authorization", b"Bearer lk_x"), (b"content-length", b"16")]}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b'{"args":{"x":1}}', "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
-    async def per_call(app: FastPath) -> float:
-        start = time.perf_counter()
-        for _ in range(calls):
-            await app(scope, receive, send)
-        return (time.perf_counter() - start) / calls * 1e6
-
-    async def measure_both() -> tuple[float, float]:
-        off, on = fast_path(False), fast_path(True)
-        offs, ons = [], []
-        for _ in range(repeats):
-            offs.append(await per_call(off))
-            ons.append(await per_call(on))
-        return min(offs), min(ons)
-
-    return asyncio.run(measure_both())
-
-
 def ensure_wrk() -> None:
     if shutil.which("wrk"):
         return
@@ -158,9 +100,6 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=10, help="timed seconds per measurement")
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    off_us, on_us = gateway_overhead_us()
-    print(json.dumps({"in_process_us_per_request": {"off": round(off_us, 2), "metrics": round(on_us, 2),
-                                                    "added": round(on_us - off_us, 2)}}), flush=True)
     ensure_wrk()
     root = Path(tempfile.mkdtemp(prefix="launch-metrics-cost-"))
     results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
@@ -188,9 +127,6 @@ def main() -> int:
         costs[mode] = cpu / base_cpu - 1
         print(f"  {mode:<20} {rps:8.0f} req/s (ratio to off {rps / base_rps:.3f})   "
               f"{cpu:6.1f} us CPU/request (ratio to off {cpu / base_cpu:.3f})")
-    added = (on_us - off_us) / base_cpu
-    print(f"in process, the metrics add {on_us - off_us:.2f} us of gateway CPU per request: "
-          f"{added * 100:.1f} % of the {base_cpu:.1f} us a sync request costs the server (gateway + worker)")
     verdict = "meets" if costs["metrics"] <= GOAL else "misses"
     print(f"metrics cost {costs['metrics'] * 100:+.1f} % server CPU per sync request ({verdict} the goal of <= "
           f"{GOAL:.0%}); with the access log too: {costs['metrics+access_log'] * 100:+.1f} %. CPU per request is the "
