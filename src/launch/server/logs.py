@@ -22,7 +22,7 @@ import orjson
 
 from launch.worker.logs import timestamp
 
-FLUSH_SECONDS = 0.25
+FLUSH_SECONDS = 1.0  # one hand-over to the writer thread per second
 MAX_PENDING = 100_000
 SLICE = 500  # entries formatted between two yields to the event loop (about half a millisecond)
 
