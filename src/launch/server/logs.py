@@ -1,7 +1,7 @@
 """The server's logs: its own lines as text or JSON (``launch server --log-format json``), and the access log.
 
 The access log never slows a request down: the request path appends a tuple to a list, and a background task
-formats what has gathered a few times a second (on the event loop, in slices that let requests through: a
+formats what has gathered once a second (on the event loop, in slices that let requests through: a
 formatting thread would contend for the GIL with every request) and writes it in a thread, one write per
 batch. If the writer falls far behind (a stuck disk), entries are dropped and counted instead of growing
 memory or blocking.
