@@ -89,3 +89,14 @@ def test_control_plane_and_snapshot_gauges() -> None:
     assert got[("launch_autoscaler_desired_workers", frozenset(ep.items()))] == 2
     assert got[("launch_endpoint_status", frozenset({**ep, "status": "READY"}.items()))] == 1
     assert got[("launch_batch_jobs", frozenset({"status": "RUNNING"}.items()))] == 1
+
+
+def test_request_id_is_spliced_into_the_forwarded_body_without_reserialising() -> None:
+    import orjson
+
+    from launch.server.inputs import with_request_id
+
+    body = b'  {"args": {"x": [1, 2]}, "return_pickled": false}'
+    spliced = with_request_id(body, "abc-1f")
+    assert orjson.loads(spliced) == {"request_id": "abc-1f", "args": {"x": [1, 2]}, "return_pickled": False}
+    assert spliced.endswith(body.lstrip()[1:])  # the client's bytes, untouched
