@@ -6,6 +6,15 @@ const POLL_MS = 2000;
 const KEY = "launch-api-key";
 let timer = null;
 let generation = 0;
+const lastTotals = new Map();  // endpoint id -> [time, requests]: the request rate between two polls
+
+function rate(e) {
+  const now = Date.now() / 1000, total = sum(e.requests);
+  const last = lastTotals.get(e.id);
+  lastTotals.set(e.id, [now, total]);
+  if (!last || now - last[0] < 0.5) return e._rate ?? null;
+  return Math.max(0, (total - last[1]) / (now - last[0]));
+}
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -70,7 +79,8 @@ function endpointsTable(endpoints, admin) {
   return h("table", { id: "endpoints-table" },
     h("thead", {}, h("tr", {}, h("th", {}, "endpoint"), admin && h("th", {}, "owner"), h("th", {}, "type"),
       h("th", {}, "status"), h("th", {}, "workers serving/desired (min-max)"), h("th", { class: "num" }, "in flight"),
-      h("th", { class: "num" }, "queued"), h("th", { class: "num" }, "requests"), h("th", { class: "num" }, "failed"),
+      h("th", { class: "num" }, "queued"), h("th", { class: "num" }, "req/s"), h("th", { class: "num" }, "requests"),
+      h("th", { class: "num" }, "failed"),
       h("th", { class: "num" }, "p50"), h("th", { class: "num" }, "p90"), h("th", { class: "num" }, "p99"))),
     h("tbody", {}, endpoints.map((e) => {
       const r = e.requests || {};
@@ -79,6 +89,7 @@ function endpointsTable(endpoints, admin) {
         h("td", {}, h("a", { href: `#/endpoints/${e.id}` }, e.name)), admin && h("td", {}, e.owner),
         h("td", {}, e.type), h("td", {}, badge(e.status)), h("td", {}, workersText(e)),
         h("td", { class: "num" }, e.in_flight), h("td", { class: "num" }, e.queued),
+        h("td", { class: "num" }, e._rate === null ? "–" : e._rate.toFixed(1)),
         h("td", { class: "num requests" }, sum(r)), h("td", { class: "num" }, failed), ...latencyCells(e.latency));
     })));
 }
@@ -118,6 +129,7 @@ function failuresList(failures) {
 }
 
 function renderOverview(data) {
+  for (const e of data.endpoints) e._rate = rate(e);
   const failing = data.endpoints.filter((e) => e.status === "UPDATE_FAILED").length;
   return [
     h("div", { class: "tiles" },
@@ -163,12 +175,14 @@ function tasksTable(tasks) {
 
 function renderEndpoint(e) {
   const r = e.requests || {};
+  e._rate = rate(e);
   return [
     h("h1", {}, `${e.name} `, badge(e.status)),
     e.status_reason ? h("pre", { id: "status-reason" }, e.status_reason) : null,
     h("div", { class: "tiles" },
       tile(sum(r), "requests", "requests-total"),
       tile((r.failure || 0) + (r.task_failure || 0), "failed predictions", "requests-failed"),
+      tile(e._rate === null ? "–" : e._rate.toFixed(1), "requests/s", "endpoint-rate"),
       tile(e.in_flight, "in flight", "endpoint-inflight"),
       tile(e.queued, "queued", "endpoint-queued"),
       tile(workersText(e), "workers serving/desired", "endpoint-workers")),
