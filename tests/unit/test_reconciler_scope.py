@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from launch.server.control.pool import EndpointPool, WorkerRef
 from launch.server.control.reconciler import EndpointRuntime, is_live, proof_key
+from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_cache import EndpointCache
-from launch.server.domain.endpoint_states import EndpointStatus
+from launch.server.domain.endpoint_states import EndpointStatus, Event
 from launch.server.domain.endpoints import Endpoint, Endpoints, EndpointSettings
+from launch.stores.database import Database, migrate
+from launch.stores.schema import bundles
 
 
 def endpoint(status: EndpointStatus = EndpointStatus.READY, min_workers: int = 0, **settings: object) -> Endpoint:
@@ -99,5 +103,37 @@ def test_the_endpoint_cache_drops_only_the_changed_endpoint() -> None:
         await cache.get("alice", "a")
         await cache.get("alice", "b")
         assert store.reads == 3
+
+    asyncio.run(go())
+
+
+def test_the_in_memory_view_lists_what_the_database_holds(tmp_path: Path) -> None:
+    """Creates, edits, status changes and removals show in the list without a query, and ``stamps`` say
+    which records changed."""
+    url = f"sqlite:///{tmp_path / 'launch.db'}"
+    migrate(url)
+    db = Database(url)
+
+    async def go() -> None:
+        await db.write(lambda conn: conn.execute(bundles.insert().values(
+            id="b1", owner="alice", name="bundle", packaging_type="cloudpickle", location="x", metadata={},
+            requirements=[], env_params={}, created_at=0.0)))
+        store = Endpoints(db, Bundles(db, None), view=True)  # type: ignore[arg-type]
+        assert await store.list() == []  # loads the (empty) view
+        a = await store.create("alice", "a", "bundle", "sync", EndpointSettings(min_workers=0))
+        b = await store.create("alice", "b", "bundle", "async", EndpointSettings(min_workers=0))
+        await store.edit("alice", "a", {"per_worker": 3})
+        await store.set_status(b.id, Event.WORKER_READY, None)
+        stamps_before = await store.stamps()
+        listed = await store.list("alice")
+        fresh = Endpoints(db, Bundles(db, None))  # type: ignore[arg-type]
+        assert listed == await fresh.list("alice")
+        assert [e.name for e in listed] == ["a", "b"]
+        assert listed[0].settings.per_worker == 3 and listed[1].status is EndpointStatus.READY
+        await store.remove(a.id)
+        assert [e.name for e in await store.list()] == ["b"]
+        stamps = await store.stamps()
+        assert set(stamps) == {b.id} and stamps[b.id] == stamps_before[b.id]
+        await db.close()
 
     asyncio.run(go())

@@ -104,7 +104,8 @@ def build_services(settings: Settings) -> Services:
     pools = Pools()
     client = WorkerClient(max_frame_bytes=settings.max_result_bytes + 64 * 1024)
     bundles = Bundles(db, objects)
-    endpoints = Endpoints(db, bundles)
+    # with the embedded broker this process alone writes endpoints: it can hold all of them in memory
+    endpoints = Endpoints(db, bundles, view=settings.broker_url.startswith("embedded:"))
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
     task_cache = TaskCache(authoritative=settings.broker_url.startswith("embedded:"))
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from launch.server.api.native import CloneBundle, CreateBundle, CreateEndpoint, EditEndpoint, owner, services
@@ -126,9 +127,9 @@ async def create_endpoint(body: LegacyCreateEndpoint, request: Request, who: str
 
 
 @router.get("/endpoints")
-async def list_endpoints(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+async def list_endpoints(request: Request, who: str = Depends(owner)) -> ORJSONResponse:
     svc = services(request)
-    return {"endpoints": [endpoint_object(svc, e) for e in await svc.endpoints.list(who)]}
+    return ORJSONResponse({"endpoints": [endpoint_object(svc, e) for e in await svc.endpoints.list(who)]})
 
 
 @router.get("/endpoints/{endpoint_name}")

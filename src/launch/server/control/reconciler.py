@@ -44,6 +44,7 @@ log = logging.getLogger("launch.reconciler")
 MAX_BACKOFF = 30.0
 FULL_RESYNC_SECONDS = 30.0
 REAP_EVERY_SECONDS = 5.0
+BULK_READ = 50  # more changed endpoints than this are read with one query
 
 
 @dataclass
@@ -154,31 +155,38 @@ class Reconciler:
                 await asyncio.wait_for(self.endpoints.changed.wait(), timeout)
 
     async def reconcile_all(self) -> None:
-        """Re-read every endpoint (at start-up, then every ``FULL_RESYNC_SECONDS``): a pass over the
-        endpoints whose record differs from what the reconciler held, plus the dirty and live ones."""
+        """The safety net (at start-up, then every ``FULL_RESYNC_SECONDS``): compare every endpoint's
+        ``updated_at`` with what the reconciler holds, read the ones that differ, and pass over them plus
+        the dirty and live ones."""
         self._next_resync = time.monotonic() + FULL_RESYNC_SECONDS
         dirty = self.endpoints.take_dirty()
-        records = {e.id: e for e in await self.endpoints.list()}
+        stamps = await self.endpoints.stamps()
         for endpoint_id in list(self.runtimes):
-            if endpoint_id not in records:
+            if endpoint_id not in stamps:
                 await self._forget(endpoint_id)
-        for endpoint in records.values():
-            runtime = self.runtimes.get(endpoint.id)
-            if runtime is None or runtime.endpoint != endpoint:
-                dirty.add(endpoint.id)
-                self._apply(endpoint)
+        dirty |= {endpoint_id for endpoint_id, stamp in stamps.items()
+                  if (rt := self.runtimes.get(endpoint_id)) is None or rt.endpoint.updated_at != stamp}
+        await self._read(dirty)
         await self._pass(dirty, reap=True)
 
     async def reconcile_changed(self) -> None:
         """Read the endpoints reported since the last pass, then a pass over them and the live ones."""
         dirty = self.endpoints.take_dirty()
-        for endpoint_id in dirty:
-            endpoint = await self.endpoints.get_by_id(endpoint_id)
+        await self._read(dirty)
+        await self._pass(dirty, reap=False)
+
+    async def _read(self, endpoint_ids: set[str]) -> None:
+        """Bring the runtimes of these endpoints up to date with their records (forget deleted ones)."""
+        if len(endpoint_ids) > BULK_READ:
+            records = {e.id: e for e in await self.endpoints.list()}
+            found: dict[str, Endpoint | None] = {i: records.get(i) for i in endpoint_ids}
+        else:
+            found = {i: await self.endpoints.get_by_id(i) for i in endpoint_ids}
+        for endpoint_id, endpoint in found.items():
             if endpoint is None:
                 await self._forget(endpoint_id)
             else:
                 self._apply(endpoint)
-        await self._pass(dirty, reap=False)
 
     def _apply(self, endpoint: Endpoint) -> EndpointRuntime:
         runtime = self.runtimes.get(endpoint.id)

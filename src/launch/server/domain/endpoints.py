@@ -112,14 +112,49 @@ def _select() -> sa.Select[Any]:
 
 class Endpoints:
     """Endpoint records. Every change wakes the reconciler through ``changed`` and names the endpoint in
-    ``dirty``, so the reconciler looks at that endpoint only."""
+    ``dirty``, so the reconciler looks at that endpoint only.
 
-    def __init__(self, db: Database, bundles_service: Bundles) -> None:
+    With ``view=True`` (this process alone writes endpoints: the embedded broker) every endpoint is also
+    held in memory, loaded once and updated after each committed change, so listing 1,000 endpoints costs no
+    query and no decoding of 3,000 JSON columns.
+    """
+
+    def __init__(self, db: Database, bundles_service: Bundles, view: bool = False) -> None:
         self.db = db
         self.bundles = bundles_service
         self.changed = asyncio.Event()
         self.dirty: set[str] = set()
         self.listeners: list[Any] = []
+        self._use_view = view
+        self._view: dict[str, Endpoint] | None = None  # every endpoint by id, once loaded
+        self._versions: dict[str, int] = {}  # changes per endpoint id, so an older read never wins
+
+    async def _load_view(self) -> dict[str, Endpoint]:
+        while self._view is None:
+            before = dict(self._versions)
+            async with self.db.connect() as conn:
+                rows = await conn.execute(_select())
+                loaded = {e.id: e for e in map(_row_to_endpoint, rows)}
+            if self._versions == before:  # nothing changed meanwhile: the load is current
+                self._view = loaded
+        return self._view
+
+    async def _refresh(self, endpoint_id: str, known: Endpoint | None = None) -> None:
+        """Bring the in-memory view of one endpoint up to date after a committed change."""
+        if self._view is None:
+            return
+        while True:
+            version = self._versions.get(endpoint_id, 0)
+            endpoint = known if known is not None else await self.get_by_id(endpoint_id)
+            known = None
+            if self._view is None:
+                return
+            if self._versions.get(endpoint_id, 0) == version:
+                if endpoint is None:
+                    self._view.pop(endpoint_id, None)
+                else:
+                    self._view[endpoint_id] = endpoint
+                return
 
     def wake(self, endpoint_id: str) -> None:
         """Ask the reconciler to look at one endpoint now (demand from zero workers, a broken worker, ...);
@@ -132,7 +167,14 @@ class Endpoints:
         dirty, self.dirty = self.dirty, set()
         return dirty
 
+    async def _committed(self, endpoint_id: str, known: Endpoint | None = None) -> None:
+        """After every committed write of an endpoint record: tell the reconciler and the caches, and
+        update the in-memory view (from ``known``, or by reading the record)."""
+        self._notify(endpoint_id)
+        await self._refresh(endpoint_id, known)
+
     def _notify(self, endpoint_id: str) -> None:
+        self._versions[endpoint_id] = self._versions.get(endpoint_id, 0) + 1
         self.wake(endpoint_id)
         for listener in self.listeners:
             listener(endpoint_id)
@@ -162,7 +204,7 @@ class Endpoints:
             await self.db.write(lambda conn: conn.execute(statement))
         except IntegrityError:
             raise AlreadyExists(f"an endpoint named {name!r} already exists") from None
-        self._notify(endpoint.id)
+        await self._committed(endpoint.id, endpoint)
         return endpoint
 
     async def get(self, owner: str, name: str) -> Endpoint:
@@ -185,6 +227,10 @@ class Endpoints:
         return None if row is None else _row_to_endpoint(row)
 
     async def list(self, owner: str | None = None) -> list[Endpoint]:
+        if self._use_view:
+            view = await self._load_view()
+            found = [e for e in view.values() if owner is None or e.owner == owner]
+            return sorted(found, key=lambda e: e.created_at)
         query = _select().order_by(endpoints.c.created_at)
         if owner is not None:
             query = query.where(endpoints.c.owner == owner)
@@ -223,7 +269,7 @@ class Endpoints:
             values["metadata"] = metadata
         statement = endpoints.update().where(endpoints.c.id == current.id).values(**values)
         await self.db.write(lambda conn: conn.execute(statement))
-        self._notify(current.id)
+        await self._committed(current.id)
         return await self.get(owner, name)
 
     async def request_delete(self, owner: str, name: str) -> Endpoint:
@@ -256,9 +302,16 @@ class Endpoints:
 
         new, changed = await self.db.write(apply)
         if changed:
-            self._notify(endpoint_id)
+            await self._committed(endpoint_id)
         return new
 
     async def remove(self, endpoint_id: str) -> None:
         await self.db.write(lambda conn: conn.execute(endpoints.delete().where(endpoints.c.id == endpoint_id)))
-        self._notify(endpoint_id)
+        await self._committed(endpoint_id)
+
+    async def stamps(self) -> dict[str, float]:
+        """``updated_at`` of every endpoint, by id: what changed since it was last read, without reading
+        (and decoding) every record."""
+        async with self.db.connect() as conn:
+            rows = await conn.execute(sa.select(endpoints.c.id, endpoints.c.updated_at))
+            return {row.id: row.updated_at for row in rows}
