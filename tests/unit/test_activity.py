@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from launch.server.activity import Activity
 from launch.server.logs import format_entry
@@ -36,3 +37,25 @@ def test_access_log_entries_as_text_and_json() -> None:
         format_entry(forged, as_json=False)
     data = json.loads(format_entry(entry, as_json=True))
     assert data["request_id"] == "r1" and data["status"] == 200 and data["duration_ms"] == 12.3
+
+
+def test_access_log_is_written_in_batches_and_rotated(tmp_path: Path) -> None:
+    import asyncio
+
+    from launch.server.logs import AccessLog
+
+    target = tmp_path / "access.log"
+    log = AccessLog(str(target), rotate_bytes=2000)
+
+    async def run() -> None:
+        log.start()
+        for i in range(40):
+            log.record((1_800_000_000.0 + i, "127.0.0.1", "POST", "/v1/sync-tasks", 200, 0.001, f"r{i}", "a", "e"))
+        await log.flush()
+        log.record((1_800_000_100.0, "127.0.0.1", "GET", "/healthz", 200, 0.001, "last", "", ""))
+        await log.stop()
+
+    asyncio.run(run())
+    rotated = (tmp_path / "access.log.1").read_text().splitlines()
+    assert len(rotated) == 40 and "request_id=r0 " in rotated[0] and "request_id=r39 " in rotated[-1]
+    assert "request_id=last" in target.read_text()

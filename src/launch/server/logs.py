@@ -25,6 +25,7 @@ from launch.worker.logs import timestamp
 FLUSH_SECONDS = 1.0  # one hand-over to the writer thread per second
 MAX_PENDING = 100_000
 SLICE = 500  # entries formatted between two yields to the event loop (about half a millisecond)
+ROTATE_BYTES = 100 * 1024 * 1024  # an access log file past this is renamed to <name>.1 (one old file kept)
 
 # one access log entry: (unix time, client, method, path, status, seconds, request id, owner, endpoint name)
 Entry = tuple[float, str, str, str, int, float, str, str, str]
@@ -81,9 +82,10 @@ def _plain(text: str) -> str:
 class AccessLog:
     """Buffered access log written by a background task to ``target`` (a path, or ``-`` for stderr)."""
 
-    def __init__(self, target: str, as_json: bool = False) -> None:
+    def __init__(self, target: str, as_json: bool = False, rotate_bytes: int = ROTATE_BYTES) -> None:
         self.target = target
         self.as_json = as_json
+        self.rotate_bytes = rotate_bytes
         self.pending: list[Entry] = []
         self.dropped = 0
         self._task: asyncio.Task[None] | None = None
@@ -139,3 +141,7 @@ class AccessLog:
         assert self._stream is not None
         self._stream.write(text)
         self._stream.flush()
+        if self._stream is not sys.stderr and self._stream.tell() > self.rotate_bytes:
+            self._stream.close()
+            Path(self.target).replace(self.target + ".1")
+            self._stream = open(self.target, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
