@@ -163,7 +163,7 @@ class ControlPlane:
         for _ in range(CHURN_ALTERNATIONS):  # alternated: a shared machine's drift hits both alike
             quiet.append(run_wrk(call, 8, mode.window_s))
             stop = threading.Event()
-            thread = threading.Thread(target=lambda stop=stop: asyncio.run(self._churn(stop, churn)), daemon=True)
+            thread = threading.Thread(target=asyncio.run, args=(self._churn(stop, churn),), daemon=True)
             thread.start()
             time.sleep(0.2)
             busy.append(run_wrk(call, 8, mode.window_s))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -100,24 +103,83 @@ def api_keys_create(
     admin: bool = typer.Option(False, "--admin", help="Operator key: the dashboard shows every owner's resources."),
 ) -> None:
     """Create an API key for USER; the key is the last line printed (shown once, stored hashed)."""
-    from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key
-    from launch.server.settings import Settings
-    from launch.stores.database import create_sync_engine, migrate
+    from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key, shown_prefix
 
-    settings = Settings(data_dir=data_dir)
-    secret = settings.secret_key()  # creates the data directory on first use
-    url = settings.resolved_database_url
-    migrate(url)
+    secret = _key_store_secret(data_dir)  # creates the data directory on first use
     key = new_api_key()
-    engine = create_sync_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert_key_statement(user, key_digest(secret, key), admin=admin))
-    finally:
-        engine.dispose()
+    with _key_store(data_dir) as conn:
+        conn.execute(insert_key_statement(user, key_digest(secret, key), shown_prefix(key), admin=admin))
     kind = "an admin API key" if admin else "an API key"
     print(f"Created {kind} for {user} (store it now; it is not shown again):", file=sys.stderr)
     print(key)
+
+
+@api_keys_app.command("list")
+def api_keys_list(
+    data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
+    user: str = typer.Option(None, help="Only the keys of this owner."),
+    as_json: bool = JsonOption,
+) -> None:
+    """List API keys: id, prefix, owner, when created, last used and revoked (never the keys themselves)."""
+    from launch.server.domain.owners import list_keys
+
+    with _key_store(data_dir) as conn:
+        records = list_keys(conn, user)
+    if as_json:
+        print(json.dumps([{"id": r.id, "prefix": r.prefix, "owner": r.owner, "created_at": r.created_at,
+                           "last_used_at": r.last_used_at, "revoked_at": r.revoked_at} for r in records], indent=2))
+        return
+    shown = [{"id": r.id[:12], "prefix": r.prefix, "owner": r.owner, "created": _when(r.created_at),
+              "last used": _when(r.last_used_at), "revoked": _when(r.revoked_at)} for r in records]
+    _show(shown, ["id", "prefix", "owner", "created", "last used", "revoked"], False, "API keys (times in UTC)")
+
+
+@api_keys_app.command("revoke")
+def api_keys_revoke(
+    key: str = typer.Argument(..., help="The key itself, the prefix `list` shows, or the start of its id."),
+    data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
+) -> None:
+    """Revoke an API key; a running server refuses it within a second, without a restart."""
+    from launch.server.domain.errors import LaunchError
+    from launch.server.domain.owners import revoke_key
+
+    secret = _key_store_secret(data_dir)
+    try:
+        with _key_store(data_dir) as conn:
+            record = revoke_key(conn, secret, key)
+    except LaunchError as exc:
+        console.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"revoked key {record.id} ({record.prefix or 'no prefix'}) of {record.owner} "
+                  f"at {_when(record.revoked_at)} UTC")
+
+
+def _key_store_secret(data_dir: Path) -> bytes:
+    from launch.server.settings import Settings
+
+    return Settings(data_dir=data_dir).secret_key()
+
+
+@contextlib.contextmanager
+def _key_store(data_dir: Path) -> Iterator[Any]:
+    """A transaction on the data directory's database, migrated to the newest schema first."""
+    from launch.server.settings import Settings
+    from launch.stores.database import create_sync_engine, migrate
+
+    url = Settings(data_dir=data_dir).resolved_database_url
+    migrate(url)
+    engine = create_sync_engine(url)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _when(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _client(api_key: str | None, endpoint: str | None) -> Any:
@@ -217,8 +279,8 @@ def endpoints_get(name: str, api_key: str = ApiKeyOption, endpoint: str = Endpoi
     """Show one endpoint."""
     client = _client(api_key, endpoint)
     record = _run(lambda: client.connection.request("GET", f"/v1/model-endpoints/{name}"))
-    _show([record], ["name", "endpoint_type", "bundle_name", "status", "status_reason", "resource_settings",
-                     "worker_settings"], as_json, f"Endpoint {name}")
+    _show([record], ["name", "endpoint_type", "bundle_name", "status", "status_reason", "failed_rollout",
+                     "resource_settings", "worker_settings"], as_json, f"Endpoint {name}")
 
 
 @endpoints_app.command("delete")

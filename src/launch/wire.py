@@ -47,9 +47,9 @@ class FrameError(Exception):
 
 
 class FrameReader:
-    """Incremental decoder: feed bytes, iterate complete frames. Each payload is copied once, out of the
-    received chunk (or out of the buffer holding a frame that spans chunks). A frame announcing more than
-    ``max_payload`` bytes is refused before it is buffered (the peer may not be trusted)."""
+    """Incremental decoder: feed bytes, iterate complete frames. A frame announcing more than
+    ``max_payload`` bytes is refused before it is buffered (the peer may not be trusted). Each payload is
+    copied once, out of the received chunk (or out of the buffer holding a frame that spans chunks)."""
 
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self._buffer = bytearray()

@@ -15,6 +15,7 @@ from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus, Event
 from launch.server.domain.endpoints import Endpoint, Endpoints, EndpointSettings
+from launch.server.domain.errors import NotFound
 from launch.stores.database import Database, migrate
 from launch.stores.schema import bundles
 
@@ -24,6 +25,7 @@ def endpoint(status: EndpointStatus = EndpointStatus.READY, min_workers: int = 0
         id="e1", owner="alice", name="ep", endpoint_type="sync", bundle_id="b1", bundle_name="bundle",
         settings=EndpointSettings(min_workers=min_workers, **settings),  # type: ignore[arg-type]
         metadata={}, labels={}, status=status, status_reason=None, generation=1, created_at=0.0, updated_at=0.0,
+        serving_generation=1 if status is EndpointStatus.READY else None,
     )
 
 
@@ -47,6 +49,16 @@ def test_an_endpoint_on_its_way_somewhere_is_live(status: EndpointStatus) -> Non
 
 def test_min_workers_keeps_an_endpoint_live() -> None:
     assert is_live(runtime(endpoint(min_workers=1)))
+
+
+def test_a_generation_still_to_prove_keeps_an_endpoint_live() -> None:
+    assert is_live(runtime(replace(endpoint(), generation=2)))  # READY, serving generation 1
+
+
+def test_waiting_for_room_on_the_host_keeps_an_endpoint_live() -> None:
+    rt = runtime(endpoint())
+    rt.unplaced = "no memory left"
+    assert is_live(rt)
 
 
 def test_workers_starts_waiters_and_backoff_keep_an_endpoint_live() -> None:
@@ -130,8 +142,14 @@ def test_the_in_memory_view_lists_what_the_database_holds(tmp_path: Path) -> Non
         assert listed == await fresh.list("alice")
         assert [e.name for e in listed] == ["a", "b"]
         assert listed[0].settings.per_worker == 3 and listed[1].status is EndpointStatus.READY
+        assert (await store.get("alice", "b")) == (await store.get("alice", b.id)) == listed[1]
+        for owner, ref in (("bob", "b"), ("bob", b.id), ("alice", "nope")):
+            with pytest.raises(NotFound):
+                await store.get(owner, ref)
         await store.remove(a.id)
         assert [e.name for e in await store.list()] == ["b"]
+        with pytest.raises(NotFound):
+            await store.get("alice", "a")
         stamps = await store.stamps()
         assert set(stamps) == {b.id} and stamps[b.id] == stamps_before[b.id]
         await db.close()

@@ -24,9 +24,10 @@ from launch.server.domain.errors import (
     Unavailable,
     WorkerFailed,
 )
+from launch.server.domain.quotas import Quotas
 from launch.server.domain.results import result_key, result_url
 from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
-from launch.server.inputs import WorkerRequest, failure_body, prepare, with_request_id
+from launch.server.inputs import failure_body, prepare, with_request_id
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
@@ -71,7 +72,7 @@ def _usable(endpoint: Endpoint, kind: str) -> None:
     if endpoint.endpoint_type != kind:
         kind_now = endpoint.endpoint_type
         raise InvalidRequest(f"endpoint {endpoint.name!r} is {kind_now}, not {kind}; send it {kind_now} tasks")
-    if endpoint.status is EndpointStatus.UPDATE_FAILED:
+    if not endpoint.usable:  # after a failed rollout the serving generation still answers: usable
         raise Conflict(f"endpoint {endpoint.name!r} failed to start: {endpoint.status_reason or 'unknown'}")
     if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
         raise Conflict(f"endpoint {endpoint.name!r} is being deleted")
@@ -81,7 +82,8 @@ class Predictions:
     def __init__(self, *, cache: EndpointCache, endpoints: Endpoints, pools: Pools, client: WorkerClient,
                  tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float,
                  max_queued: int = 100_000, fetch_policy: FetchPolicy | None = None,
-                 exit_reason: Callable[[str], str | None] = lambda worker_id: None) -> None:
+                 exit_reason: Callable[[str], str | None] = lambda worker_id: None,
+                 quotas: Quotas | None = None) -> None:
         self.cache = cache
         self.endpoints = endpoints
         self.pools = pools
@@ -93,6 +95,7 @@ class Predictions:
         self.max_queued = max_queued
         self.fetch_policy = fetch_policy or FetchPolicy()
         self.exit_reason = exit_reason  # why a worker died, where placement knows (its memory limit)
+        self.quotas = quotas or Quotas()
 
     async def sync(self, owner: str, endpoint_name: str, body: bytes, trace: RequestTrace | None = None) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
@@ -100,15 +103,14 @@ class Predictions:
         if trace is not None:
             trace.saw(endpoint)
         _usable(endpoint, "sync")
-        fields = parse_body(body)  # validated here for a clear 4xx
-        if fields.get("url"):  # fetched here: workers have no network of their own
-            if trace is not None:
-                fields["request_id"] = trace.request_id
-            request = await prepare(fields, self.fetch_policy)
-            if request.failure is not None:
-                return failure_body(request.failure)
-        else:  # the client's bytes as they are (the worker reads them the same way), plus the request's id
-            request = WorkerRequest(payload=body if trace is None else with_request_id(body, trace.request_id))
+        # validated here for a clear 4xx; without a url the worker reads the client's own bytes the same way
+        fields = parse_body(body)
+        if trace is not None:  # the worker's log lines for this request carry its id
+            fields["request_id"] = trace.request_id
+            body = with_request_id(body, trace.request_id)
+        request = await prepare(fields, self.fetch_policy, raw=body)
+        if request.failure is not None:
+            return failure_body(request.failure)
         pool = self.pools.get(endpoint.id)
         deadline = time.monotonic() + self.sync_timeout  # one budget for waiting and predicting
         reply = None
@@ -136,7 +138,7 @@ class Predictions:
                     raise Unavailable(f"the worker serving {endpoint_name!r} is unreachable: {exc}") from None
             except TimeoutError:
                 worker.broken = True  # its thread cannot be stopped, its process can: the reconciler recycles it
-                self.endpoints.changed.set()
+                self.endpoints.wake(endpoint.id)
                 raise PredictionTimeout(
                     f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:g} s "
                     "(LAUNCH_SYNC_TIMEOUT_SECONDS); the worker that ran it is being replaced"
@@ -179,6 +181,7 @@ class Predictions:
         request = parse_body(body)
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
+        self.quotas.check_queued(self.tasks.unfinished.get(owner))  # no await until submit counts it
         task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request)
         if not self.pools.get(endpoint.id).serving:
             self.endpoints.wake(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass

@@ -19,10 +19,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.responses import Response
 
 from launch.server.api.errors import storage_error
+from launch.server.api.openapi import basic_auth, bearer_auth, errors
 from launch.server.api.routes import Call, Reply, Route, RouteTable
 from launch.server.domain.errors import LaunchError, PayloadTooLarge, Unauthenticated
 from launch.server.metrics import outcome_of
@@ -160,7 +161,8 @@ class FastPath:
             app.add_api_route(
                 route.path, _fastapi_endpoint(self, route), methods=[route.method], name=route.name,
                 tags=list(route.tags) or None, summary=route.summary, description=route.description or "",
-                openapi_extra=_openapi(route), response_class=Response,
+                openapi_extra=_openapi(route), response_class=Response, responses=errors(*route.responses),
+                dependencies=[Security(basic_auth), Security(bearer_auth)],  # the document's security schemes
             )
 
 

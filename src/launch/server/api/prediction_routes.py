@@ -123,46 +123,56 @@ async def legacy_get_task(call: Call) -> bytes:
 
 
 # -- documentation ----------------------------------------------------------------------------------------------
-_TASK_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": {
-        "type": "object",
-        "properties": {
-            "args": {"type": "object", "description": "keyword arguments of the predict function"},
-            "url": {"type": "string", "description": "fetched by the worker and passed as the only argument"},
-            "return_pickled": {"type": "boolean", "default": True},
-        },
-    }}},
+_TASK_SCHEMA = {
+    "title": "TaskRequest", "type": "object",
+    "description": "One prediction: keyword `args` for the predict function, or a `url` whose bytes it gets "
+                   "(`url` wins when both are sent).",
+    "properties": {
+        "args": {"type": "object", "description": "Keyword arguments of the predict function"},
+        "url": {"type": "string", "minLength": 1, "description": "A file whose bytes the predict function gets"},
+        "return_pickled": {"type": "boolean", "default": True,
+                           "description": "Answer a `result_url` to the pickled output instead of `result`"},
+    },
+    "anyOf": [{"required": ["args"]}, {"required": ["url"]}],
 }
+_TASK_BODY: dict[str, Any] = {"requestBody": {"required": True,
+                                              "content": {"application/json": {"schema": _TASK_SCHEMA}}}}
+
 _ENDPOINT_QUERY = [
-    {"name": "model_endpoint_name", "in": "query", "required": False, "schema": {"type": "string"}},
-    {"name": "model_endpoint_id", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "model_endpoint_name", "in": "query", "required": False, "description": "The endpoint, by name",
+     "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
+    {"name": "model_endpoint_id", "in": "query", "required": False,
+     "description": "The endpoint, by id (instead of its name)",
+     "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
 ]
 _WAIT_QUERY = [{"name": "wait", "in": "query", "required": False,
                 "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0}}]
 
 ROUTES: list[Route] = [
     Route("POST", "/v1/sync-tasks", sync_task, "sync_task", reads_body=True, tags=("tasks",),
+          responses=(401, 404, 409, 502, 504),
           summary="Run one prediction and wait for it",
           description="``{\"args\": {...}}`` or ``{\"url\": \"...\"}``, ``return_pickled``; the endpoint by "
                       "``model_endpoint_name`` or ``model_endpoint_id``.",
-          openapi_extra={"parameters": _ENDPOINT_QUERY, "requestBody": _TASK_BODY}),
+          openapi_extra={"parameters": _ENDPOINT_QUERY, **_TASK_BODY}),
     Route("POST", "/v1/async-tasks", async_task, "async_task", reads_body=True, tags=("tasks",),
+          responses=(401, 404, 409, 429),
           summary="Queue one prediction",
           description="Poll ``GET /v1/async-tasks/{task_id}`` for its result.",
-          openapi_extra={"parameters": _ENDPOINT_QUERY, "requestBody": _TASK_BODY}),
-    Route("GET", "/v1/async-tasks/{task_id}", get_task, "get_task", tags=("tasks",),
+          openapi_extra={"parameters": _ENDPOINT_QUERY, **_TASK_BODY}),
+    Route("GET", "/v1/async-tasks/{task_id}", get_task, "get_task", tags=("tasks",), responses=(401, 404),
           summary="A task's status and result",
           description="PENDING, SUCCESS or FAILURE, with the result. ``wait`` (seconds): answer as soon as the "
                       "task ends, or after that long (long-poll).",
           openapi_extra={"parameters": _WAIT_QUERY}),
     Route("POST", LEGACY + "/task_sync/{endpoint_name}", legacy_sync_task, "legacy_sync_task", reads_body=True,
-          summary="scale-launch 0.3.3: run one prediction", openapi_extra={"requestBody": _TASK_BODY}),
+          responses=(401, 404, 408, 409, 502),
+          summary="scale-launch 0.3.3: run one prediction", openapi_extra=_TASK_BODY),
     Route("POST", LEGACY + "/task_async/{endpoint_name}", legacy_async_task, "legacy_async_task",
-          reads_body=True, summary="scale-launch 0.3.3: queue one prediction",
-          openapi_extra={"requestBody": _TASK_BODY}),
+          reads_body=True, responses=(401, 404, 409, 429), summary="scale-launch 0.3.3: queue one prediction",
+          openapi_extra=_TASK_BODY),
     Route("GET", LEGACY + "/endpoints/{endpoint_name}/task_async/{task_id}", legacy_get_task,
-          "legacy_endpoint_task", summary="scale-launch 0.3.3: a task's state and result"),
-    Route("GET", LEGACY + "/task/result/{task_id}", legacy_get_task, "legacy_task_result",
+          "legacy_endpoint_task", responses=(401, 404), summary="scale-launch 0.3.3: a task's state and result"),
+    Route("GET", LEGACY + "/task/result/{task_id}", legacy_get_task, "legacy_task_result", responses=(401, 404),
           summary="scale-launch 0.3.3 (deprecated get_async_response): a task's state and result"),
 ]

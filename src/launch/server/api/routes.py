@@ -108,6 +108,7 @@ class Route:
     handler: Handler
     name: str
     reads_body: bool = False
+    responses: tuple[int, ...] = ()  # the error statuses it answers (OpenAPI)
     tags: tuple[str, ...] = ()
     summary: str | None = None
     description: str | None = None

@@ -35,6 +35,7 @@ from launch.stores.placement.sandbox import (
     SOCKET_NAME,
     SandboxPaths,
     SandboxTools,
+    UidPool,
     find_tools,
     import_paths,
     sandbox_argv,
@@ -78,7 +79,7 @@ class LocalPlacement:
         self.options = options or LocalOptions(hidden=Path(tempfile.gettempdir()) / "launch-no-data-dir")
         self._workers: dict[str, _Worker] = {}
         self._reasons: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._free_uids = list(range(self.options.uid_base + self.options.uid_count - 1, self.options.uid_base - 1, -1))
+        self._uids = UidPool(self.options.uid_base, self.options.uid_count)
         # Unix sockets are cheaper than loopback TCP; a short directory keeps paths under the 108-byte limit.
         self._socket_root = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX))
         self.tools: SandboxTools | None = None
@@ -113,7 +114,10 @@ class LocalPlacement:
         memory = limits_mod.parse_memory(spec.memory)
         limits = Limits(memory_bytes=memory, cpus=spec.cpus, pids=self.options.pids_limit)
         cgroup = self.limiter.create(spec.worker_id, limits)
-        uid = self._free_uids.pop() if self.tools is not None and self._free_uids else None
+        uid = self._uids.acquire() if self.tools is not None else None
+        if self.tools is not None and uid is None:
+            raise WorkerStartError(f"no free worker uid: all {self.options.uid_count} from "
+                                   f"{self.options.uid_base} are in use (LAUNCH_SANDBOX_UID_COUNT)")
         scratch = Path(str(spec.runtime.get("workdir") or socket_dir / "scratch"))
         worker = _Worker(proc=None, socket_dir=socket_dir, scratch=scratch, uid=uid,  # type: ignore[arg-type]
                          cgroup=cgroup, memory=spec.memory)
@@ -233,7 +237,7 @@ class LocalPlacement:
         if worker.scratch is not None:
             shutil.rmtree(worker.scratch, ignore_errors=True)
         if worker.uid is not None:
-            self._free_uids.append(worker.uid)
+            self._uids.release(worker.uid)
 
     def _oom_reason(self, worker: _Worker) -> str | None:
         if worker.cgroup is not None and worker.cgroup.oom_kills() > 0:
@@ -254,6 +258,7 @@ class LocalPlacement:
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(wid, grace=5.0) for wid in list(self._workers)))
         shutil.rmtree(self._socket_root, ignore_errors=True)
+        self.limiter.close()
 
 
 def _die_with_parent() -> None:

@@ -1,14 +1,14 @@
 """api keys: admin flag (the dashboard's operator view)
 
-Revision ID: 0002_api_key_admin
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002_api_key_admin'
-down_revision = '0001'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
