@@ -39,3 +39,21 @@ def test_cursor_returns_only_what_was_appended_and_waits_for_whole_lines(tmp_pat
     text, _ = read_logs(tmp_path, cursor=parse_cursor(cursor))
     assert text == ""
     assert parse_cursor("not json") is None and parse_cursor('{"a": -1}') == {}
+
+
+def test_the_cursor_stays_short_and_old_files_count_as_read(tmp_path: Path) -> None:
+    from launch.server import endpoint_logs
+
+    for i in range(endpoint_logs.CURSOR_FILES + 10):
+        path = tmp_path / f"worker-{i:03d}.log"
+        path.write_text(f"2026-01-01T00:00:00.000Z line of {i}\n")
+        os.utime(path, (1000 + i, 1000 + i))
+    text, cursor = read_logs(tmp_path)
+    assert "line of 0" in text and "line of 73" in text
+    parsed = parse_cursor(cursor)
+    assert parsed is not None and len(parsed) == endpoint_logs.CURSOR_FILES + 1 and len(cursor) < 8192
+    newest = tmp_path / "worker-073.log"
+    with open(newest, "a") as handle:
+        handle.write("2026-01-01T00:00:01.000Z more\n")
+    text, _ = read_logs(tmp_path, cursor=parsed)
+    assert text.strip().splitlines()[-1].endswith("more") and "line of" not in text

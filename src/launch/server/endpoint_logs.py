@@ -3,7 +3,9 @@ lines since a moment, or what was appended after a cursor (``launch endpoints lo
 
 Worker lines start with an ISO 8601 UTC timestamp (``launch.worker.logs``); a line without one (a build tool's
 output) belongs to the moment of the line before it, or to its file's last change for a file that has none.
-The cursor is the byte offset reached in each file, so following never repeats or skips a line.
+The cursor is the byte offset reached in each file, so following never repeats or skips a line; it names the
+newest ``CURSOR_FILES`` files only, plus the time of the newest file it no longer names (``~``, milliseconds):
+older files (logs of workers long gone) count as read, so the cursor stays short enough for a query string.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import orjson
 
 _STAMP = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z ")
 MAX_BYTES = 256 * 1024
+CURSOR_FILES = 64
+OLDER = "~"  # cursor key: files last changed at or before this many milliseconds count as read
 
 
 def line_time(line: bytes) -> float | None:
@@ -49,6 +53,8 @@ def read_logs(log_dir: Path, since: float | None = None, cursor: dict[str, int] 
     reached = dict(cursor or {})
     parts: list[bytes] = []
     for path in files:
+        if path.name not in reached and OLDER in reached and _millis(path) <= reached[OLDER]:
+            continue
         start = reached.get(path.name, 0)
         try:
             with open(path, "rb") as handle:
@@ -67,7 +73,24 @@ def read_logs(log_dir: Path, since: float | None = None, cursor: dict[str, int] 
         if kept:
             parts.append(f"==> {path.name} <==\n".encode() + b"".join(kept))
     text = b"".join(parts)[-limit:].decode("utf-8", "replace")
-    return text, orjson.dumps(reached).decode()
+    return text, orjson.dumps(_bounded(reached, files)).decode()
+
+
+def _millis(path: Path) -> int:
+    try:
+        return int(path.stat().st_mtime * 1000)
+    except OSError:
+        return 0
+
+
+def _bounded(reached: dict[str, int], files: list[Path]) -> dict[str, int]:
+    """The cursor with at most ``CURSOR_FILES`` files named (the newest; ``files`` is oldest first)."""
+    named = [p for p in files if p.name in reached]
+    if len(named) <= CURSOR_FILES:
+        return reached
+    dropped, kept = named[:-CURSOR_FILES], named[-CURSOR_FILES:]
+    older = max([reached.get(OLDER, 0), *(_millis(p) for p in dropped)])
+    return {OLDER: older, **{p.name: reached[p.name] for p in kept}}
 
 
 def _since(lines: list[bytes], since: float | None, modified: float) -> list[bytes]:

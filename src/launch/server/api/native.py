@@ -239,7 +239,7 @@ async def delete_endpoint(name: str, request: Request, who: str = Depends(owner)
 async def endpoint_logs(name: str, request: Request, who: str = Depends(owner),
                         since_seconds: float | None = Query(None, ge=0, allow_inf_nan=False,
                                                             description="Only lines of the last N seconds"),
-                        cursor: str | None = Query(None, max_length=65536,
+                        cursor: str | None = Query(None, max_length=8192,
                                                    description="Only what came after a previous answer's cursor "
                                                                "(to follow the logs)")
                         ) -> dict[str, Any]:

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from launch.server.api.auth import key_from_header
 from launch.server.api.native import services
+from launch.server.api.openapi import basic_auth, bearer_auth, errors
+from launch.server.api.strict_json import StrictJsonRoute
 from launch.server.domain.errors import Forbidden, NotFound
 from launch.server.metrics import exposition
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 
 class Viewer:
@@ -30,7 +32,8 @@ class Viewer:
         return None if self.admin else self.owner
 
 
-async def viewer(request: Request) -> Viewer:
+async def viewer(request: Request, _basic: None = Security(basic_auth),
+                 _bearer: None = Security(bearer_auth)) -> Viewer:
     owner, admin = await services(request).api_keys.identify(key_from_header(request.headers.get("authorization")))
     return Viewer(owner, admin)
 
@@ -48,7 +51,7 @@ async def metrics(request: Request) -> Response:
     return Response(exposition(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/status", tags=["status"])
+@router.get("/v1/status", tags=["status"], responses=errors(401))
 async def status(request: Request, who: Viewer = Depends(viewer)) -> dict[str, Any]:
     """Your endpoints (status, workers, load, latency percentiles, queue depth), batch jobs and recent
     failures; every owner's with an admin key."""
@@ -56,13 +59,13 @@ async def status(request: Request, who: Viewer = Depends(viewer)) -> dict[str, A
     return {"owner": who.owner, "admin": who.admin, **overview}
 
 
-@router.get("/v1/status/me", tags=["status"])
+@router.get("/v1/status/me", tags=["status"], responses=errors(401))
 async def me(who: Viewer = Depends(viewer)) -> dict[str, Any]:
     """The key's owner and whether it is an admin key."""
     return {"owner": who.owner, "admin": who.admin}
 
 
-@router.get("/v1/status/endpoints/{endpoint_id}", tags=["status"])
+@router.get("/v1/status/endpoints/{endpoint_id}", tags=["status"], responses=errors(401, 404))
 async def endpoint_status(endpoint_id: str, request: Request, who: Viewer = Depends(viewer)) -> dict[str, Any]:
     """One endpoint in full: status history, cold-start timelines, failures with tracebacks, async tasks with
     their queue position, creation logs."""
@@ -72,7 +75,7 @@ async def endpoint_status(endpoint_id: str, request: Request, who: Viewer = Depe
     return found
 
 
-@router.get("/v1/status/batch-jobs/{job_id}", tags=["status"])
+@router.get("/v1/status/batch-jobs/{job_id}", tags=["status"], responses=errors(401, 404))
 async def batch_job_status(job_id: str, request: Request, who: Viewer = Depends(viewer),
                            items: int = Query(100, ge=0, le=1000)) -> dict[str, Any]:
     """One batch job with its progress and its most recent items."""
