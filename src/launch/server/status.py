@@ -25,7 +25,7 @@ from launch.server.metrics import POLL_ROUTES, EndpointGauges, Metrics, Platform
 from launch.server.worker_client import WorkerClient
 from launch.stores.broker import Broker
 from launch.stores.database import Database
-from launch.stores.schema import batch_items, batch_jobs, bundles, tasks
+from launch.stores.schema import batch_items, batch_jobs, tasks
 
 STATS_TIMEOUT = 1.0
 REFRESH_EVERY = 1.0
@@ -219,9 +219,7 @@ class PlatformStatus:
             return out
 
     async def batch_jobs(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
-        query = (sa.select(batch_jobs, bundles.c.name.label("bundle_name"))
-                 .join(bundles, bundles.c.id == batch_jobs.c.bundle_id)
-                 .order_by(batch_jobs.c.created_at.desc()).limit(limit))
+        query = sa.select(batch_jobs).order_by(batch_jobs.c.created_at.desc()).limit(limit)
         if owner is not None:
             query = query.where(batch_jobs.c.owner == owner)
         async with self.db.connect() as conn:
@@ -232,8 +230,7 @@ class PlatformStatus:
 
     async def batch_job(self, owner: str | None, job_id: str, items: int = 100) -> dict[str, Any] | None:
         """A batch job's progress and its last ``items`` finished items (failures with their traceback)."""
-        query = (sa.select(batch_jobs, bundles.c.name.label("bundle_name"))
-                 .join(bundles, bundles.c.id == batch_jobs.c.bundle_id).where(batch_jobs.c.id == job_id))
+        query = sa.select(batch_jobs).where(batch_jobs.c.id == job_id)
         if owner is not None:
             query = query.where(batch_jobs.c.owner == owner)
         async with self.db.connect() as conn:
