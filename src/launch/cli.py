@@ -52,6 +52,21 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """Launch: self-hosted model serving."""
 
 
+SERVER_EXTRA_HINT = "pip install 'launch[server]'"
+
+
+def _require_server() -> None:
+    """Exit with the install command when the server's packages are missing (a client-only install)."""
+    try:
+        import fastapi  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ModuleNotFoundError as exc:
+        print(f"the Launch server is not installed here ({exc.name} is missing): {SERVER_EXTRA_HINT}",
+              file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def server(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
@@ -68,6 +83,7 @@ def server(
         "data", help="Access log: 'data' (<data-dir>/logs/access.log), '-' (stderr), 'off', or a file path."),
 ) -> None:
     """Start the platform: gateway, control loop, database, object store, broker and workers."""
+    _require_server()
     from launch.server import logs
     from launch.server.app import DataDirInUse, serve
     from launch.server.settings import Settings
@@ -155,6 +171,7 @@ def api_keys_revoke(
 
 
 def _key_store_secret(data_dir: Path) -> bytes:
+    _require_server()
     from launch.server.settings import Settings
 
     return Settings(data_dir=data_dir).secret_key()
@@ -163,6 +180,7 @@ def _key_store_secret(data_dir: Path) -> bytes:
 @contextlib.contextmanager
 def _key_store(data_dir: Path) -> Iterator[Any]:
     """A transaction on the data directory's database, migrated to the newest schema first."""
+    _require_server()
     from launch.server.settings import Settings
     from launch.stores.database import create_sync_engine, migrate
 
@@ -221,12 +239,15 @@ def _cell(value: Any) -> str:
 
 
 def _run(action: Any) -> Any:
-    from launch.errors import APIError
+    from launch.errors import APIError, LaunchClientError
 
     try:
         return action()
     except APIError as exc:
-        console.print(f"[red]error {exc.status_code}: {exc.detail}[/red]")
+        console.print(f"error {exc.status_code}: {exc.detail}", style="red", markup=False)
+        raise typer.Exit(1) from None
+    except (LaunchClientError, TimeoutError) as exc:
+        console.print(str(exc), style="red", markup=False)
         raise typer.Exit(1) from None
 
 
@@ -330,69 +351,6 @@ def endpoints_logs(
         pass
 
 
-@endpoints_app.command("wait")
-def endpoints_wait(name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
-                   timeout: float = typer.Option(600, help="Give up after this many seconds.")) -> None:
-    """Wait until an endpoint is READY, showing its status and its latest log line (environment builds,
-    cold starts); exits 1 with the reason if it fails."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    client = _client(api_key, endpoint)
-    deadline = time.monotonic() + timeout
-    cursor = None
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task(f"{name}: ...")
-        while True:
-            record = _run(lambda: client.connection.request("GET", f"/v1/model-endpoints/{name}"))
-            logs = _run(lambda q={"cursor": cursor} if cursor else None: client.connection.request(
-                "GET", f"/v1/model-endpoints/{name}/logs", params=q))
-            cursor = logs.get("cursor")
-            lines = [ln for ln in logs["content"].splitlines() if ln.strip() and not ln.startswith("==> ")]
-            if lines:
-                progress.update(task, description=f"{name}: {record['status']} · {lines[-1][:100]}")
-            else:
-                progress.update(task, description=f"{name}: {record['status']}")
-            if record["status"] in ("READY", "UPDATE_FAILED") or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-    if record["status"] == "READY":
-        console.print(f"[green]{name} is READY[/green]")
-        return
-    if record["status"] == "UPDATE_FAILED":
-        console.print(f"[red]{name} failed to start:[/red]\n{record.get('status_reason') or ''}")
-    else:
-        console.print(f"[red]{name} is still {record['status']} after {timeout:.0f} s[/red]")
-    raise typer.Exit(1)
-
-
-@batch_jobs_app.command("get")
-def batch_jobs_get(job_id: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
-                   watch: bool = typer.Option(False, "--watch", "-w", help="Show a progress bar until it ends."),
-                   as_json: bool = JsonOption) -> None:
-    """Show a batch job: status, progress and (once done) the URL of its results."""
-    client = _client(api_key, endpoint)
-    path = f"/v1/batch-jobs/{job_id}"
-    record = _run(lambda: client.connection.request("GET", path))
-    if watch and record["status"] not in ("SUCCESS", "FAILURE"):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
-            bar = progress.add_task(f"batch job {job_id[:12]}", total=record["total"] or None)
-            while record["status"] not in ("SUCCESS", "FAILURE"):
-                progress.update(bar, completed=record["done"] + record["failed"], total=record["total"] or None,
-                                description=f"batch job {job_id[:12]} {record['status']}, {record['failed']} failed")
-                time.sleep(0.5)
-                record = _run(lambda: client.connection.request("GET", path))
-            progress.update(bar, completed=record["done"] + record["failed"],
-                            description=f"batch job {job_id[:12]} {record['status']}, {record['failed']} failed")
-    _show([record], ["job_id", "status", "total", "done", "failed", "duration", "result", "error"], as_json,
-          "Batch job")
-    if watch and record["status"] == "FAILURE":
-        raise typer.Exit(1)
-
-
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
 
@@ -437,6 +395,46 @@ def status(api_key: str = ApiKeyOption, endpoint: str = EndpointOption, as_json:
         when = time.strftime("%H:%M:%S", time.localtime(failure["at"]))
         console.print(f"[red]failure[/red] {when} {failure['kind']} {failure['request_id'] or ''}: {last[0]}")
     console.print(f"[dim]live: {client.connection.base_url}/dashboard[/dim]")
+
+
+@endpoints_app.command("wait")
+def endpoints_wait(name: str, timeout: float = typer.Option(300.0, help="Give up after this many seconds."),
+                   api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
+    """Wait until an endpoint is READY (exit 0), printing its status as it changes; exit 1 with the reason if
+    it fails to start or is not READY within TIMEOUT."""
+    client = _client(api_key, endpoint)
+    found = _run(lambda: client.get_model_endpoint(name))
+    if found is None:
+        console.print(f"no endpoint named {name!r}", style="red", markup=False)
+        raise typer.Exit(1)
+    _run(lambda: found.wait_until_ready(timeout=timeout, progress=True))
+
+
+@batch_jobs_app.command("get")
+def batch_jobs_get(job_id: str, watch: bool = typer.Option(False, "--watch", help="Show progress until it ends."),
+                   api_key: str = ApiKeyOption, endpoint: str = EndpointOption, as_json: bool = JsonOption) -> None:
+    """Show a batch job (with --watch: a progress bar until it ends)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    client = _client(api_key, endpoint)
+    job = _run(lambda: client.get_batch_async_response(job_id))
+    if watch and job["status"] not in ("SUCCESS", "FAILURE"):
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            bar = progress.add_task(f"job {job_id[:8]} {job['status']}", total=job.get("total") or None)
+            while True:
+                progress.update(bar, completed=(job.get("done") or 0) + (job.get("failed") or 0),
+                                total=job.get("total") or None, description=f"job {job_id[:8]} {job['status']}")
+                if job["status"] in ("SUCCESS", "FAILURE"):
+                    break
+                time.sleep(0.2)
+                job = _run(lambda: client.get_batch_async_response(job_id))
+    _show([{"job_id": job_id, **job}], ["job_id", "status", "total", "done", "failed", "duration", "result",
+                                        "error"], as_json, "Batch job")
+    if watch and job["status"] == "FAILURE":
+        raise typer.Exit(1)
 
 
 @tasks_app.command("get")

@@ -23,8 +23,12 @@ VENV_BIN = REPO / ".venv" / "bin"
 WORKERS = {"min_workers": 1, "max_workers": 1, "per_worker": 64}
 # Only the scale-from-zero endpoints have min_workers=0, so this changes nothing else. Submissions to the
 # parked endpoint (whose one worker is held) queue up: room for all of them.
+# The per-owner caps are raised for the control-plane phase (1,000 endpoints, 100,000 queued tasks of one owner),
+# and the CPU overcommit for up to 7 endpoints asking cpus=1 on the one core the server is pinned to.
 SERVER_ENV = {"LAUNCH_SCALE_TO_ZERO_AFTER_SECONDS": "2", "LAUNCH_MAX_QUEUED_TASKS": "1000000",
-              "LAUNCH_WORKER_DRAIN_SECONDS": "2"}
+              "LAUNCH_WORKER_DRAIN_SECONDS": "2", "LAUNCH_MAX_ENDPOINTS_PER_OWNER": "5000",
+              "LAUNCH_MAX_WORKERS_PER_OWNER": "100000", "LAUNCH_MAX_QUEUED_TASKS_PER_OWNER": "10000000",
+              "LAUNCH_CPU_OVERCOMMIT": "16"}
 LONG_POLL_SECONDS = 5
 ZERO_ENDPOINTS = (("zero-sync", "echo", "sync"), ("zero-async", "noop", "async"))
 LEGACY = "/v1/hosted_inference"

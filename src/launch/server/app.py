@@ -107,7 +107,8 @@ def build_services(settings: Settings) -> Services:
     pools = Pools()
     client = WorkerClient(max_frame_bytes=settings.max_result_bytes + 64 * 1024)
     environments = Environments(settings.data_dir / "envs", settings.build_environments)
-    bundles = Bundles(db, objects, check_requirements=environments.check)
+    bundles = Bundles(db, objects, check_requirements=environments.check,
+                      python_problem=environments.python_problem)
     quotas = Quotas.from_settings(settings)
     # with the embedded broker this process alone writes endpoints: it can hold all of them in memory
     endpoints = Endpoints(db, bundles, quotas, view=settings.broker_url.startswith("embedded:"))
@@ -133,7 +134,7 @@ def build_services(settings: Settings) -> Services:
     access_log = AccessLog(target, as_json=settings.log_format == "json") if target else None
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
     batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
-                               fetch_policy=settings.fetch_policy())
+                               fetch_policy=settings.fetch_policy(), warm_pools=reconciler.serving_pools)
     return Services(
         settings=settings, secret=secret, bundles=bundles,
         api_keys=ApiKeys(db, secret, recheck_seconds=settings.api_key_recheck_seconds,

@@ -13,6 +13,7 @@ import orjson
 
 from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
+from launch.server.domain import schemas
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus
 from launch.server.domain.endpoints import Endpoint, Endpoints
@@ -60,12 +61,16 @@ class RequestTrace:
         self.owner, self.endpoint_id, self.endpoint_name = endpoint.owner, endpoint.id, endpoint.name
 
 
-def parse_body(body: bytes) -> dict[str, Any]:
+def parse_body(body: bytes, endpoint: Endpoint | None = None) -> dict[str, Any]:
+    """The validated request; its ``args`` also against the endpoint's request schema, if it has one."""
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
-    return validate_task_request(data)
+    request = validate_task_request(data)
+    if endpoint is not None and endpoint.request_schema is not None and "args" in request:
+        schemas.validate_args(schemas.validator(endpoint.request_schema), request["args"])
+    return request
 
 
 def _usable(endpoint: Endpoint, kind: str) -> None:
@@ -104,7 +109,7 @@ class Predictions:
             trace.saw(endpoint)
         _usable(endpoint, "sync")
         # validated here for a clear 4xx; without a url the worker reads the client's own bytes the same way
-        fields = parse_body(body)
+        fields = parse_body(body, endpoint)
         if trace is not None:  # the worker's log lines for this request carry its id
             fields["request_id"] = trace.request_id
             body = with_request_id(body, trace.request_id)
@@ -178,7 +183,7 @@ class Predictions:
         if trace is not None:
             trace.saw(endpoint)
         _usable(endpoint, "async")
-        request = parse_body(body)
+        request = parse_body(body, endpoint)
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
         self.quotas.check_queued(self.tasks.unfinished.get(owner))  # no await until submit counts it

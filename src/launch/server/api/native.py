@@ -17,6 +17,7 @@ from launch.server.api.strict_json import StrictJsonRoute
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.domain import endpoints as endpoint_rules
+from launch.server.domain import schemas
 from launch.server.domain.bundles import MAX_REQUIREMENT_CHARS, MAX_REQUIREMENTS, NewBundle
 from launch.server.domain.endpoints import Endpoint, EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
@@ -62,11 +63,15 @@ class CreateBundle(BaseModel):
     model_config = FINITE
     name: Name
     location: Location
-    packaging_type: Literal["cloudpickle", "zip"] = "cloudpickle"
+    packaging_type: Literal["cloudpickle", "zip", "command"] = "cloudpickle"
     metadata: dict[str, Any] = Field(default_factory=dict)
     requirements: Requirements = Field(default_factory=list)
     env_params: dict[str, Any] = Field(default_factory=dict)
     app_config: Any = None
+    cloudpickle_version: str | None = Field(None, max_length=64, description="the cloudpickle that pickled it")
+    python_version: str | None = Field(None, max_length=16, description="the Python minor that pickled it: '3.11'")
+    request_schema: dict[str, Any] | None = Field(None, description="JSON Schema of a request's args")
+    response_schema: dict[str, Any] | None = Field(None, description="JSON Schema of a result")
 
 
 class CloneBundle(BaseModel):
@@ -135,7 +140,6 @@ class CreateBatchJob(BaseModel):
     labels: dict[str, Any] = Field(default_factory=dict)
 
 
-# The task routes are served by api.fast_path (no FastAPI on the hot path); these entries document them.
 
 @router.post("/v1/uploads", tags=["uploads"], responses=errors(401))
 async def create_upload(request: Request, kind: Literal["bundles", "batch-inputs"] = "bundles",
@@ -257,6 +261,15 @@ async def endpoint_logs(name: str, request: Request, who: str = Depends(owner),
     return {"content": content, "status_reason": endpoint.status_reason, "status": endpoint.status.value,
             "failed_rollout": endpoint.failed_rollout.to_dict() if endpoint.failed_rollout else None,
             "cursor": next_cursor}
+
+
+@router.get("/v1/model-endpoints/{name}/openapi.json", tags=["model endpoints"], responses=errors(401, 404))
+async def endpoint_openapi(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    """The endpoint's own OpenAPI document: its prediction route with its bundle's request and response
+    schemas."""
+    endpoint = await services(request).endpoints.get(who, name)
+    return schemas.endpoint_openapi(endpoint.name, endpoint.endpoint_type, endpoint.request_schema,
+                                    endpoint.response_schema)
 
 
 def endpoint_creation_logs(svc: Services, endpoint: Endpoint) -> str:

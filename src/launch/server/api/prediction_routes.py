@@ -132,6 +132,9 @@ _TASK_SCHEMA = {
         "url": {"type": "string", "minLength": 1, "description": "A file whose bytes the predict function gets"},
         "return_pickled": {"type": "boolean", "default": True,
                            "description": "Answer a `result_url` to the pickled output instead of `result`"},
+        "pickle_protocol": {"type": "integer", "minimum": 2, "maximum": 5,
+                            "description": "The highest pickle protocol the asking client reads (the SDK sends "
+                                           "its own); pickled results use at most this one"},
     },
     "anyOf": [{"required": ["args"]}, {"required": ["url"]}],
 }

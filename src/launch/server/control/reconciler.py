@@ -146,6 +146,13 @@ class Reconciler:
         text = "".join(f"==> {p.name} <==\n{log_tail(str(p), limit)}\n" for p in files)
         return text[-limit:]
 
+    def serving_pools(self, bundle_id: str) -> list[EndpointPool]:
+        """The worker pools of READY endpoints that serve ``bundle_id`` (batch jobs borrow their spare
+        capacity)."""
+        return [rt.pool for rt in self.runtimes.values()
+                if rt.endpoint.bundle_id == bundle_id and rt.endpoint.status is EndpointStatus.READY
+                and not rt.tearing_down]
+
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         host = self.host

@@ -33,7 +33,8 @@ class WorkerFactory:
         s = self.settings
         began = time.monotonic()
         try:
-            python, environment = await self.environments.resolve(bundle.requirements, log_dir / "environment.log")
+            python, environment = await self.environments.resolve(
+                bundle.environment_requirements, log_dir / "environment.log", bundle.python_version)
         except EnvironmentBuildError:
             self.metrics.environment("failed", time.monotonic() - began)
             raise

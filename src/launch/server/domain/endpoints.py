@@ -106,6 +106,8 @@ class Endpoint:
     serving_generation: int | None = None
     serving_bundle_name: str | None = None
     failed_rollout: FailedRollout | None = None
+    request_schema: dict[str, Any] | None = None  # the bundle's, applied to requests at the gateway
+    response_schema: dict[str, Any] | None = None
 
     @property
     def queue(self) -> str:
@@ -130,6 +132,7 @@ def _row_to_endpoint(row: Any) -> Endpoint:
         status_reason=row.status_reason, generation=row.generation, created_at=row.created_at,
         updated_at=row.updated_at, serving_generation=row.serving_generation,
         serving_bundle_name=row.serving_bundle_name, failed_rollout=FailedRollout.from_dict(row.failed_rollout),
+        request_schema=row.request_schema, response_schema=row.response_schema,
     )
 
 
@@ -143,13 +146,22 @@ def _record(row: Any) -> Record:
 
 
 def _select() -> sa.Select[Any]:
-    return sa.select(endpoints)
+    # the schemas of the bundle it is asked to serve (the gateway checks requests against them)
+    return sa.select(endpoints, bundles.c.request_schema, bundles.c.response_schema).outerjoin(
+        bundles, bundles.c.id == endpoints.c.bundle_id)
 
 
 def _require_bundle(conn: sa.Connection, bundle_id: str, bundle_name: str) -> None:
     """In the write's own transaction: the bundle was not deleted since it was read (nothing half-saved)."""
     if conn.execute(sa.select(bundles.c.id).where(bundles.c.id == bundle_id)).first() is None:
         raise NotFound(f"no bundle named {bundle_name!r}")
+
+
+def _written(conn: sa.Connection, statement: Any) -> Endpoint:
+    """Run an insert or update of one endpoint; the record as written, read in the same transaction (the
+    in-memory view takes it as is, without another round trip)."""
+    endpoint_id = conn.execute(statement.returning(endpoints.c.id)).scalar_one()
+    return _row_to_endpoint(conn.execute(_select().where(endpoints.c.id == endpoint_id)).one())
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,17 +289,17 @@ class Endpoints:
             created_at=now, updated_at=now,
         )
 
-        def insert(conn: sa.Connection) -> None:
+        def insert(conn: sa.Connection) -> Endpoint:
             _require_bundle(conn, bundle.id, bundle.name)
             # checked in the write itself: the single writer makes count-then-insert atomic
             self.quotas.check_endpoint(settings, _live_settings(conn, owner))
-            conn.execute(statement)
+            return _written(conn, statement)
 
         try:
-            await self.db.write(insert)
+            written = await self.db.write(insert)
         except IntegrityError:
             raise AlreadyExists(f"an endpoint named {name!r} already exists") from None
-        await self._committed(endpoint.id)
+        await self._committed(endpoint.id, written)
         return endpoint
 
     async def get(self, owner: str, name: str) -> Endpoint:
@@ -361,20 +373,19 @@ class Endpoints:
         if metadata is not None:
             values["metadata"] = metadata
 
-        def update(conn: sa.Connection) -> None:
+        def update(conn: sa.Connection) -> Endpoint:
             row = conn.execute(sa.select(endpoints).where(endpoints.c.id == current.id)).first()
             if row is None or row.status == EndpointStatus.DELETE_IN_PROGRESS.value:
                 raise Conflict(f"endpoint {name!r} is being deleted")
             _require_bundle(conn, bundle_id, new_bundle_name)
             self.quotas.check_endpoint(settings, _live_settings(conn, owner, current.id), current.settings)
             generation = next_generation(_record(row)) if rollout else row.generation
-            conn.execute(endpoints.update().where(endpoints.c.id == current.id).values(**values,
-                                                                                     generation=generation))
+            return _written(conn, endpoints.update().where(endpoints.c.id == current.id).values(
+                **values, generation=generation))
 
-        await self.db.write(update)
-        await self._committed(current.id)
-        edited = await self.get_by_id(current.id) if self._view is not None else None
-        return edited if edited is not None else await self.get(owner, name)
+        edited = await self.db.write(update)
+        await self._committed(current.id, edited)
+        return edited
 
     async def request_delete(self, owner: str, name: str) -> Endpoint:
         current = await self.get(owner, name)
@@ -386,50 +397,48 @@ class Endpoints:
                          generation: int | None = None) -> EndpointStatus | None:
         """Apply ``event`` (only to ``generation`` if given); returns the new status, None if not applied."""
 
-        def apply(conn: sa.Connection) -> tuple[EndpointStatus | None, bool]:
+        def apply(conn: sa.Connection) -> tuple[EndpointStatus | None, Endpoint | None]:
             row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id)).first()
             if row is None or (generation is not None and row.generation != generation):
-                return None, False
+                return None, None
             try:
                 new = transition(EndpointStatus(row.status), event)
             except IllegalTransition:
-                return None, False
+                return None, None
             if new.value == row.status and reason is None and event not in (Event.WORKER_READY, Event.WAITING):
-                return new, False  # nothing changes: no write
+                return new, None  # nothing changes: no write
             values: dict[str, Any] = {"status": new.value, "updated_at": time.time()}
             if event in (Event.FAILED, Event.WORKER_READY, Event.WAITING) or reason is not None:
                 values["status_reason"] = reason
             if event is Event.WORKER_READY:
                 values.update(on_ready(_record(row), row.generation))
-            conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id).values(**values))
-            return new, True
+            return new, _written(conn, endpoints.update().where(endpoints.c.id == endpoint_id).values(**values))
 
-        new, changed = await self.db.write(apply)
-        if changed:
-            await self._committed(endpoint_id)
+        new, written = await self.db.write(apply)
+        if written is not None:
+            await self._committed(endpoint_id, written)
         return new
 
     async def fail_rollout(self, endpoint_id: str, generation: int, reason: str) -> bool:
         """``generation`` cannot start: roll back to the serving generation if there is one (see
         ``rollouts.on_failure``), recording the failed rollout; False if a newer edit superseded it."""
 
-        def apply(conn: sa.Connection) -> bool:
+        def apply(conn: sa.Connection) -> Endpoint | None:
             row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id)).first()
             if row is None or row.generation != generation:
-                return False
+                return None
             try:
                 status = transition(EndpointStatus(row.status), Event.FAILED)
             except IllegalTransition:
-                return False
+                return None
             values = on_failure(_record(row), generation, reason, time.time())
-            conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id).values(
+            return _written(conn, endpoints.update().where(endpoints.c.id == endpoint_id).values(
                 **values, status=status.value, updated_at=time.time()))
-            return True
 
-        changed = await self.db.write(apply)
-        if changed:
-            await self._committed(endpoint_id)
-        return changed
+        written = await self.db.write(apply)
+        if written is not None:
+            await self._committed(endpoint_id, written)
+        return written is not None
 
     async def remove(self, endpoint_id: str) -> None:
         await self.db.write(lambda conn: conn.execute(endpoints.delete().where(endpoints.c.id == endpoint_id)))
