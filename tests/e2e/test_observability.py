@@ -247,7 +247,7 @@ def test_cli_logs_since_follow_and_status(server: RunningServer, alice_key: str,
     assert name in status.stdout and "READY" in status.stdout and "/dashboard" in status.stdout
     waited = subprocess.run([LAUNCH, "endpoints", "wait", name, "--timeout", "30"], env=env, capture_output=True,
                             text=True, timeout=60)
-    assert waited.returncode == 0 and "READY" in waited.stdout
+    assert waited.returncode == 0 and "READY" in waited.stdout + waited.stderr
 
 
 def test_status_is_scoped_to_the_owner_and_complete_for_an_admin(
