@@ -6,8 +6,10 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -79,16 +81,22 @@ def server(
     cancel_stops_worker: bool = typer.Option(
         False, help="Cancelling a running task recycles its worker process (otherwise its result is dropped)."),
     log_level: str = typer.Option("info", help="Log level."),
+    log_format: str = typer.Option("text", help="Server and access log lines as 'text' or 'json'."),
+    access_log: str = typer.Option(
+        "data", help="Access log: 'data' (<data-dir>/logs/access.log), '-' (stderr), 'off', or a file path."),
 ) -> None:
     """Start the platform: gateway, control loop, database, object store, broker and workers."""
-    import logging
-
     _require_server()
+    from launch.server import logs
     from launch.server.app import DataDirInUse, serve
     from launch.server.settings import Settings
     from launch.stores.placement.local import SandboxUnavailable
 
-    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    if log_format not in ("text", "json"):
+        console.print("[red]--log-format must be 'text' or 'json'[/red]")
+        raise typer.Exit(2)
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir, "log_format": log_format,
+                                 "access_log": access_log}
     if public_url:
         overrides["public_url"] = public_url
     if allow_private_fetch:
@@ -101,7 +109,7 @@ def server(
     if cancel_stops_worker:
         overrides["task_cancel_stops_worker"] = True
     settings = Settings(**overrides)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(log_level, log_format)
     try:
         serve(settings, log_level)
     except (DataDirInUse, SandboxUnavailable) as exc:
@@ -113,6 +121,7 @@ def server(
 def api_keys_create(
     user: str = typer.Option(..., help="The owner the key authenticates as."),
     data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
+    admin: bool = typer.Option(False, "--admin", help="Operator key: the dashboard shows every owner's resources."),
 ) -> None:
     """Create an API key for USER; the key is the last line printed (shown once, stored hashed)."""
     from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key, shown_prefix
@@ -120,8 +129,9 @@ def api_keys_create(
     secret = _key_store_secret(data_dir)  # creates the data directory on first use
     key = new_api_key()
     with _key_store(data_dir) as conn:
-        conn.execute(insert_key_statement(user, key_digest(secret, key), shown_prefix(key)))
-    print(f"Created an API key for {user} (store it now; it is not shown again):", file=sys.stderr)
+        conn.execute(insert_key_statement(user, key_digest(secret, key), shown_prefix(key), admin=admin))
+    kind = "an admin API key" if admin else "an API key"
+    print(f"Created {kind} for {user} (store it now; it is not shown again):", file=sys.stderr)
     print(key)
 
 
@@ -307,11 +317,89 @@ def endpoints_delete(name: str, api_key: str = ApiKeyOption, endpoint: str = End
     console.print(f"deleting endpoint {name}")
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+
+
+def _seconds(text: str) -> float:
+    """``90``, ``30s``, ``5m``, ``2h`` or ``1d`` as seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        console.print(f"[red]not a duration: {text!r} (use e.g. 30s, 5m, 2h, 1d)[/red]")
+        raise typer.Exit(2)
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
 @endpoints_app.command("logs")
-def endpoints_logs(name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
-    """Print an endpoint's creation logs."""
+def endpoints_logs(
+    name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until Ctrl-C."),
+    since: str = typer.Option(None, "--since", help="Only lines of the last 30s, 5m, 2h, 1d, ..."),
+) -> None:
+    """Print an endpoint's logs: environment builds, cold starts and its workers' timestamped output."""
     client = _client(api_key, endpoint)
-    print(_run(lambda: client.read_endpoint_creation_logs(name)))
+    path = f"/v1/model-endpoints/{name}/logs"
+    params = {"since_seconds": _seconds(since)} if since else None
+    answer = _run(lambda: client.connection.request("GET", path, params=params))
+    sys.stdout.write(answer["content"] if answer["content"].endswith("\n") or not answer["content"]
+                     else answer["content"] + "\n")
+    sys.stdout.flush()
+    cursor = answer.get("cursor")
+    try:
+        while follow:
+            time.sleep(1.0)
+            answer = _run(lambda c=cursor: client.connection.request("GET", path, params={"cursor": c}))
+            cursor = answer.get("cursor", cursor)
+            if answer["content"]:
+                sys.stdout.write(answer["content"])
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+@app.command()
+def status(api_key: str = ApiKeyOption, endpoint: str = EndpointOption, as_json: bool = JsonOption) -> None:
+    """One screen: your endpoints (status, workers, load, latency), batch jobs and recent failures (everyone's
+    with an admin key). The same data, live, at /dashboard."""
+    client = _client(api_key, endpoint)
+    data = _run(lambda: client.connection.request("GET", "/v1/status"))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    scope = "every owner (admin key)" if data["admin"] else data["owner"]
+    table = Table(title=f"Endpoints of {scope}")
+    for column in ("endpoint", "type", "status", "workers", "in flight", "queued", "requests", "failed", "p50",
+                   "p99"):
+        table.add_column(column, justify="right" if column in ("in flight", "queued", "requests", "failed", "p50",
+                                                                "p99") else "left")
+    for e in data["endpoints"]:
+        requests = e["requests"]
+        failed = sum(requests.get(k, 0) for k in ("failure", "task_failure", "server_error", "timeout"))
+        workers = e["workers"]
+        name = f"{e['owner']}/{e['name']}" if data["admin"] else e["name"]
+        color = {"READY": "green", "UPDATE_FAILED": "red"}.get(e["status"], "yellow")
+        table.add_row(name, e["type"], f"[{color}]{e['status']}[/{color}]",
+                      f"{workers['serving']}/{e['desired_workers'] if e['desired_workers'] is not None else '-'}",
+                      str(e["in_flight"]), str(e["queued"]), str(sum(requests.values())), str(failed),
+                      _ms(e["latency"]["p50"]), _ms(e["latency"]["p99"]))
+    console.print(table)
+    jobs = [j for j in data["batch_jobs"] if j["status"] in ("PENDING", "RUNNING")] or data["batch_jobs"][:5]
+    if jobs:
+        jobs_table = Table(title="Batch jobs")
+        for column in ("job", "bundle", "status", "progress", "failed"):
+            jobs_table.add_column(column)
+        for j in jobs:
+            jobs_table.add_row(j["id"][:12], j["bundle"], j["status"], f"{j['done'] + j['failed']}/{j['total']}",
+                               str(j["failed"]))
+        console.print(jobs_table)
+    for failure in data["failures"][:5]:
+        last = (failure["traceback"] or "").strip().splitlines()[-1:] or ["(no traceback)"]
+        when = time.strftime("%H:%M:%S", time.localtime(failure["at"]))
+        console.print(f"[red]failure[/red] {when} {failure['kind']} {failure['request_id'] or ''}: {last[0]}")
+    console.print(f"[dim]live: {client.connection.base_url}/dashboard[/dim]")
 
 
 @endpoints_app.command("stream")

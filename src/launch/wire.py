@@ -31,6 +31,7 @@ STREAM_ERROR = 12  # worker → gateway: the predict function raised mid-stream;
 CREDIT = 13  # gateway → worker: ``CREDIT_FORMAT``: the gateway takes that many more bytes of chunks
 CANCEL = 14  # gateway → worker: the client went away: close the generator (its ``finally`` runs)
 CREDIT_FORMAT = struct.Struct("!I")
+STATS = 15  # gateway → worker (empty) and back: JSON {"compute": histogram, "inflight"} for /metrics
 _INPUT_HEAD = struct.Struct("!I")
 
 

@@ -40,6 +40,9 @@ def toolbox(data: bytes | None = None, op: str = "double", x: Any = 0, **extra: 
         return os.getpid()
     if op == "echo":
         return extra
+    if op == "print":  # a line in the worker's log (timestamped, with the request's id)
+        print(f"printed {x}")
+        return {"printed": x}
     raise KeyError(f"unknown op {op!r}")
 
 

@@ -87,6 +87,8 @@ class Launch(Target):
                 str(self.port),
                 "--data-dir",
                 str(data_dir),
+                "--access-log",  # per-request access logging is off for every target
+                "off",
                 *self.server_flags,
             ],
             ctx.log(self.name),

@@ -16,7 +16,9 @@ from typing import IO
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
 
+from launch.server.activity import Activity
 from launch.server.api.errors import install_error_handlers
 from launch.server.api.fast_path import FastPath
 from launch.server.api.http_guard import guarded_protocol
@@ -37,8 +39,11 @@ from launch.server.domain.quotas import Quotas
 from launch.server.domain.tasks import TaskCache, Tasks
 from launch.server.domain.uploads import Uploads
 from launch.server.environments import Environments
+from launch.server.logs import AccessLog
+from launch.server.metrics import Metrics, registry_for
 from launch.server.predictions import Predictions, ResultLinks
 from launch.server.settings import Settings
+from launch.server.status import PlatformStatus
 from launch.server.streams import Streams
 from launch.server.worker_client import WorkerClient
 from launch.stores.broker import Broker, open_broker
@@ -72,6 +77,10 @@ class Services:
     data_dir_lock: IO[bytes] | None
     task_sweeper: TaskSweeper
     callbacks: CallbackDelivery
+    metrics: Metrics
+    activity: Activity
+    status: PlatformStatus
+    access_log: AccessLog | None
 
 
 class DataDirInUse(Exception):
@@ -122,7 +131,8 @@ def build_services(settings: Settings) -> Services:
         timeout=settings.callback_timeout_seconds, ca_file=settings.callback_ca_file,
     )
     cache = EndpointCache(endpoints)
-    factory = WorkerFactory(settings, objects, environments)
+    metrics, activity = Metrics(), Activity()
+    factory = WorkerFactory(settings, objects, environments, metrics)
     placement = open_placement(settings.placement_url, LocalOptions(
         hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
         uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,
@@ -132,8 +142,10 @@ def build_services(settings: Settings) -> Services:
         log.info("workers: %s", line)
     reconciler = Reconciler(
         settings, endpoints=endpoints, bundles=bundles, tasks=tasks, broker=broker, objects=objects,
-        placement=placement, pools=pools, factory=factory, client=client,
+        placement=placement, pools=pools, factory=factory, client=client, metrics=metrics, activity=activity,
     )
+    target = settings.access_log_target
+    access_log = AccessLog(target, as_json=settings.log_format == "json") if target else None
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
     batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
                                fetch_policy=settings.fetch_policy(), warm_pools=reconciler.serving_pools)
@@ -152,18 +164,23 @@ def build_services(settings: Settings) -> Services:
                         item_timeout=settings.sync_timeout_seconds, fetch_policy=settings.fetch_policy()),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
-        task_sweeper=TaskSweeper(tasks), callbacks=callbacks,
+        task_sweeper=TaskSweeper(tasks), callbacks=callbacks, metrics=metrics, activity=activity,
+        status=PlatformStatus(db=db, endpoints=endpoints, reconciler=reconciler, broker=broker, client=client,
+                              metrics=metrics, activity=activity),
+        access_log=access_log,
     )
 
 
 def build_app(settings: Settings) -> FastPath:
-    from launch.server.api import legacy, native
+    from launch.server.api import dashboard, legacy, native, observability
     from launch.server.api.prediction_routes import ROUTES
 
     services = build_services(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if services.access_log is not None:
+            services.access_log.start()
         await services.api_keys.start()
         services.callbacks.start()  # before recovery: it hears the endings recovery and the dispatchers make
         await services.reconciler.start()
@@ -184,14 +201,19 @@ def build_app(settings: Settings) -> FastPath:
             await services.predictions.client.close()
             await services.broker.close()
             await services.tasks.db.close()
+            if services.access_log is not None:
+                await services.access_log.stop()
 
     app = FastAPI(title="Launch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Self-hosted model serving: bundles, sync, async and streaming endpoints, tasks.")
     app.state.services = services
+    app.state.metrics_registry = registry_for(services.metrics, lambda: services.status.snapshot)
     install_error_handlers(app)
     install_docs(app)
     fast_path = FastPath(app, services, ROUTES, settings.max_request_bytes)
     app.include_router(native.router)
+    app.include_router(observability.router)
+    app.include_router(dashboard.router)
     fast_path.document(app)  # the prediction routes, before the legacy API's catch-all
     app.include_router(legacy.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes,
@@ -210,5 +232,7 @@ def serve(settings: Settings, log_level: str = "info") -> None:
     http = guarded_protocol(settings.max_header_bytes, settings.header_timeout_seconds)
     config = uvicorn.Config(build_app(settings), host=settings.host, port=settings.port, loop="uvloop",
                             http=http, log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
-                            backlog=4096, proxy_headers=False, server_header=False)
+                            backlog=4096, proxy_headers=False, server_header=False,
+                            # JSON logs: uvicorn's own lines go through the root logger's JSON formatter too
+                            log_config=None if settings.log_format == "json" else LOGGING_CONFIG)
     _Server(config).run()

@@ -31,7 +31,7 @@ from launch.server.domain.task_options import TaskOptions, endpoint_defaults, ta
 from launch.server.domain.task_policy import TaskState, internal_state
 from launch.server.domain.task_view import task_summary, task_view
 from launch.server.domain.tasks import Tasks, validate_task_request
-from launch.server.inputs import failure_body, prepare
+from launch.server.inputs import failure_body, prepare, with_request_id
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
@@ -46,6 +46,22 @@ class ResultLinks:
 
     def url(self, key: str) -> str:
         return result_url(self.public_url, self.secret, key, self.ttl)
+
+
+class RequestTrace:
+    """One request as the metrics and the access log see it: its id (sent to the worker with the request, so
+    the worker's log lines carry it) and, once resolved, its owner and endpoint."""
+
+    __slots__ = ("endpoint_id", "endpoint_name", "owner", "request_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.owner = ""
+        self.endpoint_id = ""
+        self.endpoint_name = ""
+
+    def saw(self, endpoint: Endpoint) -> None:
+        self.owner, self.endpoint_id, self.endpoint_name = endpoint.owner, endpoint.id, endpoint.name
 
 
 def parse_body(body: bytes, endpoint: Endpoint | None = None) -> dict[str, Any]:
@@ -98,12 +114,18 @@ class Predictions:
         self.callback_policy = callback_policy or FetchPolicy()
         self._defaults: dict[str, tuple[Endpoint, TaskOptions]] = {}
 
-    async def sync(self, owner: str, endpoint_name: str, body: bytes) -> bytes:
+    async def sync(self, owner: str, endpoint_name: str, body: bytes, trace: RequestTrace | None = None) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
+        if trace is not None:
+            trace.saw(endpoint)
         _usable(endpoint, "sync")
         # validated here for a clear 4xx; without a url the worker reads the client's own bytes the same way
-        request = await prepare(parse_body(body, endpoint), self.fetch_policy, raw=body)
+        fields = parse_body(body, endpoint)
+        if trace is not None:  # the worker's log lines for this request carry its id
+            fields["request_id"] = trace.request_id
+            body = with_request_id(body, trace.request_id)
+        request = await prepare(fields, self.fetch_policy, raw=body)
         if request.failure is not None:
             return failure_body(request.failure)
         pool = self.pools.get(endpoint.id)
@@ -176,8 +198,11 @@ class Predictions:
         self._defaults[endpoint.id] = (endpoint, defaults)
         return defaults
 
-    async def submit(self, owner: str, endpoint_name: str, body: bytes, idempotency_key: str | None = None) -> str:
+    async def submit(self, owner: str, endpoint_name: str, body: bytes, idempotency_key: str | None = None,
+                     trace: RequestTrace | None = None) -> str:
         endpoint = await self.cache.get(owner, endpoint_name)
+        if trace is not None:
+            trace.saw(endpoint)
         _usable(endpoint, "async")
         data = _json(body)
         request = checked_request(data, endpoint)
@@ -192,13 +217,16 @@ class Predictions:
             self.endpoints.wake(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
 
-    async def task_view(self, owner: str, task_id: str, wait: float = 0.0) -> dict[str, Any]:
+    async def task_view(self, owner: str, task_id: str, wait: float = 0.0,
+                        trace: RequestTrace | None = None) -> dict[str, Any]:
         """The task as the API shows it: status PENDING until it ended, then its result or traceback. With
         ``wait`` > 0, answer as soon as it ends, or after ``wait`` seconds (long-poll)."""
         if wait > 0:
             task = await self.tasks.wait(owner, task_id, min(wait, MAX_WAIT_SECONDS))
         else:
             task = await self.tasks.get(owner, task_id)
+        if trace is not None:
+            trace.endpoint_id = task.endpoint_id
         position = await self.tasks.position(task) if task.state is TaskState.PENDING else None
         return task_view(task, self.links.url, position)
 

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
 
     build_environments: bool = True
 
+    metrics_enabled: bool = True  # count and time every request (off only to measure what that costs)
+    metrics_public: bool = False  # /metrics without an admin API key (a scraper on a trusted network)
+    access_log: str = "data"  # "data" (<data dir>/logs/access.log), "-" (stderr), "off", or a file path
+    log_format: str = "text"  # "text" or "json" (the server's log lines and its access log)
+
     # containment of user code (README: "Isolation")
     sandbox: Literal["auto", "required", "off"] = "auto"
     sandbox_network: bool = False
@@ -111,6 +116,12 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def access_log_target(self) -> str | None:
+        if self.access_log == "off":
+            return None
+        return str(self.data_dir / "logs" / "access.log") if self.access_log == "data" else self.access_log
 
     def secret_key(self) -> bytes:
         """The server's secret (API key digests, signed URLs), created on first use in the data dir."""

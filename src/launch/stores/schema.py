@@ -16,6 +16,7 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=True),
     sa.Column("key_prefix", sa.String(16), nullable=True),  # the key's first characters, to name it in lists
     sa.Column("last_used_at", sa.Float, nullable=True),  # written at most once a minute per key
+    sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),  # sees every owner's resources
 )
 
 bundles = sa.Table(

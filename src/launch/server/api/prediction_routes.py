@@ -82,16 +82,13 @@ def legacy_task_body(native: bytes) -> bytes:
 async def sync_task(call: Call) -> bytes:
     owner = await call.owner()
     endpoint = endpoint_ref(call.query("model_endpoint_name"), call.query("model_endpoint_id"))
-    return await call.services.predictions.sync(owner, endpoint, await call.body())
+    return await call.services.predictions.sync(owner, endpoint, await call.body(), call.trace)
 
 
 async def async_task(call: Call) -> bytes:
     owner = await call.owner()
     endpoint = endpoint_ref(call.query("model_endpoint_name"), call.query("model_endpoint_id"))
-    key = call.header(b"idempotency-key")
-    task_id = await call.services.predictions.submit(owner, endpoint, await call.body(),
-                                                     key.decode("latin-1") if key is not None else None)
-    return orjson.dumps({"task_id": task_id})
+    return orjson.dumps({"task_id": await _submit(call, owner, endpoint)})
 
 
 async def list_tasks(call: Call) -> bytes:
@@ -116,10 +113,26 @@ def _number(value: str | None, name: str) -> float | None:
         raise InvalidRequest(f"{name} must be a number") from None
 
 
+async def _submit(call: Call, owner: str, endpoint: str) -> str:
+    key = call.header(b"idempotency-key")
+    task_id = await call.services.predictions.submit(owner, endpoint, await call.body(),
+                                                     key.decode("latin-1") if key is not None else None, call.trace)
+    if call.trace is not None:
+        call.trace.request_id = task_id  # from here on the task's id is the one that follows it
+    return task_id
+
+
+async def _task_view(call: Call, owner: str, wait: float = 0.0) -> dict[str, Any]:
+    task_id = call.params["task_id"]
+    if call.trace is not None:
+        call.trace.request_id = task_id[:64]
+    return await call.services.predictions.task_view(owner, task_id, wait, call.trace)
+
+
 async def get_task(call: Call) -> bytes:
     owner = await call.owner()
     wait = wait_seconds(call.query("wait"))
-    return orjson.dumps(await call.services.predictions.task_view(owner, call.params["task_id"], wait))
+    return orjson.dumps(await _task_view(call, owner, wait))
 
 
 async def streaming_task(call: Call) -> None:
@@ -158,7 +171,8 @@ async def task_events_stream(call: Call) -> None:
 async def legacy_sync_task(call: Call) -> bytes:
     owner = await call.owner()
     try:
-        body = await call.services.predictions.sync(owner, call.params["endpoint_name"], await call.body())
+        body = await call.services.predictions.sync(owner, call.params["endpoint_name"], await call.body(),
+                                                    call.trace)
     except PredictionTimeout as exc:
         raise SyncTimeout(exc.detail) from None
     return legacy_task_body(body)
@@ -166,14 +180,13 @@ async def legacy_sync_task(call: Call) -> bytes:
 
 async def legacy_async_task(call: Call) -> bytes:
     owner = await call.owner()
-    task_id = await call.services.predictions.submit(owner, call.params["endpoint_name"], await call.body())
-    return orjson.dumps({"task_id": task_id})
+    return orjson.dumps({"task_id": await _submit(call, owner, call.params["endpoint_name"])})
 
 
 async def legacy_get_task(call: Call) -> bytes:
     """Tasks are looked up among the caller's own by id, so a task outlives its endpoint's deletion."""
     owner = await call.owner()
-    return orjson.dumps(task_object(await call.services.predictions.task_view(owner, call.params["task_id"])))
+    return orjson.dumps(task_object(await _task_view(call, owner)))
 
 
 # -- documentation ----------------------------------------------------------------------------------------------

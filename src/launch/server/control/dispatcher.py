@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from launch.net_guard import FetchPolicy
+from launch.server.activity import Activity
 from launch.server.control.pool import EndpointPool, WorkerRef
 from launch.server.domain.results import result_key
 from launch.server.domain.task_policy import Cause, TaskState
 from launch.server.domain.tasks import Task, Tasks
 from launch.server.inputs import prepare
+from launch.server.metrics import Metrics
 from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
 from launch.stores.broker import Broker
 from launch.stores.objects import ObjectStore
@@ -31,8 +34,12 @@ class Dispatcher:
                  objects: ObjectStore, client: WorkerClient, task_timeout: float,
                  on_broken_worker: Callable[[], None], fetch_policy: FetchPolicy | None = None,
                  exit_reason: Callable[[str], str | None] = lambda worker_id: None,
-                 cancel_stops_worker: bool = False) -> None:
+                 cancel_stops_worker: bool = False, metrics: Metrics | None = None,
+                 activity: Activity | None = None, owner: str = "") -> None:
         self.endpoint_id = endpoint_id
+        self.owner = owner
+        self.metrics = metrics or Metrics()
+        self.activity = activity or Activity()
         self.queue = queue
         self.pool = pool
         self.broker = broker
@@ -112,17 +119,22 @@ class Dispatcher:
             return
         self.running[task.id] = task
         self._worker_of[task.id] = worker
+        self.metrics.task_started(self.endpoint_id, time.time() - task.created_at)
         await self._run(task, worker)
 
     async def _run(self, task: Task, worker: WorkerRef) -> None:
-        request = await prepare(task.request, self.fetch_policy)
+        # the task id travels with the request: the worker prefixes the lines the prediction prints with it
+        request = await prepare({**task.request, "request_id": task.id}, self.fetch_policy)
         if request.failure is not None:  # nothing to run: the input could not be fetched
+            self.metrics.task(self.endpoint_id, "failure")
             await self._settle(self.tasks.finish(task, ok=False, traceback=request.failure), task, worker)
             return
         timeout = task.timeout_seconds or self.task_timeout
+        began = time.perf_counter()
         try:
             reply = await self.client.predict(worker.address, request.payload, timeout, request.kind)
         except WorkerUnreachable as exc:
+            self.metrics.task(self.endpoint_id, "worker_lost")
             worker.broken = True
             self.on_broken_worker()
             reason = f"worker failed while running the task: {self.exit_reason(worker.worker_id) or exc}"
@@ -133,12 +145,15 @@ class Dispatcher:
             return
         except TimeoutError:
             # the predict function hangs or is too slow: fail the task (no retry), recycle the stuck worker
+            self.metrics.task(self.endpoint_id, "timeout")
             worker.broken = True
             self.on_broken_worker()
             outcome = self.tasks.release(task, Cause.TIMED_OUT, f"it ran longer than its limit of {timeout:g} s")
             await self._settle(outcome, task, worker)
             return
+        self.metrics.task_ran(self.endpoint_id, time.perf_counter() - began)
         if reply.rejected:  # never ran: give the attempt back
+            self.metrics.task(self.endpoint_id, "rejected")
             worker.retiring = True
             self.on_broken_worker()
             outcome = self.tasks.release(task, Cause.NOT_SENT, f"worker refused the task: {reply.detail}")
@@ -148,6 +163,7 @@ class Dispatcher:
 
     async def _store(self, task: Task, reply: WorkerReply) -> bool:
         if reply.pickled:
+            self.metrics.task(self.endpoint_id, "success")
             key = result_key(task.owner, f"{task.id}.{task.attempt}")  # one object per attempt: see below
             await self.objects.put(key, reply.body)
             stored = await self.tasks.finish(task, ok=True, result_key=key)
@@ -155,6 +171,9 @@ class Dispatcher:
                 await self.objects.delete(key)
             return stored
         ok, result, traceback = reply.json_outcome()
+        self.metrics.task(self.endpoint_id, "success" if ok else "failure")
+        if not ok:
+            self.activity.failed(self.owner, self.endpoint_id, "task", task.id, traceback)
         return await self.tasks.finish(task, ok=ok, result=result, traceback=traceback)
 
     async def _settle(self, outcome: Awaitable[object], task: Task, worker: WorkerRef) -> None:

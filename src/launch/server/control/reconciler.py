@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from launch.server import cold_start
+from launch.server.activity import Activity
 from launch.server.control import autoscaler, capacity
 from launch.server.control.dispatcher import Dispatcher
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
@@ -35,6 +37,7 @@ from launch.server.domain.endpoints import Endpoint, Endpoints
 from launch.server.domain.rollouts import gives_up
 from launch.server.domain.tasks import Tasks
 from launch.server.environments import EnvironmentBuildError
+from launch.server.metrics import Metrics
 from launch.server.settings import Settings
 from launch.server.worker_client import WorkerClient
 from launch.stores.broker import Broker
@@ -68,6 +71,7 @@ class EndpointRuntime:
     dispatcher: Dispatcher | None = None
     tearing_down: bool = False
     unplaced: str | None = None  # why its last worker did not fit on the host (shown as status_reason)
+    desired: int | None = None  # the autoscaler's last answer
 
 
 def is_live(rt: EndpointRuntime) -> bool:
@@ -96,8 +100,11 @@ def proof_key(endpoint: Endpoint) -> tuple[object, ...]:
 class Reconciler:
     def __init__(self, settings: Settings, *, endpoints: Endpoints, bundles: Bundles, tasks: Tasks,
                  broker: Broker, objects: ObjectStore, placement: Placement, pools: Pools,
-                 factory: WorkerFactory, client: WorkerClient) -> None:
+                 factory: WorkerFactory, client: WorkerClient, metrics: Metrics | None = None,
+                 activity: Activity | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.activity = activity or Activity()
         self.endpoints = endpoints
         self.bundles = bundles
         self.tasks = tasks
@@ -227,6 +234,7 @@ class Reconciler:
         if runtime.endpoint.generation != endpoint.generation:
             runtime.failures, runtime.retry_at = 0, 0.0
         runtime.endpoint = endpoint
+        self.activity.saw_status(endpoint.id, endpoint.status.value, endpoint.status_reason)
         return runtime
 
     async def _pass(self, dirty: set[str]) -> None:
@@ -276,10 +284,13 @@ class Reconciler:
                 await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
                 return
             desired = 1  # prove the new generation loads before it takes traffic (and before READY)
+        rt.desired = desired
         if len(current) + starting < desired and time.monotonic() >= rt.retry_at:
+            self.metrics.autoscaled(endpoint.id, "up", desired - len(current) - starting)
             for _ in range(desired - len(current) - starting):
                 self._spawn(self._start_worker(rt, endpoint))
         elif len(current) > desired:
+            self.metrics.autoscaled(endpoint.id, "down", len(current) - desired)
             surplus = sorted(current, key=lambda w: w.inflight)[: len(current) - desired]
             for worker in surplus:
                 self._drain(rt, worker)
@@ -324,6 +335,7 @@ class Reconciler:
             objects=self.objects, client=self.client, task_timeout=self.settings.task_timeout_seconds,
             on_broken_worker=lambda: self.endpoints.wake(endpoint_id), fetch_policy=self.settings.fetch_policy(),
             exit_reason=self.placement.exit_reason, cancel_stops_worker=self.settings.task_cancel_stops_worker,
+            metrics=self.metrics, activity=self.activity, owner=rt.endpoint.owner,
         )
         rt.dispatcher.start()
 
@@ -388,12 +400,24 @@ class Reconciler:
         rt.pool.workers.append(WorkerRef(handle.worker_id, handle.address, endpoint.generation,
                                          capacity=endpoint.settings.per_worker))
         rt.failures = 0
+        self._record_start(endpoint, spec, handle.timeline)
         self.proven.add(proof_key(endpoint))
         await rt.pool.notify()
         if endpoint.needs_proof:
             self.note(endpoint, "ready: this generation serves now")
         await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
         self.endpoints.wake(endpoint.id)
+
+    def _record_start(self, endpoint: Endpoint, spec: WorkerSpec, timeline: dict[str, float]) -> None:
+        """The worker's cold-start timeline: into the metrics, the dashboard and the creation logs."""
+        start = cold_start.record(spec.worker_id, endpoint.generation, timeline, spec.environment,
+                                  spec.environment_seconds)
+        self.metrics.worker_started(endpoint.id, ok=True)
+        self.metrics.cold_start_phases(endpoint.id, start["phases"])
+        self.activity.started(endpoint.id, start)
+        path = self.log_dir(endpoint.id) / "cold-start.log"
+        line = cold_start.describe(start) + "\n"
+        self._spawn(asyncio.to_thread(_append, path, line))
 
     async def _place(self, rt: EndpointRuntime, endpoint: Endpoint, worker_id: str) -> bool:
         """Reserve the host capacity a new worker needs (before any await: the decision and the reservation
@@ -411,9 +435,11 @@ class Reconciler:
         return False
 
     async def _start_failed(self, rt: EndpointRuntime, endpoint: Endpoint, exc: Exception) -> None:
+        self.metrics.worker_started(endpoint.id, ok=False)
         self._note_failure(rt)
         tail = getattr(exc, "log_tail", "")
         reason = f"{exc}\n{tail}".strip()
+        self.activity.failed(endpoint.owner, endpoint.id, "worker start", "", reason)
         log.warning("endpoint %s: worker failed to start (%d/%d): %s", endpoint.name, rt.failures,
                     self.settings.worker_restart_limit, str(exc))
         if gives_up(deterministic(exc), rt.failures, self.settings.worker_restart_limit):
@@ -457,7 +483,14 @@ class Reconciler:
         await self._forget(endpoint.id)
 
     async def _forget(self, endpoint_id: str) -> None:
+        self.activity.forget(endpoint_id)
         rt = self.runtimes.pop(endpoint_id, None)
         if rt is not None and rt.dispatcher is not None:
             await rt.dispatcher.stop()
         self.pools.drop(endpoint_id)
+
+
+def _append(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(text)

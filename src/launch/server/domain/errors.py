@@ -73,3 +73,9 @@ class InsufficientStorage(LaunchError):
 
 class PredictionTimeout(LaunchError):
     status_code = 504
+
+
+class Forbidden(LaunchError):
+    """Authenticated, but this key may not do that (an operator view asked for with a user's key)."""
+
+    status_code = 403
