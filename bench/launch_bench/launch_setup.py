@@ -41,6 +41,7 @@ def create(client: LaunchClient, spec: dict[str, Any]) -> Any:
         per_worker=spec["per_worker"],
         cpus=1,
         memory="1Gi",
+        default_callback_url=spec.get("default_callback_url"),
     )
 
 

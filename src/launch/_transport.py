@@ -4,6 +4,7 @@ Retries: connection failures before a request was sent, and 429/503 answers, are
 every request; the server answers those only when it did nothing (no task accepted, no prediction started).
 Until the server has answered once, a refused connection is not retried: it is a wrong address far more
 often than a restarting server, and the user should hear so at once (``NoLaunchServer``).
+A ``Retry-After`` header (seconds) sets the wait instead of the backoff.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from launch.errors import APIError, NoLaunchServer
 
 RETRY_STATUSES = (429, 503)  # the server answers these only when it did nothing
 DEFAULT_TIMEOUT = 120.0
+MAX_RETRY_AFTER = 60.0
 CONNECT_TIMEOUT = 5.0
 
 
@@ -33,8 +35,8 @@ class Transport:
         )
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                content: bytes | None = None) -> Any:
-        response = self._send(method, path, json=json, params=params, content=content)
+                content: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+        response = self._send(method, path, json=json, params=params, content=content, headers=headers)
         if response.status_code >= 400:
             if not _is_json(response):  # every answer of a Launch server is JSON
                 raise NoLaunchServer(
@@ -63,7 +65,11 @@ class Transport:
             else:
                 if response.status_code not in RETRY_STATUSES or last:
                     return response
+                wait = retry_after(response)
                 response.close()
+                if wait is not None:
+                    time.sleep(wait)
+                    continue
             time.sleep(delay)
             delay = min(delay * 3, 10.0)
         raise AssertionError("unreachable")
@@ -115,6 +121,18 @@ class Transport:
 
     def close(self) -> None:
         self._client.close()
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The server's ``Retry-After`` in seconds (capped at a minute), or None when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _is_json(response: httpx.Response) -> bool:

@@ -72,9 +72,12 @@ def server(
     data_dir: Path = typer.Option(Path("launch-data"), help="Where the database, objects and logs live."),
     public_url: str = typer.Option(None, help="Base URL clients use to reach this server (for signed URLs)."),
     allow_private_fetch: bool = typer.Option(
-        False, help="Let the gateway fetch `url` inputs from loopback and private addresses (tests, trusted LANs)."),
+        False, help="Let the gateway fetch `url` inputs, and send callbacks, to loopback and private addresses "
+                    "(tests, trusted LANs)."),
     sandbox: str = typer.Option(
         None, help="Worker sandbox: auto (where the host can; default), required (refuse to start without), off."),
+    cancel_stops_worker: bool = typer.Option(
+        False, help="Cancelling a running task recycles its worker process (otherwise its result is dropped)."),
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
     """Start the platform: gateway, control loop, database, object store, broker and workers."""
@@ -95,6 +98,8 @@ def server(
             console.print(f"[red]--sandbox must be auto, required or off, not {sandbox!r}[/red]")
             raise typer.Exit(2)
         overrides["sandbox"] = sandbox
+    if cancel_stops_worker:
+        overrides["task_cancel_stops_worker"] = True
     settings = Settings(**overrides)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -383,7 +388,36 @@ def tasks_get(task_id: str, api_key: str = ApiKeyOption, endpoint: str = Endpoin
     """Show an async task's status and result."""
     client = _client(api_key, endpoint)
     record = _run(lambda: client.connection.request("GET", f"/v1/async-tasks/{task_id}"))
-    _show([record], ["task_id", "status", "attempts", "result", "result_url", "traceback"], as_json, "Task")
+    _show([record], ["task_id", "status", "attempt", "queue_position", "result", "result_url", "reason"],
+          as_json, "Task")
+
+
+@tasks_app.command("list")
+def tasks_list(
+    model_endpoint: str = typer.Argument(..., metavar="ENDPOINT_NAME", help="The async endpoint (name or id)."),
+    state: list[str] = typer.Option([], "--state", "-s", help="Only these states (repeatable): PENDING, "
+                                    "STARTED, SUCCESS, FAILURE, CANCELLED, EXPIRED."),
+    since: float = typer.Option(None, help="Only tasks submitted since this many seconds ago."),
+    limit: int = typer.Option(100, help="At most this many tasks (newest first, up to 1000)."),
+    api_key: str = ApiKeyOption, endpoint: str = EndpointOption, as_json: bool = JsonOption,
+) -> None:
+    """List an endpoint's async tasks, newest first."""
+    import time
+
+    client = _client(api_key, endpoint)
+    rows = _run(lambda: client.list_tasks(model_endpoint, states=state or None,
+                                          since=time.time() - since if since is not None else None, limit=limit))
+    _show(rows, ["task_id", "status", "attempt", "priority", "created_at", "finished_at", "callback_state",
+                 "reason"], as_json, f"Tasks of {model_endpoint}")
+
+
+@tasks_app.command("cancel")
+def tasks_cancel(task_id: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+                 as_json: bool = JsonOption) -> None:
+    """Cancel an async task (a pending one never runs; a running one's result is dropped)."""
+    client = _client(api_key, endpoint)
+    record = _run(lambda: client.cancel_task(task_id))
+    _show([record], ["task_id", "status", "cancelled", "reason"], as_json, "Task")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

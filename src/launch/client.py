@@ -287,12 +287,17 @@ class LaunchClient:
         update_if_exists: bool = False,
         labels: dict[str, str] | None = None,
         metadata: dict[str, Any] | None = None,
+        default_callback_url: str | None = None,
+        default_callback_auth: dict[str, str] | None = None,
+        public_inference: bool | None = None,
     ) -> Endpoint | None:
         """Create an endpoint serving ``model_bundle`` and return it at once (it becomes READY when its
         workers serve; poll ``status()``). With ``update_if_exists`` an existing endpoint is edited
         instead and None is returned. ``per_worker`` is the number of concurrent requests one worker takes
         before the autoscaler adds another (between ``min_workers`` and ``max_workers``; 0 min scales to
-        zero when idle)."""
+        zero when idle). ``default_callback_url`` / ``default_callback_auth``: where every task's outcome is
+        POSTed unless the request names its own. ``public_inference``: other owners may send tasks to it
+        (by its id); their queued tasks share its workers fairly with yours."""
         if update_if_exists and self.get_model_endpoint(endpoint_name) is not None:
             self.edit_model_endpoint(endpoint_name, model_bundle=model_bundle, cpus=cpus, memory=memory,
                                      storage=storage, gpus=gpus, min_workers=min_workers, max_workers=max_workers,
@@ -306,6 +311,9 @@ class LaunchClient:
             "min_workers": min_workers, "max_workers": max_workers, "per_worker": per_worker,
             "post_inference_hooks": [str(getattr(h, "value", h)) for h in post_inference_hooks or []] or None,
             "labels": labels or {}, "metadata": metadata or {},
+            **{k: v for k, v in (("default_callback_url", default_callback_url),
+                                 ("default_callback_auth", default_callback_auth),
+                                 ("public_inference", public_inference)) if v is not None},
         })
         return _endpoint_object(self.connection.request("POST", "/v1/model-endpoints", json=payload), self)
 
@@ -384,10 +392,31 @@ class LaunchClient:
         ))
 
     def _async_request(self, endpoint_name: str, url: str | None = None, args: dict | None = None,
-                       return_pickled: bool = True) -> str:
+                       return_pickled: bool = True, options: dict[str, Any] | None = None,
+                       idempotency_key: str | None = None) -> str:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         record = self.connection.request("POST", "/v1/async-tasks", params={"model_endpoint_name": endpoint_name},
-                                         json=self._task_body(url, args, return_pickled))
+                                         json={**self._task_body(url, args, return_pickled), **(options or {})},
+                                         headers=headers)
         return str(record["task_id"])
+
+    def cancel_task(self, async_task_id: str) -> dict[str, Any]:
+        """Cancel an async task; returns its view (``cancelled``: whether this call cancelled it)."""
+        return dict(self.connection.request("DELETE", f"/v1/async-tasks/{async_task_id}"))
+
+    def list_tasks(self, endpoint_name: str, states: list[str] | None = None, since: float | None = None,
+                   limit: int = 100) -> list[dict[str, Any]]:
+        """Your async tasks of an endpoint, newest first, filtered by state and submission time (unix)."""
+        params: dict[str, Any] = {"model_endpoint_name": endpoint_name, "limit": limit}
+        if states:
+            params["state"] = states
+        if since is not None:
+            params["since"] = since
+        return list(self.connection.request("GET", "/v1/async-tasks", params=params)["tasks"])
+
+    def get_callback_signing_key(self) -> str:
+        """The key the server signs your task callbacks with (see the docs for checking a signature)."""
+        return str(self.connection.request("GET", "/v1/callbacks/signing-key")["signing_key"])
 
     def async_request(self, endpoint_name: str, url: str | None = None, args: dict | None = None,
                       return_pickled: bool = True) -> str:

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 TASK_PENDING_STATE = "PENDING"
 TASK_SUCCESS_STATE = "SUCCESS"
 TASK_FAILURE_STATE = "FAILURE"
+TASK_STARTED_STATE = "STARTED"
+TASK_CANCELLED_STATE = "CANCELLED"
+TASK_EXPIRED_STATE = "EXPIRED"
+UNFINISHED_STATES = (TASK_PENDING_STATE, TASK_STARTED_STATE)
+FINISHED_STATES = (TASK_SUCCESS_STATE, TASK_FAILURE_STATE, TASK_CANCELLED_STATE, TASK_EXPIRED_STATE)
 LONG_POLL_SECONDS = 20.0
 EVENTS_SECONDS = 60.0  # one task-events connection at most this long, then a reconnect (bounded reads)
 RECONNECT_FOR_SECONDS = 120.0  # without a timeout, how long get() keeps reconnecting to an unreachable server
@@ -88,11 +93,14 @@ class EndpointRequest:
     Exactly one of ``url`` (a file whose bytes are passed to the predict function) and ``args`` (keyword
     arguments of the predict function) must be given. ``return_pickled`` asks for a pickled result behind a
     ``result_url`` instead of ``result`` as a JSON string. ``request_id`` (deprecated) names the request in a
-    batch; one is generated when not given.
+    batch; one is generated when not given. ``callback_url`` (and ``callback_auth``: ``{"kind": "basic",
+    "username", "password"}`` or ``{"kind": "mtls", "cert", "key"}``) receive the outcome of an async task
+    when it ends; ``priority`` orders your own queued tasks (higher first).
     """
 
     def __init__(self, url: str | None = None, args: dict | None = None, return_pickled: bool | None = True,
-                 request_id: str | None = None) -> None:
+                 request_id: str | None = None, callback_url: str | None = None,
+                 callback_auth: dict[str, str] | None = None, priority: int | None = None) -> None:
         if (url is None) == (args is None):
             raise ValueError("Exactly one of url and args must be specified")
         if url is not None and not isinstance(url, str):
@@ -103,12 +111,21 @@ class EndpointRequest:
         self.args = args
         self.return_pickled = return_pickled
         self.request_id: str = request_id if request_id is not None else str(uuid.uuid4())
+        self.callback_url = callback_url
+        self.callback_auth = callback_auth
+        self.priority = priority
+
+    def task_options(self) -> dict[str, Any]:
+        """The async-only fields of the request body."""
+        options = {"callback_url": self.callback_url, "callback_auth": self.callback_auth, "priority": self.priority}
+        return {k: v for k, v in options.items() if v is not None}
 
 
 class EndpointResponse:
-    """Represents a response received from a Endpoint: ``status`` (``SUCCESS``, ``FAILURE`` or ``PENDING``),
-    then exactly one of ``result_url`` (pickled output) or ``result`` (output as a JSON string), or the
-    ``traceback`` of a predict function that raised."""
+    """Represents a response received from a Endpoint: ``status`` (``SUCCESS``, ``FAILURE``, ``PENDING``,
+    ``STARTED``, ``CANCELLED`` or ``EXPIRED``), then exactly one of ``result_url`` (pickled output) or
+    ``result`` (output as a JSON string), or the ``traceback`` of a predict function that raised (or why the
+    task was cancelled or expired)."""
 
     def __init__(self, client: Any, status: str, result_url: str | None = None, result: str | None = None,
                  traceback: str | None = None) -> None:
@@ -127,6 +144,8 @@ def _response_from(client: Any, raw: dict[str, Any]) -> EndpointResponse:
     status = raw.get("status", raw.get("state"))
     if status == TASK_FAILURE_STATE:
         return EndpointResponse(client, status, traceback=raw.get("traceback"))
+    if status in (TASK_CANCELLED_STATE, TASK_EXPIRED_STATE):
+        return EndpointResponse(client, status, traceback=raw.get("reason"))
     return EndpointResponse(client, status, result_url=raw.get("result_url"), result=raw.get("result"),
                             traceback=raw.get("traceback"))
 
@@ -157,9 +176,9 @@ class EndpointResponseFuture:
             # the server holds the request until the task ends (or the wait is over): no busy polling
             raw = self.client._wait_async_task(self.async_task_id, max(0.0, min(LONG_POLL_SECONDS, remaining)))
             state = raw.get("status", raw.get("state"))
-            if state in (TASK_SUCCESS_STATE, TASK_FAILURE_STATE):
+            if state in FINISHED_STATES:
                 return _response_from(self.client, raw)
-            if state != TASK_PENDING_STATE:
+            if state not in UNFINISHED_STATES:
                 raise ValueError(f"Unrecognized state: {state}")
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"task {self.async_task_id} did not finish within {timeout} s")
@@ -177,7 +196,7 @@ class EndpointResponseFuture:
                                                                      min(EVENTS_SECONDS, remaining)):
                     unreachable_since = None
                     last_event_id = event_id
-                    if name in (TASK_SUCCESS_STATE, TASK_FAILURE_STATE):
+                    if name in (TASK_SUCCESS_STATE, TASK_FAILURE_STATE, TASK_CANCELLED_STATE, TASK_EXPIRED_STATE):
                         return _response_from(self.client, data)
                 unreachable_since = None
             except APIError as exc:
@@ -192,6 +211,10 @@ class EndpointResponseFuture:
                 if deadline is None and time.monotonic() - unreachable_since > RECONNECT_FOR_SECONDS:
                     raise ConnectionError(f"the server stayed unreachable for {RECONNECT_FOR_SECONDS:.0f} s")
                 time.sleep(0.2)
+
+    def cancel(self) -> EndpointResponse:
+        """Cancel the task: a pending one never runs; a running one's result is dropped."""
+        return _response_from(self.client, self.client.cancel_task(self.async_task_id))
 
 
 class Endpoint:
@@ -281,11 +304,13 @@ class AsyncEndpoint(Endpoint):
     def __repr__(self) -> str:
         return self._describe("AsyncEndpoint")
 
-    def predict(self, request: EndpointRequest) -> EndpointResponseFuture:
+    def predict(self, request: EndpointRequest, idempotency_key: str | None = None) -> EndpointResponseFuture:
         """Runs an asynchronous prediction request; returns an ``EndpointResponseFuture`` whose ``get()``
-        blocks on completion."""
+        blocks on completion. With ``idempotency_key``, sending the same request again (a retry after a
+        lost answer) returns the same task instead of queueing another."""
         task_id = self.client._async_request(self.model_endpoint.name, url=request.url, args=request.args,
-                                             return_pickled=bool(request.return_pickled))
+                                             return_pickled=bool(request.return_pickled),
+                                             options=request.task_options(), idempotency_key=idempotency_key)
         return EndpointResponseFuture(self.client, self.model_endpoint.name, task_id)
 
     def predict_batch(self, requests: list[EndpointRequest]) -> AsyncEndpointBatchResponse:
@@ -296,7 +321,8 @@ class AsyncEndpoint(Endpoint):
 
         def submit(request: EndpointRequest) -> tuple[str, str]:
             task_id = self.client._async_request(self.model_endpoint.name, url=request.url, args=request.args,
-                                                 return_pickled=bool(request.return_pickled))
+                                                 return_pickled=bool(request.return_pickled),
+                                                 options=request.task_options())
             return request.request_id, task_id
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=20) as executor:
@@ -337,7 +363,7 @@ class AsyncEndpointBatchResponse:
 
     def poll_endpoints(self) -> None:
         """Runs one round of polling the endpoint for async task results."""
-        pending = [rid for rid, status in self.statuses.items() if status == TASK_PENDING_STATE]
+        pending = [rid for rid, status in self.statuses.items() if status in UNFINISHED_STATES]
 
         def poll(request_id: str) -> tuple[str, dict[str, Any]]:
             return request_id, self.client._get_async_endpoint_response(
@@ -355,7 +381,7 @@ class AsyncEndpointBatchResponse:
         ``poll`` is True)."""
         if poll:
             self.poll_endpoints()
-        return all(status != TASK_PENDING_STATE for status in self.statuses.values())
+        return all(status not in UNFINISHED_STATES for status in self.statuses.values())
 
     def get_responses(self) -> dict[str, EndpointResponse | None]:
         """request_id → ``EndpointResponse`` for every request; raises ``ValueError`` while some are

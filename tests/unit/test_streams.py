@@ -277,8 +277,9 @@ def test_task_event_ids_follow_the_state() -> None:
     running = Task(**{**task.__dict__, "state": TaskState.RUNNING, "attempt": 1})
     assert describe(running, links, None)[:2] == ("STARTED", "STARTED-1")
     done = Task(**{**task.__dict__, "state": TaskState.SUCCESS, "result": "3", "attempt": 1})
-    assert describe(done, links, None) == ("SUCCESS", "SUCCESS", {"task_id": "t", "status": "SUCCESS", "attempts": 1,
-                                                                  "result": "3"})
+    name, event_id, data = describe(done, links, None)
+    assert (name, event_id) == ("SUCCESS", "SUCCESS")
+    assert data | {"task_id": "t", "status": "SUCCESS", "attempts": 1, "result": "3"} == data
 
 
 def test_cancel_all_releases_a_generator_thread_waiting_for_credit() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import gc
 import logging
@@ -22,8 +23,10 @@ from launch.server.api.http_guard import guarded_protocol
 from launch.server.api.limits import BodySizeLimit
 from launch.server.api.openapi import install_docs
 from launch.server.control.batch_runner import BatchRunner
+from launch.server.control.callbacks import CallbackDelivery
 from launch.server.control.pool import Pools
 from launch.server.control.reconciler import Reconciler
+from launch.server.control.task_sweeper import TaskSweeper
 from launch.server.control.workers import WorkerFactory
 from launch.server.domain.batch_jobs import BatchJobs
 from launch.server.domain.bundles import Bundles
@@ -67,6 +70,8 @@ class Services:
     batch_jobs: BatchJobs
     batch_runner: BatchRunner
     data_dir_lock: IO[bytes] | None
+    task_sweeper: TaskSweeper
+    callbacks: CallbackDelivery
 
 
 class DataDirInUse(Exception):
@@ -107,8 +112,15 @@ def build_services(settings: Settings) -> Services:
     endpoints = Endpoints(db, bundles, quotas, view=settings.broker_url.startswith("embedded:"))
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
     task_cache = TaskCache(authoritative=settings.broker_url.startswith("embedded:"))
-    tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
+    tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache,
+                  retention=settings.task_retention_seconds, objects=objects)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
+    callback_policy = dataclasses.replace(settings.fetch_policy(), timeout=settings.callback_timeout_seconds)
+    callbacks = CallbackDelivery(
+        tasks, secret=secret, result_url=links.url, policy=callback_policy,
+        max_attempts=settings.callback_max_attempts, retry_base=settings.callback_retry_base_seconds,
+        timeout=settings.callback_timeout_seconds, ca_file=settings.callback_ca_file,
+    )
     cache = EndpointCache(endpoints)
     factory = WorkerFactory(settings, objects, environments)
     placement = open_placement(settings.placement_url, LocalOptions(
@@ -135,11 +147,12 @@ def build_services(settings: Settings) -> Services:
         predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
                                 max_queued=settings.max_queued_tasks, fetch_policy=settings.fetch_policy(),
-                                exit_reason=placement.exit_reason, quotas=quotas),
+                                exit_reason=placement.exit_reason, quotas=quotas, callback_policy=callback_policy),
         streams=Streams(cache=cache, endpoints=endpoints, pools=pools, client=client,
                         item_timeout=settings.sync_timeout_seconds, fetch_policy=settings.fetch_policy()),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
+        task_sweeper=TaskSweeper(tasks), callbacks=callbacks,
     )
 
 
@@ -152,7 +165,9 @@ def build_app(settings: Settings) -> FastPath:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await services.api_keys.start()
+        services.callbacks.start()  # before recovery: it hears the endings recovery and the dispatchers make
         await services.reconciler.start()
+        services.task_sweeper.start()
         await services.batch_runner.start()
         # start-up objects (framework, models, metadata) leave the collector's working set: full collections
         # stay short, which keeps their pauses out of the request path's tail latency
@@ -162,7 +177,9 @@ def build_app(settings: Settings) -> FastPath:
             yield
         finally:
             await services.batch_runner.stop()
+            await services.task_sweeper.stop()
             await services.reconciler.stop()
+            await services.callbacks.stop()
             await services.api_keys.stop()
             await services.predictions.client.close()
             await services.broker.close()

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     task_max_attempts: int = 3
     task_lease_seconds: float = 60.0
     task_timeout_seconds: float = 3600.0
+    task_retention_seconds: float = Field(default=7 * 86400.0, gt=0,
+                                          description="How long finished tasks and their results are kept")
+    task_cancel_stops_worker: bool = Field(default=False, description="Cancelling a running task recycles its "
+                                           "worker (other tasks on it are retried); otherwise its result is dropped")
+    callback_max_attempts: int = 10
+    callback_retry_base_seconds: float = 1.0
+    callback_timeout_seconds: float = 10.0
+    callback_ca_file: str | None = Field(default=None, description="Extra CA certificates (PEM) trusted for "
+                                         "https callback receivers")
     max_queued_tasks: int = 100_000
     result_url_ttl_seconds: int = 12 * 3600
     upload_url_ttl_seconds: int = 3600

@@ -32,7 +32,7 @@ def sse_event(name: str, event_id: str, data: dict[str, Any]) -> bytes:
 def describe(task: Task, links: ResultLinks, position: int | None) -> tuple[str, str, dict[str, Any]]:
     """(event name, event id, data) for the task's current state."""
     if task.state in TERMINAL:
-        return task.state.value, task.state.value, task_view(task, links)
+        return task.state.value, task.state.value, task_view(task, links.url)
     if task.state is TaskState.RUNNING:
         return "STARTED", f"STARTED-{task.attempt}", {"task_id": task.id, "status": "STARTED",
                                                       "attempt": task.attempt}
@@ -47,10 +47,10 @@ async def task_events(tasks: Tasks, links: ResultLinks, owner: str, task_id: str
     deadline = None if wait is None else loop.time() + wait
     last_write = time.monotonic()
     while True:
-        changed = tasks.subscribe(task_id)  # before reading: no change slips between the read and the wait
+        changed = tasks.watch(task_id)  # before reading: no change slips between the read and the wait
         try:
             task = await tasks.get(owner, task_id)
-            position = await tasks.queue_position(task) if task.state is TaskState.PENDING else None
+            position = await tasks.position(task) if task.state is TaskState.PENDING else None
             name, event_id, data = describe(task, links, position)
             if event_id != last_event_id:
                 yield sse_event(name, event_id, data)
@@ -68,4 +68,4 @@ async def task_events(tasks: Tasks, links: ResultLinks, owner: str, task_id: str
                 yield b": keep-alive\n\n"  # a comment: keeps proxies and clients from timing out
                 last_write = time.monotonic()
         finally:
-            tasks.unsubscribe(task_id, changed)
+            tasks.unwatch(task_id, changed)

@@ -13,7 +13,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from launch.server.api.methods import allowed_methods, not_allowed_detail
-from launch.server.domain.errors import InsufficientStorage, LaunchError, Unauthenticated, Unavailable
+from launch.server.domain.errors import (
+    InsufficientStorage,
+    LaunchError,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger("launch.api")
 
@@ -37,11 +43,19 @@ def storage_error(exc: Exception) -> LaunchError | None:
     return None
 
 
+def error_headers(exc: LaunchError) -> dict[str, str] | None:
+    """The headers an error answer carries: how to authenticate (401), when to come back (429)."""
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": 'Basic realm="launch"'}
+    if isinstance(exc, TooManyRequests):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LaunchError)
     async def _launch_error(_: Request, exc: LaunchError) -> ORJSONResponse:
-        headers = {"WWW-Authenticate": 'Basic realm="launch"'} if isinstance(exc, Unauthenticated) else None
-        return ORJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        return ORJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=error_headers(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:

@@ -12,17 +12,16 @@ import orjson
 from fastapi import FastAPI, Request, Security
 from fastapi.responses import Response
 
-from launch.server.api.errors import storage_error
+from launch.server.api.errors import error_headers, storage_error
 from launch.server.api.openapi import basic_auth, bearer_auth, errors
 from launch.server.api.routes import Call, Reply, Route, RouteTable
-from launch.server.domain.errors import LaunchError, PayloadTooLarge, Unauthenticated
+from launch.server.domain.errors import LaunchError, PayloadTooLarge
 
 if TYPE_CHECKING:
     from launch.server.app import Services
 
 log = logging.getLogger("launch.api")
 _JSON = (b"content-type", b"application/json")
-_AUTHENTICATE = (b"www-authenticate", b'Basic realm="launch"')
 
 
 class FastPath:
@@ -86,7 +85,8 @@ class FastPath:
 
 
 def error_reply(exc: LaunchError) -> Reply:
-    headers = ((_JSON, _AUTHENTICATE) if isinstance(exc, Unauthenticated) else (_JSON,))
+    extra = error_headers(exc) or {}
+    headers = (_JSON, *((k.lower().encode(), v.encode()) for k, v in extra.items()))
     return Reply(orjson.dumps({"detail": exc.detail}), exc.status_code, headers)
 
 

@@ -14,6 +14,7 @@ from launch.server.api.openapi import basic_auth, bearer_auth, errors
 from launch.server.api.strict_json import StrictJsonRoute
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
+from launch.server.control.callbacks import SIGNATURE_HEADER, signing_key
 from launch.server.domain import endpoints as endpoint_rules
 from launch.server.domain import schemas
 from launch.server.domain.bundles import MAX_REQUIREMENT_CHARS, MAX_REQUIREMENTS, NewBundle
@@ -260,6 +261,12 @@ def endpoint_creation_logs(svc: Services, endpoint: Endpoint) -> str:
     if endpoint.status_reason:
         content += f"==> status {endpoint.status.value} <==\n{endpoint.status_reason}\n"
     return content
+
+
+@router.get("/v1/callbacks/signing-key", tags=["tasks"], responses=errors(401))
+async def callback_signing_key(request: Request, who: str = Depends(owner)) -> dict[str, str]:
+    """The key your task callbacks are signed with (``Launch-Signature``: HMAC-SHA256 of ``"<t>." + body``)."""
+    return {"signing_key": signing_key(services(request).secret, who), "header": SIGNATURE_HEADER}
 
 
 @router.post("/v1/batch-jobs", tags=["batch jobs"], responses=errors(401, 404))

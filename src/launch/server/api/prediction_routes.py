@@ -50,10 +50,18 @@ def wait_seconds(value: str | None) -> float:
     return wait
 
 
+LEGACY_STATES = {"STARTED": "PENDING", "CANCELLED": "FAILURE", "EXPIRED": "FAILURE"}
+
+
 def task_object(native: dict[str, Any]) -> dict[str, Any]:
-    """A native task view as the 0.3.3 client reads it: ``state`` instead of ``status`` (last)."""
+    """A native task view as the 0.3.3 client reads it: ``state`` instead of ``status`` (last), and only the
+    states it knows (PENDING, SUCCESS, FAILURE; its ``get()`` raises on any other): STARTED is still PENDING
+    to it, CANCELLED and EXPIRED are FAILUREs whose ``traceback`` says why."""
     view = dict(native)
-    view["state"] = view.pop("status", None)
+    status = view.pop("status", None)
+    if status in ("CANCELLED", "EXPIRED"):
+        view["traceback"] = f"{status}: {view.get('reason') or 'the task did not run to completion'}"
+    view["state"] = LEGACY_STATES.get(status, status) if isinstance(status, str) else status
     return view
 
 
@@ -80,7 +88,32 @@ async def sync_task(call: Call) -> bytes:
 async def async_task(call: Call) -> bytes:
     owner = await call.owner()
     endpoint = endpoint_ref(call.query("model_endpoint_name"), call.query("model_endpoint_id"))
-    return orjson.dumps({"task_id": await call.services.predictions.submit(owner, endpoint, await call.body())})
+    key = call.header(b"idempotency-key")
+    task_id = await call.services.predictions.submit(owner, endpoint, await call.body(),
+                                                     key.decode("latin-1") if key is not None else None)
+    return orjson.dumps({"task_id": task_id})
+
+
+async def list_tasks(call: Call) -> bytes:
+    owner = await call.owner()
+    endpoint = endpoint_ref(call.query("model_endpoint_name"), call.query("model_endpoint_id"))
+    return orjson.dumps(await call.services.predictions.list_tasks(
+        owner, endpoint, call.query_all("state"), _number(call.query("since"), "since"),
+        int(_number(call.query("limit"), "limit") or 100)))
+
+
+async def cancel_task(call: Call) -> bytes:
+    owner = await call.owner()
+    return orjson.dumps(await call.services.predictions.cancel(owner, call.params["task_id"]))
+
+
+def _number(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a number") from None
 
 
 async def get_task(call: Call) -> bytes:
@@ -161,6 +194,28 @@ _TASK_SCHEMA: dict[str, Any] = {
 }
 _TASK_BODY: dict[str, Any] = {"requestBody": {"required": True,
                                               "content": {"application/json": {"schema": _TASK_SCHEMA}}}}
+_ASYNC_TASK_SCHEMA = {**_TASK_SCHEMA, "title": "AsyncTaskRequest", "properties": {
+    **_TASK_SCHEMA["properties"],
+    "priority": {"type": "integer", "default": 0, "minimum": -1000, "maximum": 1000,
+                 "description": "Higher runs first among your queued tasks of the endpoint"},
+    "queue_ttl_seconds": {"type": "number", "exclusiveMinimum": 0,
+                          "description": "EXPIRED (never run) if no worker took it by then"},
+    "callback_url": {"type": "string", "description": "Where the outcome is POSTed, signed"},
+    "callback_auth": {"type": "object", "description": "{kind: basic, username, password} or "
+                                                        "{kind: mtls, cert, key} (PEM)"},
+}}
+_ASYNC_TASK_BODY: dict[str, Any] = {"requestBody": {
+    "required": True, "content": {"application/json": {"schema": _ASYNC_TASK_SCHEMA}}}}
+_IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
+                       "description": "A repeat with the same body returns the first task's id",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
+_LIST_QUERY = [
+    {"name": "state", "in": "query", "required": False, "schema": {"type": "array", "items": {
+        "type": "string", "enum": ["PENDING", "STARTED", "SUCCESS", "FAILURE", "CANCELLED", "EXPIRED"]}}},
+    {"name": "since", "in": "query", "required": False, "schema": {"type": "number"}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "default": 100, "minimum": 1, "maximum": 1000}},
+]
 
 _ENDPOINT_QUERY = [
     {"name": "model_endpoint_name", "in": "query", "required": False, "description": "The endpoint, by name",
@@ -208,12 +263,23 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/async-tasks", async_task, "async_task", reads_body=True, tags=("tasks",),
           responses=(401, 404, 409, 429),
           summary="Queue one prediction",
-          description="Poll ``GET /v1/async-tasks/{task_id}`` for its result.",
-          openapi_extra={"parameters": _ENDPOINT_QUERY, **_TASK_BODY}),
+          description="Poll ``GET /v1/async-tasks/{task_id}`` for its result. Besides ``args`` or ``url``: "
+                      "``priority`` (higher first among your tasks), ``queue_ttl_seconds`` (EXPIRED if no worker "
+                      "took it by then), ``callback_url`` and ``callback_auth`` (the outcome is POSTed there, "
+                      "signed). A repeated ``Idempotency-Key`` header with the same body returns the first "
+                      "task's id (409 with another body).",
+          openapi_extra={"parameters": [*_ENDPOINT_QUERY, _IDEMPOTENCY_HEADER], **_ASYNC_TASK_BODY}),
+    Route("GET", "/v1/async-tasks", list_tasks, "list_tasks", tags=("tasks",), responses=(401, 404),
+          summary="Your tasks of one endpoint, newest first",
+          description="``state`` (repeatable: PENDING, STARTED, SUCCESS, FAILURE, CANCELLED, EXPIRED), ``since`` "
+                      "(unix time of submission), ``limit`` (1-1000, default 100).",
+          openapi_extra={"parameters": [*_ENDPOINT_QUERY, *_LIST_QUERY]}),
     Route("GET", "/v1/async-tasks/{task_id}", get_task, "get_task", tags=("tasks",), responses=(401, 404),
           summary="A task's status and result",
-          description="PENDING, SUCCESS or FAILURE, with the result. ``wait`` (seconds): answer as soon as the "
-                      "task ends, or after that long (long-poll).",
+          description="PENDING (``queue_position``), STARTED (``attempt``), SUCCESS (``result`` or "
+                      "``result_url``), FAILURE (``traceback``, ``reason``, ``attempt``), CANCELLED or EXPIRED "
+                      "(``reason``). ``wait`` (seconds): answer as soon as the task ends, or after that long "
+                      "(long-poll).",
           openapi_extra={"parameters": _WAIT_QUERY}),
     Route("POST", "/v1/streaming-tasks", streaming_task, "streaming_task", reads_body=True, tags=("tasks",),
           responses=(401, 404, 409, 429, 504),
@@ -226,6 +292,11 @@ ROUTES: list[Route] = [
           description="One server-sent event per state change, ending after SUCCESS or FAILURE. Reconnect with "
                       "``Last-Event-ID`` to resume without repeats.",
           openapi_extra={"parameters": _EVENTS_QUERY, "responses": _EVENTS_OK}),
+    Route("DELETE", "/v1/async-tasks/{task_id}", cancel_task, "cancel_task", tags=("tasks",), responses=(401, 404),
+          summary="Cancel a task",
+          description="A pending task never runs; a running one's result is dropped (its worker is recycled "
+                      "when the server runs with ``--cancel-stops-worker``). ``cancelled`` says whether this "
+                      "call cancelled it; an ended task is left as it was."),
     Route("POST", LEGACY + "/task_sync/{endpoint_name}", legacy_sync_task, "legacy_sync_task", reads_body=True,
           responses=(401, 404, 408, 409, 502),
           summary="scale-launch 0.3.3: run one prediction", openapi_extra=_TASK_BODY),

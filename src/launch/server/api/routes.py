@@ -64,6 +64,12 @@ class Call:
         values = self._query.get(name)
         return values[0] if values else None
 
+    def query_all(self, name: str) -> list[str]:
+        """Every value of a repeatable query parameter."""
+        self.query(name)
+        assert self._query is not None
+        return list(self._query.get(name, []))
+
     async def owner(self) -> str:
         """The authenticated owner (API key as basic-auth user name or bearer token); 401 otherwise."""
         authorization = self.header(b"authorization")

@@ -44,7 +44,6 @@ from launch.stores.placement import Placement, WorkerSpec, WorkerStartError, log
 log = logging.getLogger("launch.reconciler")
 MAX_BACKOFF = 30.0
 FULL_RESYNC_SECONDS = 30.0
-REAP_EVERY_SECONDS = 5.0
 BULK_READ = 50  # more changed endpoints than this are read with one query
 LOAD_FAILED_MARKER = "bundle failed to load"  # what launch.worker.main prints before exiting with code 3
 ROLLOUT_LOG = "rollouts.log"
@@ -116,7 +115,6 @@ class Reconciler:
         self.logs_root = settings.data_dir / "logs"
         self._jobs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
-        self._last_reap = 0.0
         self._next_resync = 0.0
         self.live: set[str] = set()  # ids of the live endpoints (is_live) after the last pass
         self.proven: set[tuple[object, ...]] = set()  # proof_key of every worker that started
@@ -153,7 +151,7 @@ class Reconciler:
                  "memory (LAUNCH_HOST_MEMORY)", host.schedulable_cpus, host.cpus, host.cpu_overcommit,
                  capacity.format_bytes(host.memory))
         records = await self.endpoints.list()
-        await self.tasks.recover({e.id: e.queue for e in records if e.endpoint_type == "async"})
+        await self.tasks.recover({e.id for e in records if e.endpoint_type == "async"})
         self._loop = asyncio.create_task(self._run(), name="reconciler")
 
     async def stop(self) -> None:
@@ -201,13 +199,13 @@ class Reconciler:
         dirty |= {endpoint_id for endpoint_id, stamp in stamps.items()
                   if (rt := self.runtimes.get(endpoint_id)) is None or rt.endpoint.updated_at != stamp}
         await self._read(dirty)
-        await self._pass(dirty, reap=True)
+        await self._pass(dirty)
 
     async def reconcile_changed(self) -> None:
         """Read the endpoints reported since the last pass, then a pass over them and the live ones."""
         dirty = self.endpoints.take_dirty()
         await self._read(dirty)
-        await self._pass(dirty, reap=False)
+        await self._pass(dirty)
 
     async def _read(self, endpoint_ids: set[str]) -> None:
         """Bring the runtimes of these endpoints up to date with their records (forget deleted ones)."""
@@ -231,7 +229,7 @@ class Reconciler:
         runtime.endpoint = endpoint
         return runtime
 
-    async def _pass(self, dirty: set[str], reap: bool) -> None:
+    async def _pass(self, dirty: set[str]) -> None:
         for endpoint_id in sorted(dirty | self.live):
             runtime = self.runtimes.get(endpoint_id)
             if runtime is None:
@@ -248,12 +246,6 @@ class Reconciler:
         # the jobs this pass spawned take their first step (a start claims its place in rt.starting) before
         # the next pass counts them: passes can follow each other without any other await in between
         await asyncio.sleep(0)
-        async_live = any(self.runtimes[i].endpoint.endpoint_type == "async" for i in self.live if i in self.runtimes)
-        if (reap or async_live) and time.monotonic() - self._last_reap > REAP_EVERY_SECONDS:
-            self._last_reap = time.monotonic()
-            await self.tasks.reap_expired(
-                {i: rt.endpoint.queue for i, rt in self.runtimes.items() if rt.endpoint.endpoint_type == "async"}
-            )
 
     # -- one endpoint ----------------------------------------------------------------------------------
     async def _reconcile(self, rt: EndpointRuntime) -> None:
@@ -331,7 +323,7 @@ class Reconciler:
             endpoint_id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
             objects=self.objects, client=self.client, task_timeout=self.settings.task_timeout_seconds,
             on_broken_worker=lambda: self.endpoints.wake(endpoint_id), fetch_policy=self.settings.fetch_policy(),
-            exit_reason=self.placement.exit_reason,
+            exit_reason=self.placement.exit_reason, cancel_stops_worker=self.settings.task_cancel_stops_worker,
         )
         rt.dispatcher.start()
 
