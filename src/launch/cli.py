@@ -30,6 +30,21 @@ ApiKeyOption = typer.Option(None, "--api-key", envvar="LAUNCH_API_KEY", help="AP
 EndpointOption = typer.Option(None, "--endpoint", envvar="LAUNCH_ENDPOINT",
                               help="Server URL (or LAUNCH_ENDPOINT), default http://127.0.0.1:8000.")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+DatabaseOption = typer.Option(None, "--database", envvar="LAUNCH_DATABASE_URL",
+                              help="sqlite:///path (default: in the data dir) or postgresql://user@host/db.")
+BrokerOption = typer.Option(None, "--broker", envvar="LAUNCH_BROKER_URL",
+                            help="embedded:// (default; one gateway) or redis://host:port/db (several gateways).")
+ObjectsOption = typer.Option(None, "--objects", envvar="LAUNCH_OBJECTS_URL",
+                             help="file:///dir (default: in the data dir) or s3://bucket/prefix (AWS_* variables).")
+PlacementOption = typer.Option(None, "--placement", envvar="LAUNCH_PLACEMENT_URL",
+                               help="Where workers run: local:// (default).")
+
+
+def _engines(database: str | None, broker: str | None, objects: str | None,
+             placement: str | None = None) -> dict[str, Any]:
+    """Settings overrides for the engines given on the command line (or in LAUNCH_*_URL)."""
+    chosen = {"database_url": database, "broker_url": broker, "objects_url": objects, "placement_url": placement}
+    return {name: value for name, value in chosen.items() if value}
 
 
 def _version(value: bool) -> None:
@@ -55,6 +70,10 @@ def server(
         False, help="Let the gateway fetch `url` inputs from loopback and private addresses (tests, trusted LANs)."),
     sandbox: str = typer.Option(
         None, help="Worker sandbox: auto (where the host can; default), required (refuse to start without), off."),
+    database: str = DatabaseOption,
+    broker: str = BrokerOption,
+    objects: str = ObjectsOption,
+    placement: str = PlacementOption,
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
     """Start the platform: gateway, control loop, database, object store, broker and workers."""
@@ -64,7 +83,8 @@ def server(
     from launch.server.settings import Settings
     from launch.stores.placement.local import SandboxUnavailable
 
-    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir,
+                                 **_engines(database, broker, objects, placement)}
     if public_url:
         overrides["public_url"] = public_url
     if allow_private_fetch:
@@ -87,13 +107,16 @@ def server(
 def api_keys_create(
     user: str = typer.Option(..., help="The owner the key authenticates as."),
     data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
+    database: str = DatabaseOption,
+    broker: str = BrokerOption,
 ) -> None:
     """Create an API key for USER; the key is the last line printed (shown once, stored hashed)."""
     from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key
     from launch.server.settings import Settings
+    from launch.stores.changes import KEYS, publish_once
     from launch.stores.database import create_sync_engine, migrate
 
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, **_engines(database, broker, None))
     secret = settings.secret_key()  # creates the data directory on first use
     url = settings.resolved_database_url
     migrate(url)
@@ -104,6 +127,7 @@ def api_keys_create(
             conn.execute(insert_key_statement(user, key_digest(secret, key)))
     finally:
         engine.dispose()
+    publish_once(settings.broker_url, KEYS, "*")  # running gateways forget their "unknown key" answers
     print(f"Created an API key for {user} (store it now; it is not shown again):", file=sys.stderr)
     print(key)
 

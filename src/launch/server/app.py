@@ -6,12 +6,16 @@ import contextlib
 import fcntl
 import gc
 import logging
+import os
+import socket
 import sys
+import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -20,6 +24,8 @@ from launch.server.api.errors import install_error_handlers
 from launch.server.api.fast_path import FastPath
 from launch.server.api.limits import BodySizeLimit
 from launch.server.control.batch_runner import BatchRunner
+from launch.server.control.directory import WorkerDirectory
+from launch.server.control.leadership import Leadership
 from launch.server.control.pool import Pools
 from launch.server.control.reconciler import Reconciler
 from launch.server.control.workers import WorkerFactory
@@ -34,10 +40,12 @@ from launch.server.environments import Environments
 from launch.server.predictions import Predictions, ResultLinks
 from launch.server.settings import Settings
 from launch.server.worker_client import WorkerClient
+from launch.stores import changes as topics
 from launch.stores.broker import Broker, open_broker
+from launch.stores.changes import Changes, open_changes
 from launch.stores.database import Database, migrate
 from launch.stores.objects import ObjectStore, open_object_store
-from launch.stores.placement import open_placement
+from launch.stores.placement import Placement, open_placement
 from launch.stores.placement.local import LocalOptions
 
 log = logging.getLogger("launch.server")
@@ -62,6 +70,8 @@ class Services:
     batch_jobs: BatchJobs
     batch_runner: BatchRunner
     data_dir_lock: IO[bytes] | None
+    scale_out: ScaleOut
+    placement: Placement
 
 
 class DataDirInUse(Exception):
@@ -80,12 +90,89 @@ def lock_data_dir(data_dir: Path) -> IO[bytes]:
     return handle
 
 
+class ScaleOut:
+    """What lets several gateways share one database and broker: change notifications between them, the
+    control-loop lease, and the published ready workers (README: "Scale out")."""
+
+    def __init__(self, settings: Settings, db: Database, changes: Changes, pools: Pools) -> None:
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.changes = changes
+        self.directory = None if settings.single_gateway else WorkerDirectory(db, pools, changes, self.holder)
+        self.pools = pools
+        self.control: list[Any] = []  # the control loop's parts (started when elected, in this order)
+        self.closing = False
+        self.leadership = Leadership(db, self.holder, settings.control_lease_seconds, on_elected=self._elected,
+                                     on_deposed=self._deposed, always=settings.single_gateway)
+        self._demand_sent: dict[str, float] = {}
+
+    async def _elected(self) -> None:
+        if self.directory is not None:
+            await self.directory.take_over()
+        for part in self.control:
+            await part.start()
+
+    async def _deposed(self) -> None:
+        for part in reversed(self.control):
+            await part.stop()
+        if self.directory is not None:
+            await self.directory.hand_over()
+            if self.closing:
+                await self.directory.close()
+
+    def demand(self, endpoint_id: str) -> None:
+        """A request waits for a worker of ``endpoint_id``: tell the control loop, here or elsewhere (at most
+        twice a second per endpoint)."""
+        if self.leadership.leading:
+            return
+        now = time.monotonic()
+        if now - self._demand_sent.get(endpoint_id, 0.0) > 0.5:
+            self._demand_sent[endpoint_id] = now
+            self.changes.publish(topics.DEMAND, endpoint_id)
+
+    def demanded_elsewhere(self, endpoint_id: str) -> None:
+        if self.leadership.leading:
+            self.pools.get(endpoint_id).remote_demand_until = time.monotonic() + 3.0
+
+    async def start(self) -> None:
+        await self.changes.start()
+        await self.leadership.start()
+        if self.directory is not None and not self.leadership.leading:
+            self.directory.start_mirroring()
+
+    async def stop(self) -> None:
+        self.closing = True
+        await self.leadership.stop()
+        if self.directory is not None:
+            await self.directory.close()
+        await self.changes.close()
+
+
+def wire_notifications(services: Services) -> None:
+    """Changes made here are told to the other gateways; changes told by them drop what is cached here."""
+    changes, scale_out = services.scale_out.changes, services.scale_out
+    services.endpoints.announce = lambda endpoint_id: changes.publish(topics.ENDPOINTS, endpoint_id)
+    services.tasks.announce = lambda task_id: changes.publish(topics.TASKS, task_id)
+    services.batch_jobs.listeners.append(lambda job_id: changes.publish(topics.BATCH_JOBS, job_id))
+    changes.subscribe(topics.KEYS, lambda _key: services.api_keys.forget())
+    changes.subscribe(topics.ENDPOINTS, services.endpoints.changed_elsewhere)
+    changes.subscribe(topics.TASKS, services.tasks.ended_elsewhere)
+    changes.subscribe(topics.BATCH_JOBS, lambda _job_id: services.batch_runner.wakeup.set())
+    changes.subscribe(topics.DEMAND, scale_out.demanded_elsewhere)
+    local_demand = services.predictions.demand
+
+    def demand(endpoint_id: str) -> None:
+        local_demand(endpoint_id)
+        scale_out.demand(endpoint_id)
+
+    services.predictions.demand = demand
+
+
 def build_services(settings: Settings) -> Services:
     # The database writer thread and the event loop hand the GIL to each other on every write: the default
     # 5 ms switch interval would add up to 5 ms to each hand-over.
     sys.setswitchinterval(0.0002)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = lock_data_dir(settings.data_dir) if settings.broker_url.startswith("embedded:") else None
+    lock = lock_data_dir(settings.data_dir) if settings.single_gateway else None
     secret = settings.secret_key()
     database_url = settings.resolved_database_url
     migrate(database_url)
@@ -97,26 +184,28 @@ def build_services(settings: Settings) -> Services:
     bundles = Bundles(db, objects)
     endpoints = Endpoints(db, bundles)
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
-    task_cache = TaskCache(authoritative=settings.broker_url.startswith("embedded:"))
+    task_cache = TaskCache(authoritative=settings.single_gateway)
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
     cache = EndpointCache(endpoints)
-    factory = WorkerFactory(settings, objects, Environments(settings.data_dir / "envs", settings.build_environments))
-    placement = open_placement(settings.placement_url, LocalOptions(
+    factory = WorkerFactory(settings, Environments(settings.data_dir / "envs", settings.build_environments))
+    placement = open_placement(settings.placement_url, objects, LocalOptions(
         hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
         uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,
-        pids_limit=settings.worker_pids_limit,
+        pids_limit=settings.worker_pids_limit, bundle_cache=settings.data_dir / "bundle-cache",
     ))
+    scale_out = ScaleOut(settings, db, open_changes(settings.broker_url), pools)
     for line in placement.describe():
         log.info("workers: %s", line)
     reconciler = Reconciler(
         settings, endpoints=endpoints, bundles=bundles, tasks=tasks, broker=broker, objects=objects,
-        placement=placement, pools=pools, factory=factory, client=client,
+        placement=placement, pools=pools, factory=factory, client=client, directory=scale_out.directory,
     )
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
     batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
                                fetch_policy=settings.fetch_policy())
-    return Services(
+    scale_out.control = [reconciler, batch_runner]
+    services = Services(
         settings=settings, secret=secret, api_keys=ApiKeys(db, secret), bundles=bundles,
         endpoints=endpoints, cache=cache, tasks=tasks,
         uploads=Uploads(objects, secret, settings.resolved_public_url, settings.upload_url_ttl_seconds,
@@ -126,8 +215,11 @@ def build_services(settings: Settings) -> Services:
                                 max_queued=settings.max_queued_tasks, fetch_policy=settings.fetch_policy(),
                                 exit_reason=placement.exit_reason),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
-        batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
+        batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock, scale_out=scale_out,
+        placement=placement,
     )
+    wire_notifications(services)
+    return services
 
 
 def build_app(settings: Settings) -> FastPath:
@@ -137,17 +229,17 @@ def build_app(settings: Settings) -> FastPath:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await services.reconciler.start()
-        await services.batch_runner.start()
+        await services.scale_out.start()  # the control loop starts here if this gateway is elected
         # start-up objects (framework, models, metadata) leave the collector's working set: full collections
         # stay short, which keeps their pauses out of the request path's tail latency
         gc.freeze()
-        log.info("Launch is ready on %s (data in %s)", settings.resolved_public_url, settings.data_dir)
+        log.info("Launch is ready on %s (data in %s; %s)", settings.resolved_public_url, settings.data_dir,
+                 "runs the control loop" if services.scale_out.leadership.leading else "control loop elsewhere")
         try:
             yield
         finally:
-            await services.batch_runner.stop()
-            await services.reconciler.stop()
+            await services.scale_out.stop()
+            await services.placement.close()
             await services.predictions.client.close()
             await services.broker.close()
             await services.tasks.db.close()

@@ -77,6 +77,8 @@ class Predictions:
         self.max_queued = max_queued
         self.fetch_policy = fetch_policy or FetchPolicy()
         self.exit_reason = exit_reason  # why a worker died, where placement knows (its memory limit)
+        # demand for an endpoint with no serving worker: wakes the control loop, wherever it runs
+        self.demand: Callable[[str], None] = lambda endpoint_id: self.endpoints.changed.set()
 
     async def sync(self, owner: str, endpoint_name: str, body: bytes) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
@@ -130,12 +132,13 @@ class Predictions:
                                deadline: float) -> WorkerRef:
         """Wait for a serving worker (scale from zero, start-up), failing fast if the endpoint fails."""
         pool.waiting += 1
-        self.endpoints.changed.set()  # wake the reconciler: demand from zero workers
+        self.demand(endpoint.id)  # wake the reconciler: demand from zero workers
         worker = None
         try:
             while worker is None and (remaining := deadline - time.monotonic()) > 0:
                 worker = await pool.wait_for(min(1.0, remaining))
                 if worker is None:
+                    self.demand(endpoint.id)  # still waiting (another gateway's control loop counts it)
                     endpoint = await self.cache.get(owner, endpoint.name)
                     _usable(endpoint, "sync")
         finally:
@@ -155,7 +158,7 @@ class Predictions:
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
         task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request)
         if not self.pools.get(endpoint.id).serving:
-            self.endpoints.changed.set()  # wake the reconciler: scale from zero now, not at its next pass
+            self.demand(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
 
     async def task_view(self, owner: str, task_id: str, wait: float = 0.0) -> dict[str, Any]:

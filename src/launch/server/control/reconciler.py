@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from launch.server.control import autoscaler
+from launch.server.control.directory import WorkerDirectory
 from launch.server.control.dispatcher import Dispatcher
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.control.workers import BundleUnavailable, WorkerFactory
@@ -52,7 +53,7 @@ class EndpointRuntime:
 class Reconciler:
     def __init__(self, settings: Settings, *, endpoints: Endpoints, bundles: Bundles, tasks: Tasks,
                  broker: Broker, objects: ObjectStore, placement: Placement, pools: Pools,
-                 factory: WorkerFactory, client: WorkerClient) -> None:
+                 factory: WorkerFactory, client: WorkerClient, directory: WorkerDirectory | None = None) -> None:
         self.settings = settings
         self.endpoints = endpoints
         self.bundles = bundles
@@ -63,6 +64,7 @@ class Reconciler:
         self.pools = pools
         self.factory = factory
         self.client = client
+        self.directory = directory  # publishes ready workers to the other gateways
         self.policy = autoscaler.Policy(scale_to_zero_after=settings.scale_to_zero_after_seconds)
         self.runtimes: dict[str, EndpointRuntime] = {}
         self.logs_root = settings.data_dir / "logs"
@@ -82,7 +84,8 @@ class Reconciler:
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         records = await self.endpoints.list()
-        await self.tasks.recover({e.id: e.queue for e in records if e.endpoint_type == "async"})
+        await self.tasks.recover({e.id: e.queue for e in records if e.endpoint_type == "async"},
+                                 rebuild=not self.settings.single_gateway)
         self._loop = asyncio.create_task(self._run(), name="reconciler")
 
     async def stop(self) -> None:
@@ -95,7 +98,16 @@ class Reconciler:
         for runtime in self.runtimes.values():
             if runtime.dispatcher is not None:
                 await runtime.dispatcher.stop()
-        await self.placement.close()
+        # the control loop may move to another gateway and back: stop this one's workers, keep placement open
+        workers = [w for rt in self.runtimes.values() for w in rt.pool.workers]
+        await asyncio.gather(*(self.placement.stop(w.worker_id, grace=5.0) for w in workers),
+                             return_exceptions=True)
+        for worker in workers:
+            self.client.forget(worker.address)
+        for runtime in self.runtimes.values():
+            runtime.pool.workers = []
+        self.runtimes.clear()
+        self._loop = None
 
     async def _run(self) -> None:
         while True:
@@ -204,6 +216,7 @@ class Reconciler:
                             rt.endpoint.name, "broke its connection" if worker.broken else "died")
                 self._note_failure(rt)
             rt.pool.workers.remove(worker)
+            self._withdraw(rt, worker)
             self._spawn(self.placement.stop(worker.worker_id, grace=1.0))
             self.client.forget(worker.address)
             await rt.pool.notify()
@@ -238,8 +251,13 @@ class Reconciler:
         if current is not rt or rt.endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
             await self.placement.stop(handle.worker_id, grace=1.0)
             return
-        rt.pool.workers.append(WorkerRef(handle.worker_id, handle.address, endpoint.generation,
-                                         capacity=endpoint.settings.per_worker))
+        ref = WorkerRef(handle.worker_id, handle.address, endpoint.generation, capacity=endpoint.settings.per_worker)
+        rt.pool.workers.append(ref)
+        if self.directory is not None:
+            try:
+                await self.directory.publish(endpoint.id, ref)
+            except Exception:  # the others' sync paths miss it until the next start; this gateway serves it
+                log.exception("could not publish worker %s", ref.worker_id)
         rt.failures = 0
         await rt.pool.notify()
         await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
@@ -267,7 +285,13 @@ class Reconciler:
         worker.draining = True
         self._spawn(self._stop_worker(rt, worker))
 
+    def _withdraw(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
+        """Tell the other gateways to stop sending to ``worker``."""
+        if self.directory is not None:
+            self._spawn(self.directory.withdraw(rt.endpoint.id, worker.worker_id))
+
     async def _stop_worker(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
+        self._withdraw(rt, worker)
         deadline = time.monotonic() + self.settings.worker_drain_seconds
         while worker.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -13,6 +13,9 @@ class EndpointCache:
         endpoints.listeners.append(self.invalidate)
 
     def invalidate(self, endpoint_id: str) -> None:
+        if endpoint_id == "*":
+            self._by_name.clear()
+            return
         for key, endpoint in list(self._by_name.items()):
             if endpoint.id == endpoint_id:
                 del self._by_name[key]

@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -118,8 +119,14 @@ class Endpoints:
         self.bundles = bundles_service
         self.changed = asyncio.Event()
         self.listeners: list[Any] = []
+        self.announce: Callable[[str], None] = lambda endpoint_id: None  # tells the other gateways
 
     def _notify(self, endpoint_id: str) -> None:
+        self.changed_elsewhere(endpoint_id)
+        self.announce(endpoint_id)
+
+    def changed_elsewhere(self, endpoint_id: str) -> None:
+        """``endpoint_id`` changed (``*``: any may have): drop what is cached, wake the control loop."""
         self.changed.set()
         for listener in self.listeners:
             listener(endpoint_id)

@@ -76,6 +76,11 @@ class ApiKeys:
         self._owners[key] = row.owner
         return str(row.owner)
 
+    def forget(self) -> None:
+        """Keys were created or revoked elsewhere: look every key up again."""
+        self._owners.clear()
+        self._unknown.clear()
+
     async def create(self, owner: str) -> str:
         key = new_api_key()
         statement = insert_key_statement(owner, key_digest(self.secret, key))

@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -142,6 +143,16 @@ class Tasks:
         self.lease_seconds = lease_seconds
         self.cache = cache or TaskCache(authoritative=False)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.announce: Callable[[str], None] = lambda task_id: None  # tells other gateways a task ended ("*": many)
+
+    def ended_elsewhere(self, task_id: str) -> None:
+        """Another gateway ended ``task_id`` (``*``: several): forget it and wake its long-polls."""
+        if task_id == "*":
+            self.cache.clear()
+            self._wake()
+        else:
+            self.cache.drop(task_id)
+            self._wake(task_id)
 
     def _wake(self, task_id: str | None = None) -> None:
         """Wake the long-polls of one task (or of all tasks)."""
@@ -237,6 +248,8 @@ class Tasks:
         else:
             self.cache.drop(task.id)
         self._wake(task.id)
+        if stored:
+            self.announce(task.id)
         return stored
 
     async def release(self, task: Task, reason: str, queue: str, refund: bool = False) -> TaskState:
@@ -279,11 +292,18 @@ class Tasks:
             self.cache.drop(row.id)
         for row in failed:
             self._wake(row.id)
+            self.announce(row.id)
         return await self._publish(requeued, queue_of)
 
-    async def recover(self, queue_of: dict[str, str]) -> int:
+    async def recover(self, queue_of: dict[str, str], rebuild: bool = False) -> int:
         """At start-up: reap expired leases and publish every PENDING task again (the embedded broker
-        forgot them; duplicates elsewhere are dropped by ``claim``)."""
+        forgot them; duplicates elsewhere are dropped by ``claim``). ``rebuild``: a shared broker outlived
+        the last control loop; its queues are emptied first, then refilled from the database (a task
+        submitted meanwhile is committed before it is published, so it is either read here or published
+        after the drop)."""
+        if rebuild:
+            for queue in queue_of.values():
+                await self.broker.drop(queue)
         await self.reap_expired(queue_of)
         async with self.db.connect() as conn:
             rows = (await conn.execute(
@@ -312,6 +332,7 @@ class Tasks:
         await self.db.write(lambda conn: conn.execute(statement))
         self.cache.clear()  # many tasks changed at once (rare): forget them all
         self._wake()
+        self.announce("*")
 
 
 def _settle_future(future: asyncio.Future[None]) -> None:
