@@ -30,7 +30,7 @@ def finished(client: LaunchClient, job_id: str, timeout: float = 90) -> dict[str
 
 
 def results(job: dict[str, Any]) -> list[dict[str, Any]]:
-    return httpx.get(job["result"], timeout=30, trust_env=False).json()  # type: ignore[no-any-return]
+    return httpx.get(job["result"], timeout=30, trust_env=False, follow_redirects=True).json()  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,8 @@ def test_urls_with_pickled_results(alice: LaunchClient, bundle: Any) -> None:
                                            serialization_format="pickle", labels={"team": "x"})
         job = finished(alice, job_id)
     assert job["status"] == "SUCCESS" and job["labels"] == {"team": "x"}
-    outputs = [cloudpickle.loads(httpx.get(row["result_url"], trust_env=False).content) for row in results(job)]
+    outputs = [cloudpickle.loads(httpx.get(row["result_url"], trust_env=False, follow_redirects=True).content)
+               for row in results(job)]
     assert [o["received_len"] for o in outputs] == [5, 6]
 
 

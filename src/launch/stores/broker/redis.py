@@ -10,7 +10,8 @@ an owner, FIFO among equals. Each operation is one Lua script (atomic across gat
 - ``{q}:size``: number of queued ids; ``{q}:seq``: the FIFO sequence;
 - ``{q}:wake``: a short list consumers block on (BLPOP) while the queue is empty.
 
-Publishing an id already queued in the same group does not queue it twice.
+Publishing an id already queued in the same group does not queue it twice. ``?namespace=NAME`` in the URL
+prefixes every key (default ``launch``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 
@@ -82,11 +84,21 @@ return 1
 """
 
 
+def split_url(url: str) -> tuple[str, str]:
+    """(connection URL, namespace) of ``redis://host:port/db?namespace=NAME`` (default ``launch``): several
+    deployments can share one Redis under different namespaces."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "namespace"]
+    namespace = dict(parse_qsl(parts.query)).get("namespace", "launch")
+    return urlunsplit(parts._replace(query=urlencode(query))), namespace
+
+
 class RedisBroker:
-    def __init__(self, url: str, prefix: str = "launch:queue:") -> None:
+    def __init__(self, url: str) -> None:
+        connection_url, namespace = split_url(url)
         self.url = url
-        self.prefix = prefix
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self.prefix = f"{namespace}:queue:"
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(connection_url, decode_responses=True)
         self._publish = self.redis.register_script(_PUBLISH)
         self._pop = self.redis.register_script(_POP)
         self._position = self.redis.register_script(_POSITION)

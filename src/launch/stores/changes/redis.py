@@ -12,18 +12,21 @@ from collections import defaultdict
 import redis
 import redis.asyncio as aioredis
 
+from launch.stores.broker.redis import split_url
 from launch.stores.changes import TOPICS, Handler
 
 log = logging.getLogger("launch.changes")
-CHANNEL = "launch:changes"
+CHANNEL = "changes"
 
 
 class RedisChanges:
     def __init__(self, url: str) -> None:
+        connection_url, namespace = split_url(url)
         self.url = url
+        self.channel = f"{namespace}:{CHANNEL}"
         self.id = uuid.uuid4().hex
         self.handlers: defaultdict[str, list[Handler]] = defaultdict(list)
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(connection_url, decode_responses=True)
         self._outbox: asyncio.Queue[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribed = asyncio.Event()
@@ -52,7 +55,7 @@ class RedisChanges:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for message in batch:
-                        pipe.publish(CHANNEL, message)
+                        pipe.publish(self.channel, message)
                     await pipe.execute()
             except Exception:  # caches of the others still bound their age; the control loop still polls
                 log.exception("could not publish %d change notifications", len(batch))
@@ -63,7 +66,7 @@ class RedisChanges:
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self.channel)
                     self.subscribed.set()
                     if not first:
                         self._deliver_all()
@@ -103,8 +106,9 @@ class RedisChanges:
 
 
 def publish_once(url: str, topic: str, key: str) -> None:
-    client = redis.Redis.from_url(url)
+    connection_url, namespace = split_url(url)
+    client = redis.Redis.from_url(connection_url)
     try:
-        client.publish(CHANNEL, f"cli {topic} {key}")
+        client.publish(f"{namespace}:{CHANNEL}", f"cli {topic} {key}")
     finally:
         client.close()
