@@ -28,10 +28,10 @@ def deployment_name(data_dir: Path) -> str:
     return "t" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
 
 
-def engine_env(data_dir: Path, name: str | None = None) -> dict[str, str]:
+def engine_env(data_dir: Path, name: str | None = None, scale_out: bool = SCALE_OUT) -> dict[str, str]:
     """``LAUNCH_*_URL`` variables for a server on ``data_dir`` (empty on the embedded defaults). Servers given
     the same ``name`` share their engines (several gateways of one deployment)."""
-    if not SCALE_OUT:
+    if not scale_out:
         return {}
     name = name or deployment_name(data_dir)
     database = _setting("LAUNCH_TEST_DATABASE_URL")
