@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_v2_limits_are_written_where_the_kernel_reads_them(tmp_path: Path) -> No
     limiter = ResourceLimiter(Hierarchy(2, {"unified": tmp_path}))
     group = limiter.create("w1", Limits(memory_bytes=512 * 2**20, cpus=0.5, pids=64))
     assert group is not None
-    directory = tmp_path / "launch-workers" / "w1"
+    directory = tmp_path / "launch-workers" / f"server-{os.getpid()}" / "w1"
     assert (directory / "memory.max").read_text().strip() == str(512 * 2**20)
     assert (directory / "cpu.max").read_text().strip() == "50000 100000"
     assert (directory / "pids.max").read_text().strip() == "64"
@@ -100,3 +101,14 @@ def test_v2_limits_are_written_where_the_kernel_reads_them(tmp_path: Path) -> No
                                                  ("1.5Gi", int(1.5 * 2**30)), ("1000", 1000), (None, None)])
 def test_memory_quantities(text: str | None, expected: int | None) -> None:
     assert parse_memory(text) == expected
+
+
+def test_two_servers_on_one_host_never_share_a_worker_uid(tmp_path: Path) -> None:
+    from launch.stores.placement.sandbox import UidPool
+
+    first, second = UidPool(700000, 4, tmp_path), UidPool(700000, 4, tmp_path)
+    taken = [first.acquire(), second.acquire(), first.acquire(), second.acquire()]
+    assert sorted(taken) == [700000, 700001, 700002, 700003]  # type: ignore[type-var]
+    assert first.acquire() is None and second.acquire() is None
+    first.release(taken[0])  # type: ignore[arg-type]
+    assert second.acquire() == taken[0]

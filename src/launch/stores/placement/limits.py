@@ -162,13 +162,20 @@ class ResourceLimiter:
             return f"rlimits only (memory as RLIMIT_DATA, processes as RLIMIT_NPROC; no CPU quota): {self.reason}"
         return f"cgroup v{self.hierarchy.version} (memory, pids, cpu quota)"
 
+    def close(self) -> None:
+        """Remove this server's (by now empty) parent group."""
+        if self.hierarchy is not None:
+            for root in self.hierarchy.roots.values():
+                with contextlib.suppress(OSError):
+                    (root / GROUP / f"server-{os.getpid()}").rmdir()
+
     def create(self, name: str, limits: Limits) -> WorkerCgroup | None:
         """A cgroup for one worker with ``limits`` written, or None where only rlimits are available."""
         h = self.hierarchy
         if h is None:
             return None
         if h.version == 1:
-            dirs = {c: root / GROUP / name for c, root in h.roots.items()}
+            dirs = {c: root / GROUP / f"server-{os.getpid()}" / name for c, root in h.roots.items()}
             for directory in dirs.values():
                 directory.mkdir(parents=True, exist_ok=True)
             if limits.memory_bytes and "memory" in dirs:
@@ -181,8 +188,12 @@ class ResourceLimiter:
                 _write(dirs["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
                 _write(dirs["cpu"] / "cpu.cfs_quota_us", max(1000, int(limits.cpus * CPU_PERIOD_US)))
             return WorkerCgroup(1, list(dirs.values()))
-        directory = h.roots["unified"] / GROUP / name
-        directory.mkdir(parents=True, exist_ok=True)
+        mine = h.roots["unified"] / GROUP / f"server-{os.getpid()}"
+        if not mine.exists():
+            mine.mkdir(parents=True)
+            _write(mine / "cgroup.subtree_control", "+memory +pids +cpu")
+        directory = mine / name
+        directory.mkdir(exist_ok=True)
         if limits.memory_bytes:
             _write(directory / "memory.max", limits.memory_bytes)
             with contextlib.suppress(OSError):
@@ -204,6 +215,7 @@ def _prepare(h: Hierarchy) -> None:
     if h.version == 1:
         for root in h.roots.values():
             (root / GROUP).mkdir(parents=True, exist_ok=True)
+            _remove_stale(root / GROUP)
         return
     own = h.roots["unified"]
     try:
@@ -217,6 +229,22 @@ def _prepare(h: Hierarchy) -> None:
         _write(own / "cgroup.subtree_control", "+memory +pids +cpu")
     (own / GROUP).mkdir(exist_ok=True)
     _write(own / GROUP / "cgroup.subtree_control", "+memory +pids +cpu")
+    _remove_stale(own / GROUP)
+
+
+def _remove_stale(parent: Path) -> None:
+    """Groups that servers no longer running left behind (they were killed). Each server keeps its workers'
+    groups under ``server-<pid>``; a group still in use refuses rmdir."""
+    for server in parent.glob("server-*"):
+        pid = server.name.removeprefix("server-")
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            continue
+        for child in server.iterdir():
+            if child.is_dir():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+        with contextlib.suppress(OSError):
+            server.rmdir()
 
 
 def enter(join_paths: list[bytes], limits: Limits, use_rlimits: bool) -> None:

@@ -14,7 +14,6 @@ import asyncio
 import collections
 import contextlib
 import ctypes
-import fcntl
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from launch.stores.placement.sandbox import (
     SOCKET_NAME,
     SandboxPaths,
     SandboxTools,
+    UidPool,
     find_tools,
     import_paths,
     sandbox_argv,
@@ -45,7 +45,6 @@ from launch.stores.placement.sandbox import (
 log = logging.getLogger("launch.placement")
 READY_PREFIX = b"LAUNCH_WORKER_READY "
 SOCKET_DIR_PREFIX = "launch-sockets-"
-UID_CLAIMS = Path(tempfile.gettempdir()) / "launch-worker-uids"
 WORKER_OOM_SCORE = 1000  # the kernel's first choice when memory runs out: a worker, never the gateway
 _PR_SET_PDEATHSIG = 1
 
@@ -84,8 +83,7 @@ class LocalPlacement:
         self.bundles = BundleFiles(objects, cache) if objects is not None else None
         self._workers: dict[str, _Worker] = {}
         self._reasons: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._uid_claims: dict[int, int] = {}  # uid -> descriptor holding its machine-wide claim
-        self._free_uids = list(range(self.options.uid_base + self.options.uid_count - 1, self.options.uid_base - 1, -1))
+        self._uids = UidPool(self.options.uid_base, self.options.uid_count)
         # Unix sockets are cheaper than loopback TCP; a short directory keeps paths under the 108-byte limit.
         self._socket_root = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX))
         self.tools: SandboxTools | None = None
@@ -127,7 +125,10 @@ class LocalPlacement:
         memory = limits_mod.parse_memory(spec.memory)
         limits = Limits(memory_bytes=memory, cpus=spec.cpus, pids=self.options.pids_limit)
         cgroup = self.limiter.create(spec.worker_id, limits)
-        uid = self._claim_uid() if self.tools is not None else None
+        uid = self._uids.acquire() if self.tools is not None else None
+        if self.tools is not None and uid is None:
+            raise WorkerStartError(f"no free worker uid: all {self.options.uid_count} from "
+                                   f"{self.options.uid_base} are in use (LAUNCH_SANDBOX_UID_COUNT)")
         scratch = Path(str(spec.runtime.get("workdir") or socket_dir / "scratch"))
         worker = _Worker(proc=None, socket_dir=socket_dir, scratch=scratch, uid=uid,  # type: ignore[arg-type]
                          cgroup=cgroup, memory=spec.memory)
@@ -166,25 +167,6 @@ class LocalPlacement:
         if address.startswith("unix:" + INSIDE_SOCKET_DIR):  # the sandbox's path of the socket, seen from here
             address = f"unix:{socket_dir / address.removeprefix('unix:' + INSIDE_SOCKET_DIR).lstrip('/')}"
         return WorkerHandle(spec.worker_id, address, proc.pid)
-
-    def _claim_uid(self) -> int | None:
-        """A free uid of the range, claimed machine-wide: other servers on this host (other gateways of one
-        deployment, other deployments) draw from the same range, and stopping a worker kills every process
-        of its uid. The claim is an exclusive lock on a file named after the uid, held while the worker
-        lives (and dropped by the kernel if this process dies)."""
-        UID_CLAIMS.mkdir(mode=0o700, exist_ok=True)
-        for _ in range(len(self._free_uids)):
-            uid = self._free_uids.pop()
-            fd = os.open(UID_CLAIMS / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                self._free_uids.insert(0, uid)  # another server's: try it again last
-                continue
-            self._uid_claims[uid] = fd
-            return uid
-        return None
 
     def _command(self, spec: WorkerSpec, worker: _Worker) -> tuple[list[str], dict[str, object]]:
         """The argv (without the spec argument) and the spec JSON the worker process gets."""
@@ -265,10 +247,7 @@ class LocalPlacement:
         if worker.scratch is not None:
             shutil.rmtree(worker.scratch, ignore_errors=True)
         if worker.uid is not None:
-            self._free_uids.append(worker.uid)
-            claim = self._uid_claims.pop(worker.uid, None)
-            if claim is not None:
-                os.close(claim)
+            self._uids.release(worker.uid)
 
     def _oom_reason(self, worker: _Worker) -> str | None:
         if worker.cgroup is not None and worker.cgroup.oom_kills() > 0:
@@ -289,6 +268,7 @@ class LocalPlacement:
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(wid, grace=5.0) for wid in list(self._workers)))
         shutil.rmtree(self._socket_root, ignore_errors=True)
+        self.limiter.close()
 
 
 def _die_with_parent() -> None:

@@ -14,10 +14,13 @@ nothing of the platform's. ``setpriv`` (util-linux) drops to the worker's uid wi
 
 from __future__ import annotations
 
+import fcntl
 import os
+import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,3 +130,58 @@ def find_tools() -> tuple[SandboxTools | None, str]:
     if result.returncode != 0:
         return None, f"bubblewrap does not run here: {result.stderr.decode(errors='replace').strip()}"
     return SandboxTools(bwrap, setpriv), ""
+
+
+class UidPool:
+    """Worker uids no other process on this host uses. Several servers may share a host (tests, gateways), so
+    a uid is claimed with an exclusive ``flock`` on a file named for it in a host-wide directory — held while
+    the worker lives, released by the kernel if the server dies — and only if no process runs as it."""
+
+    def __init__(self, base: int, count: int, lock_dir: Path | None = None) -> None:
+        self.base, self.count = base, count
+        self.lock_dir = lock_dir or _default_lock_dir()
+        self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._held: dict[int, int] = {}  # uid -> lock file descriptor
+        self._next = secrets.randbelow(count)
+
+    def acquire(self) -> int | None:
+        """A free uid (now held by this process), or None when all ``count`` are taken."""
+        for step in range(self.count):
+            uid = self.base + (self._next + step) % self.count
+            if uid in self._held:
+                continue
+            fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            if _runs_as(uid):  # a worker of a server that died, still being torn down, or a stranger
+                os.close(fd)
+                continue
+            self._held[uid] = fd
+            self._next = (self._next + step + 1) % self.count
+            return uid
+        return None
+
+    def release(self, uid: int) -> None:
+        fd = self._held.pop(uid, None)
+        if fd is not None:
+            os.close(fd)
+
+
+def _default_lock_dir() -> Path:
+    run = Path("/run")
+    base = run if run.is_dir() and os.access(run, os.W_OK) else Path(tempfile.gettempdir())
+    return base / "launch-worker-uids"
+
+
+def _runs_as(uid: int) -> bool:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    return True
+            except OSError:
+                continue
+    return False
