@@ -22,6 +22,9 @@ PING = 4
 PONG = 5
 REJECTED = 6  # worker → gateway: not run (draining or malformed); JSON {"detail"}
 PREDICT_INPUT = 7  # gateway → worker: a PREDICT whose input is bytes the gateway fetched (``url`` inputs)
+# gateway → worker, the first frame on a connection to a worker listening on TCP: its secret token (a worker
+# socket open on a network serves only who knows it). Addresses carry the token as ``tcp://host:port#token``.
+HELLO = 8
 _INPUT_HEAD = struct.Struct("!I")
 
 
@@ -130,3 +133,9 @@ class FrameProtocol(asyncio.Protocol):
     def send(self, request_id: int, kind: int, payload: bytes) -> None:
         if self.transport is not None:
             self.writer.write(request_id, kind, payload)
+
+
+def split_address(address: str) -> tuple[str, bytes | None]:
+    """(address to connect to, token to present in HELLO) of a worker address."""
+    where, sep, token = address.partition("#")
+    return where, token.encode() if sep else None

@@ -2,7 +2,8 @@
 
 Loads the bundle once, listens where the spec says (``unix:/path`` or ``tcp://host:port``), reports
 ``LAUNCH_WORKER_READY <address>`` on the original stdout (then closed; later output goes to the log on
-stderr) and serves until SIGTERM: it then rejects new work at once, lets running predictions finish (up to
+stderr) and serves until SIGTERM (on TCP, only connections that first present ``LAUNCH_WORKER_TOKEN`` in a
+HELLO frame): it then rejects new work at once, lets running predictions finish (up to
 ``drain_seconds``) and exits 0. A bundle that fails to load exits with code 3 and its traceback in the log.
 """
 
@@ -24,6 +25,7 @@ from launch.worker.runtime import Runtime, load_bundle
 from launch.worker.server import WorkerServer
 
 LOAD_FAILED_EXIT = 3
+TOKEN_VARIABLE = "LAUNCH_WORKER_TOKEN"  # set by placements whose workers listen on TCP
 
 
 async def serve(worker: WorkerServer, listen: str, drain_seconds: float, announce: Any) -> None:
@@ -49,6 +51,8 @@ async def serve(worker: WorkerServer, listen: str, drain_seconds: float, announc
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
+    token_text = os.environ.pop(TOKEN_VARIABLE, "")  # not left for user code's subprocesses to inherit
+    token = token_text.encode() if token_text else None
     runtime_config: dict[str, Any] = spec.get("runtime", {})
     ready = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # user prints go to the worker log, never into the ready pipe
@@ -66,7 +70,7 @@ def main(argv: list[str]) -> int:
 
     worker = WorkerServer(Runtime(predict_fn, runtime_config.get("memory_limit")),
                           int(runtime_config.get("threads", 1)),
-                          int(runtime_config.get("max_result_bytes", wire.MAX_PAYLOAD)))
+                          int(runtime_config.get("max_result_bytes", wire.MAX_PAYLOAD)), token)
     gc.freeze()  # the loaded model lives as long as the worker: keep it out of every garbage collection
     uvloop.run(serve(worker, spec.get("listen", "tcp://127.0.0.1:0"),
                      float(runtime_config.get("drain_seconds", 30)), announce))
