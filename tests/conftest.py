@@ -55,7 +55,7 @@ class RunningServer:
 
 
 def start_server(data_dir: Path, port: int | None = None, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 30, engines: dict[str, str] | None = None) -> RunningServer:
+                 timeout: float = 90, engines: dict[str, str] | None = None) -> RunningServer:
     """Start ``launch server`` and wait until ``/healthz`` answers 200. It runs on the engines of
     ``tests.engines`` for ``data_dir`` unless ``engines`` are given."""
     port = port or free_port()

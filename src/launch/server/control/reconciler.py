@@ -151,7 +151,7 @@ class Reconciler:
         if endpoint.status is EndpointStatus.UPDATE_FAILED:
             await self._fail_stranded_tasks(rt)
             return
-        if endpoint.settings.gpus > 0:
+        if endpoint.settings.gpus > 0 and not self.placement.gpus:
             reason = (f"this server has no GPUs; the endpoint asks for {endpoint.settings.gpus} "
                       f"{endpoint.settings.gpu_type or ''} GPU(s). Edit it with gpus=0 to run on CPU.")
             await self.endpoints.set_status(endpoint.id, Event.FAILED, reason, endpoint.generation)
@@ -277,7 +277,7 @@ class Reconciler:
         return await self.factory.spec(bundle, owner_id=endpoint.id, worker_id=worker_id,
                                        generation=endpoint.generation, threads=endpoint.settings.per_worker,
                                        log_dir=self.log_dir(endpoint.id), cpus=endpoint.settings.cpus,
-                                       memory=endpoint.settings.memory)
+                                       memory=endpoint.settings.memory, gpus=endpoint.settings.gpus)
 
     def _drain(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
         if worker.draining:

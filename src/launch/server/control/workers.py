@@ -21,7 +21,8 @@ class WorkerFactory:
         self.environments = environments
 
     async def spec(self, bundle: Bundle, *, owner_id: str, worker_id: str, generation: int, threads: int,
-                   log_dir: Path, cpus: float | None = None, memory: str | None = None) -> WorkerSpec:
+                   log_dir: Path, cpus: float | None = None, memory: str | None = None,
+                   gpus: int = 0) -> WorkerSpec:
         """A worker spec for ``bundle``; builds the bundle's environment first if it needs one. ``cpus`` and
         ``memory`` are the limits placement enforces (a batch job's worker gets the server's defaults)."""
         s = self.settings
@@ -36,7 +37,7 @@ class WorkerFactory:
             worker_id=worker_id, endpoint_id=owner_id, generation=generation, python=python,
             bundle_key=self.bundle_key(bundle), runtime=runtime,
             log_path=str(log_dir / f"worker-{worker_id}.log"), start_timeout=s.worker_start_timeout_seconds,
-            cpus=cpus or s.batch_worker_cpus, memory=memory or s.batch_worker_memory,
+            cpus=cpus or s.batch_worker_cpus, memory=memory or s.batch_worker_memory, gpus=gpus,
         )
 
     def bundle_key(self, bundle: Bundle) -> str:

@@ -1,5 +1,6 @@
-"""Worker placement: where worker processes run. ``local://`` (child processes). Placement owns getting a
-bundle to its workers: a spec names the bundle's object key, and each engine ships it its own way."""
+"""Worker placement: where worker processes run. ``local://`` (child processes) or ``ray://head:10001``.
+Placement owns getting a bundle to its workers: a spec names the bundle's object key, and each engine ships it
+its own way."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class WorkerSpec:
     start_timeout: float = 300.0
     cpus: float | None = None  # CPU quota (cores); None: unbounded
     memory: str | None = None  # memory limit as the endpoint states it ("512Mi"); None: unbounded
+    gpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class WorkerStartError(Exception):
 
 
 class Placement(Protocol):
+    gpus: bool
+    """Workers can be given GPUs (the engine places them on hosts that have them free)."""
+
     async def start(self, spec: WorkerSpec) -> WorkerHandle:
         """Start a worker and return once it serves; raises ``WorkerStartError``."""
         ...
@@ -80,4 +85,8 @@ def open_placement(url: str, objects: ObjectStore, options: Any = None) -> Place
         from launch.stores.placement.local import LocalPlacement
 
         return LocalPlacement(options, objects)
-    raise ValueError(f"unsupported placement scheme {scheme!r}; use local://")
+    if scheme == "ray":
+        from launch.stores.placement.ray import RayPlacement
+
+        return RayPlacement(url, objects)
+    raise ValueError(f"unsupported placement scheme {scheme!r}; use local:// or ray://HOST:PORT")

@@ -77,6 +77,8 @@ class SandboxUnavailable(RuntimeError):
 
 
 class LocalPlacement:
+    gpus = False  # no GPU scheduling on this host (yet)
+
     def __init__(self, options: LocalOptions | None = None, objects: ObjectStore | None = None) -> None:
         self.options = options or LocalOptions(hidden=Path(tempfile.gettempdir()) / "launch-no-data-dir")
         cache = self.options.bundle_cache or self.options.hidden / "bundle-cache"
