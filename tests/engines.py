@@ -1,5 +1,6 @@
 """Which engines the test servers run on: the embedded defaults, or with ``LAUNCH_TEST_ENGINES=scaleout``
-PostgreSQL + Redis + S3 (started by ``scripts/engines start``, which writes their URLs to ``.engines/env``).
+PostgreSQL + Redis + S3 and, when it runs, a Ray cluster (started by ``scripts/engines start``, which writes
+their URLs to ``.engines/env``).
 
 Every data directory gets engines of its own (a database, a Redis namespace and an S3 prefix named after it),
 so independent test servers never join each other as gateways of one deployment, and a server restarted on
@@ -14,6 +15,9 @@ import os
 from pathlib import Path
 
 SCALE_OUT = os.environ.get("LAUNCH_TEST_ENGINES", "embedded") == "scaleout"
+# workers on a Ray cluster instead of local processes (scripts/engines starts one when Ray is installed)
+RAY = os.environ.get("LAUNCH_TEST_PLACEMENT_URL", "") if SCALE_OUT else ""
+LOCAL_WORKERS = not RAY  # tests that inspect worker processes, sockets or the sandbox on this host
 
 
 def _setting(name: str) -> str:
@@ -39,8 +43,11 @@ def engine_env(data_dir: Path, name: str | None = None, scale_out: bool = SCALE_
     base, _, _ = database.rpartition("/")
     broker = _setting("LAUNCH_TEST_BROKER_URL")
     objects = _setting("LAUNCH_TEST_OBJECTS_URL").rstrip("/")
-    return {"LAUNCH_DATABASE_URL": f"{base}/{name}", "LAUNCH_BROKER_URL": f"{broker}?namespace={name}",
-            "LAUNCH_OBJECTS_URL": f"{objects}/{name}"}
+    env = {"LAUNCH_DATABASE_URL": f"{base}/{name}", "LAUNCH_BROKER_URL": f"{broker}?namespace={name}",
+           "LAUNCH_OBJECTS_URL": f"{objects}/{name}"}
+    if RAY:
+        env["LAUNCH_PLACEMENT_URL"] = RAY
+    return env
 
 
 def _create_database(url: str, name: str) -> None:
