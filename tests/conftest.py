@@ -54,6 +54,12 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
+# Servers started here host every test module's endpoints at once on a small machine: generous host capacity
+# and per-owner quotas (the tests of those limits pass their own values through ``env``).
+ROOMY = {"LAUNCH_HOST_CPUS": "64", "LAUNCH_HOST_MEMORY": "256Gi", "LAUNCH_MAX_ENDPOINTS_PER_OWNER": "1000",
+         "LAUNCH_MAX_WORKERS_PER_OWNER": "10000"}
+
+
 def start_server(data_dir: Path, port: int | None = None, *args: str, env: dict[str, str] | None = None,
                  timeout: float = 90, engines: dict[str, str] | None = None) -> RunningServer:
     """Start ``launch server`` and wait until ``/healthz`` answers 200. It runs on the engines of
@@ -66,7 +72,7 @@ def start_server(data_dir: Path, port: int | None = None, *args: str, env: dict[
         process = subprocess.Popen(
             [LAUNCH, "server", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
              "--allow-private-fetch", "--log-level", "warning", *args],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **engines, **(env or {})},
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ROOMY, **engines, **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

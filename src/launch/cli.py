@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -111,25 +114,95 @@ def api_keys_create(
     broker: str = BrokerOption,
 ) -> None:
     """Create an API key for USER; the key is the last line printed (shown once, stored hashed)."""
-    from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key
+    from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key, shown_prefix
+
+    settings = _key_settings(data_dir, database, broker)
+    secret = settings.secret_key()  # creates the data directory on first use
+    key = new_api_key()
+    with _key_store(settings) as conn:
+        conn.execute(insert_key_statement(user, key_digest(secret, key), shown_prefix(key)))
+    _keys_changed(settings)
+    print(f"Created an API key for {user} (store it now; it is not shown again):", file=sys.stderr)
+    print(key)
+
+
+@api_keys_app.command("list")
+def api_keys_list(
+    data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
+    user: str = typer.Option(None, help="Only the keys of this owner."),
+    as_json: bool = JsonOption,
+    database: str = DatabaseOption,
+) -> None:
+    """List API keys: id, prefix, owner, when created, last used and revoked (never the keys themselves)."""
+    from launch.server.domain.owners import list_keys
+
+    with _key_store(_key_settings(data_dir, database, None)) as conn:
+        records = list_keys(conn, user)
+    if as_json:
+        print(json.dumps([{"id": r.id, "prefix": r.prefix, "owner": r.owner, "created_at": r.created_at,
+                           "last_used_at": r.last_used_at, "revoked_at": r.revoked_at} for r in records], indent=2))
+        return
+    shown = [{"id": r.id[:12], "prefix": r.prefix, "owner": r.owner, "created": _when(r.created_at),
+              "last used": _when(r.last_used_at), "revoked": _when(r.revoked_at)} for r in records]
+    _show(shown, ["id", "prefix", "owner", "created", "last used", "revoked"], False, "API keys (times in UTC)")
+
+
+@api_keys_app.command("revoke")
+def api_keys_revoke(
+    key: str = typer.Argument(..., help="The key itself, the prefix `list` shows, or the start of its id."),
+    data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
+    database: str = DatabaseOption,
+    broker: str = BrokerOption,
+) -> None:
+    """Revoke an API key; a running server refuses it within a second, without a restart."""
+    from launch.server.domain.errors import LaunchError
+    from launch.server.domain.owners import revoke_key
+
+    settings = _key_settings(data_dir, database, broker)
+    secret = settings.secret_key()
+    try:
+        with _key_store(settings) as conn:
+            record = revoke_key(conn, secret, key)
+    except LaunchError as exc:
+        console.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    _keys_changed(settings)  # gateways on a shared broker drop the key at once
+    console.print(f"revoked key {record.id} ({record.prefix or 'no prefix'}) of {record.owner} "
+                  f"at {_when(record.revoked_at)} UTC")
+
+
+def _key_settings(data_dir: Path, database: str | None, broker: str | None) -> Any:
     from launch.server.settings import Settings
-    from launch.stores.changes import KEYS, publish_once
+
+    return Settings(data_dir=data_dir, **_engines(database, broker, None))
+
+
+@contextlib.contextmanager
+def _key_store(settings: Any) -> Iterator[Any]:
+    """A transaction on the server's database, migrated to the newest schema first."""
     from launch.stores.database import create_sync_engine, migrate
 
-    settings = Settings(data_dir=data_dir, **_engines(database, broker, None))
-    secret = settings.secret_key()  # creates the data directory on first use
     url = settings.resolved_database_url
     migrate(url)
-    key = new_api_key()
     engine = create_sync_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(insert_key_statement(user, key_digest(secret, key)))
+            yield conn
     finally:
         engine.dispose()
-    publish_once(settings.broker_url, KEYS, "*")  # running gateways forget their "unknown key" answers
-    print(f"Created an API key for {user} (store it now; it is not shown again):", file=sys.stderr)
-    print(key)
+
+
+def _keys_changed(settings: Any) -> None:
+    """Tell running gateways (through a shared broker's notifications) that keys changed."""
+    from launch.stores.changes import KEYS, publish_once
+
+    publish_once(settings.broker_url, KEYS, "*")
+
+
+def _when(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _client(api_key: str | None, endpoint: str | None) -> Any:
@@ -229,8 +302,8 @@ def endpoints_get(name: str, api_key: str = ApiKeyOption, endpoint: str = Endpoi
     """Show one endpoint."""
     client = _client(api_key, endpoint)
     record = _run(lambda: client.connection.request("GET", f"/v1/model-endpoints/{name}"))
-    _show([record], ["name", "endpoint_type", "bundle_name", "status", "status_reason", "resource_settings",
-                     "worker_settings"], as_json, f"Endpoint {name}")
+    _show([record], ["name", "endpoint_type", "bundle_name", "status", "status_reason", "failed_rollout",
+                     "resource_settings", "worker_settings"], as_json, f"Endpoint {name}")
 
 
 @endpoints_app.command("delete")

@@ -53,6 +53,11 @@ class ModelEndpoint:
     """Config for the endpoint."""
     destination: str | None = None
     """Queue identifier for endpoint, use only for debugging."""
+    status_reason: str | None = None
+    """Why the endpoint (or its last rollout) failed, when it did."""
+    failed_rollout: dict | None = None
+    """The last rollout that could not start (``generation``, ``bundle_name``, ``reason``, ``failed_at``) while
+    the previous generation, of ``bundle_name``, kept serving; None once a later rollout succeeds."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelEndpoint:
@@ -64,7 +69,8 @@ class ModelEndpoint:
             f"ModelEndpoint(name='{self.name}', bundle_name='{self.bundle_name}', status='{self.status}', "
             f"resource_settings='{json.dumps(self.resource_settings)}', "
             f"worker_settings='{json.dumps(self.worker_settings)}', endpoint_type='{self.endpoint_type}', "
-            f"metadata='{self.metadata}')"
+            f"metadata='{self.metadata}', status_reason={self.status_reason!r}, "
+            f"failed_rollout={self.failed_rollout!r})"
         )
 
 

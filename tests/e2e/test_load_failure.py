@@ -153,16 +153,13 @@ def test_raw_status_code_is_4xx_not_5xx(server: RunningServer, alice_key: str, f
     assert set(response.json()) == {"detail"}
 
 
-def test_requirements_that_cannot_be_installed_fail_with_the_installer_output(alice: LaunchClient) -> None:
-    """The package index answers at once that this name does not exist: the endpoint fails with the
-    installer's own words instead of hanging (uv needs the package index, reachable from CI)."""
-    bundle = alice.create_model_bundle(unique("uninstallable"), {}, predict_fn_or_cls=models.toolbox,
-                                       requirements=["launch-e2e-no-such-package-x7q==0.0.1"])
-    endpoint = alice.create_model_endpoint(unique("uninstallable"), bundle, cpus=1, memory="512Mi")
-    try:
-        wait_status(endpoint, "UPDATE_FAILED", 90)
-        reason = record(alice, endpoint.model_endpoint.name)["status_reason"]
-        assert "installing requirements failed" in reason and "launch-e2e-no-such-package-x7q" in reason, reason
-        assert "launch-e2e-no-such-package-x7q" in alice.read_endpoint_creation_logs(endpoint)
-    finally:
-        alice.delete_model_endpoint(endpoint)
+def test_requirements_naming_no_package_are_refused_with_the_resolver_output(alice: LaunchClient) -> None:
+    """The package index answers at once that this name does not exist: the bundle is refused when it is
+    created, with uv's own words, instead of failing every endpoint later (uv needs the package index,
+    reachable from CI)."""
+    with pytest.raises(APIError) as refused:
+        alice.create_model_bundle(unique("uninstallable"), {}, predict_fn_or_cls=models.toolbox,
+                                  requirements=["launch-e2e-no-such-package-x7q==0.0.1"])
+    assert refused.value.status_code == 422
+    assert "cannot be installed" in refused.value.detail
+    assert "launch-e2e-no-such-package-x7q was not found" in refused.value.detail

@@ -98,13 +98,15 @@ def test_user_errors_are_json_4xx(api: httpx.Client, method: str, path: str, bod
     assert isinstance(response.json()["detail"], str)
 
 
-def test_self_hosted_locations_may_be_any_json(api: httpx.Client) -> None:
-    """§2.3: in self-hosted mode ``location`` is whatever the user's location function returned."""
-    name = f"lg-http-{uuid.uuid4().hex[:6]}"
-    response = api.post("/model_bundle", json={
-        "packaging_type": "cloudpickle", "bundle_name": name, "location": {"bucket": "b", "key": "k"},
-        "bundle_metadata": {}, "requirements": [], "env_params": {}, "unknown_field": 1,
-    })
-    assert response.status_code == 200, response.text
-    assert api.get(f"/model_bundle/{name}").json()["bundles"][0]["location"] == '{"bucket":"b","key":"k"}'
-    assert api.delete(f"/model_bundle/{name}").json() == {"deleted": True}
+def test_self_hosted_locations_must_name_an_upload_of_this_server(api: httpx.Client) -> None:
+    """§2.5: in self-hosted mode ``location`` is whatever the user's location function returned; this server
+    can only load what was uploaded to it, so anything else (any JSON value, another bucket) is refused at
+    once with a reason instead of creating a bundle no endpoint could ever start."""
+    for location in ({"bucket": "b", "key": "k"}, 5, "s3://b/k"):
+        name = f"lg-http-{uuid.uuid4().hex[:6]}"
+        response = api.post("/model_bundle", json={
+            "packaging_type": "cloudpickle", "bundle_name": name, "location": location,
+            "bundle_metadata": {}, "requirements": [], "env_params": {}, "unknown_field": 1,
+        })
+        assert response.status_code == 422 and "location" in response.json()["detail"], response.text
+        assert api.get(f"/model_bundle/{name}").status_code == 404

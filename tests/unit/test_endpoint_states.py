@@ -25,6 +25,10 @@ LEGAL = {
     (S.READY, E.EDITED): S.UPDATE_PENDING,
     (S.UPDATE_FAILED, E.EDITED): S.UPDATE_PENDING,
     (S.UPDATE_FAILED, E.FAILED): S.UPDATE_FAILED,
+    # a worker that does not fit on the host leaves the status as it is, with the reason
+    (S.UPDATE_PENDING, E.WAITING): S.UPDATE_PENDING,
+    (S.UPDATE_IN_PROGRESS, E.WAITING): S.UPDATE_IN_PROGRESS,
+    (S.READY, E.WAITING): S.READY,
     **{(status, E.DELETE): S.DELETE_IN_PROGRESS for status in S},
 }
 ALL_PAIRS = list(itertools.product(S, E))
@@ -43,7 +47,7 @@ def test_illegal_transition_raises(current: S, event: E) -> None:
 
 
 def test_the_table_covers_every_pair() -> None:
-    assert len(LEGAL) + len(ILLEGAL) == len(S) * len(E) == 25
+    assert len(LEGAL) + len(ILLEGAL) == len(S) * len(E) == 30
     # the refused moves that matter: a failed endpoint cannot become ready without an edit, and nothing
     # brings back an endpoint that is being deleted
     assert (S.UPDATE_FAILED, E.WORKER_READY) in ILLEGAL

@@ -12,6 +12,7 @@ from launch.server.domain.bundles import clean_requirements
 from launch.server.domain.errors import InvalidRequest
 from launch.server.domain.names import validate_name
 from launch.server.domain.tasks import validate_task_request
+from launch.server.domain.uploads import key_from_location
 
 # -- validate_task_request ---------------------------------------------------------------------------------
 
@@ -141,3 +142,30 @@ def test_invalid_owner(owner: str) -> None:
 
     with pytest.raises(InvalidRequest):
         validate_owner(owner)
+
+
+# -- upload locations ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("location", [
+    "s3://launch/uploads/alice/bundles//x", "s3://launch/uploads/alice/bundles/%2e%2e",
+    "s3://launch/uploads/alice/bundles/a\x00b", "s3://launch/uploads/alice/bundles/" + "a" * 5000,
+    "s3://launch/uploads/alice/bundles/../../etc/passwd", "s3://launch/uploads/alice/other/abc",
+    "s3://launch/uploads/bob/bundles/abc", "s3://launch/uploads/alice/bundles/abc/def",
+], ids=lambda loc: repr(loc[:60]))
+def test_locations_that_are_no_upload_key_are_refused(location: str) -> None:
+    with pytest.raises(InvalidRequest, match="not one of your uploads"):
+        key_from_location("alice", location)
+
+
+def test_upload_locations_give_their_key() -> None:
+    assert key_from_location("alice", "s3://launch/uploads/alice/bundles/0123abcd") == \
+        "uploads/alice/bundles/0123abcd"
+    assert key_from_location("alice", "s3://elsewhere/x") is None
+
+
+def test_requirement_lines_must_be_requirements() -> None:
+    with pytest.raises(InvalidRequest, match="is not a requirement"):
+        clean_requirements(["numpy", "not a requirement!!"])
+    with pytest.raises(InvalidRequest, match="at most"):
+        clean_requirements(["x" * 2000])

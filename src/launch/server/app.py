@@ -22,7 +22,9 @@ from fastapi import FastAPI
 
 from launch.server.api.errors import install_error_handlers
 from launch.server.api.fast_path import FastPath
+from launch.server.api.http_guard import guarded_protocol
 from launch.server.api.limits import BodySizeLimit
+from launch.server.api.openapi import install_docs
 from launch.server.control.batch_runner import BatchRunner
 from launch.server.control.directory import WorkerDirectory
 from launch.server.control.leadership import Leadership
@@ -34,6 +36,7 @@ from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoints import Endpoints
 from launch.server.domain.owners import ApiKeys
+from launch.server.domain.quotas import Quotas
 from launch.server.domain.tasks import TaskCache, Tasks
 from launch.server.domain.uploads import Uploads
 from launch.server.environments import Environments
@@ -181,14 +184,16 @@ def build_services(settings: Settings) -> Services:
     broker = open_broker(settings.broker_url)
     pools = Pools()
     client = WorkerClient(max_frame_bytes=settings.max_result_bytes + 64 * 1024)
-    bundles = Bundles(db, objects)
-    endpoints = Endpoints(db, bundles)
+    environments = Environments(settings.data_dir / "envs", settings.build_environments)
+    bundles = Bundles(db, objects, check_requirements=environments.check)
+    quotas = Quotas.from_settings(settings)
+    endpoints = Endpoints(db, bundles, quotas)
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
     task_cache = TaskCache(authoritative=settings.single_gateway)
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
     cache = EndpointCache(endpoints)
-    factory = WorkerFactory(settings, Environments(settings.data_dir / "envs", settings.build_environments))
+    factory = WorkerFactory(settings, environments)
     placement = open_placement(settings.placement_url, objects, LocalOptions(
         hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
         uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,
@@ -206,14 +211,16 @@ def build_services(settings: Settings) -> Services:
                                fetch_policy=settings.fetch_policy())
     scale_out.control = [reconciler, batch_runner]
     services = Services(
-        settings=settings, secret=secret, api_keys=ApiKeys(db, secret), bundles=bundles,
+        settings=settings, secret=secret, bundles=bundles,
+        api_keys=ApiKeys(db, secret, recheck_seconds=settings.api_key_recheck_seconds,
+                         last_used_seconds=settings.api_key_last_used_seconds),
         endpoints=endpoints, cache=cache, tasks=tasks,
         uploads=Uploads(objects, secret, settings.resolved_public_url, settings.upload_url_ttl_seconds,
                         settings.max_bundle_bytes),
         predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
                                 max_queued=settings.max_queued_tasks, fetch_policy=settings.fetch_policy(),
-                                exit_reason=placement.exit_reason),
+                                exit_reason=placement.exit_reason, quotas=quotas),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock, scale_out=scale_out,
         placement=placement,
@@ -229,6 +236,7 @@ def build_app(settings: Settings) -> FastPath:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.api_keys.start()
         await services.scale_out.start()  # the control loop starts here if this gateway is elected
         # start-up objects (framework, models, metadata) leave the collector's working set: full collections
         # stay short, which keeps their pauses out of the request path's tail latency
@@ -240,17 +248,20 @@ def build_app(settings: Settings) -> FastPath:
         finally:
             await services.scale_out.stop()
             await services.placement.close()
+            await services.api_keys.stop()
             await services.predictions.client.close()
             await services.broker.close()
             await services.tasks.db.close()
 
-    app = FastAPI(title="Launch", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Launch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Self-hosted model serving: bundles, sync and async endpoints, tasks.")
     app.state.services = services
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(native.router)
     app.include_router(legacy.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, exempt_prefixes=("/v1/uploads/",))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes,
+                       own_limits={"/v1/uploads/": settings.max_bundle_bytes})
     return FastPath(app, services.api_keys, services.predictions, settings.max_request_bytes)
 
 
@@ -262,7 +273,8 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings, log_level: str = "info") -> None:
     """Run the platform until SIGTERM/SIGINT, then drain requests, stop workers and exit 0."""
+    http = guarded_protocol(settings.max_header_bytes, settings.header_timeout_seconds)
     config = uvicorn.Config(build_app(settings), host=settings.host, port=settings.port, loop="uvloop",
-                            http="httptools", log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
+                            http=http, log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
                             backlog=4096, proxy_headers=False, server_header=False)
     _Server(config).run()

@@ -3,12 +3,16 @@ requirements, otherwise a virtualenv built with uv, cached by the hash of the re
 
 A bundle environment sees its own packages first and the server's packages after them (through a ``.pth``
 file), so the worker runtime is always importable while the bundle's pins win.
+
+Requirements are resolved (``uv pip compile``, nothing installed) when a bundle is created, so a set that can
+never be installed is refused then, with uv's reason, instead of failing every endpoint that uses it later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import shutil
 import sys
 import sysconfig
@@ -17,9 +21,24 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from launch.server.domain.errors import InvalidRequest
+
+log = logging.getLogger("launch.environments")
+RESOLVE_TIMEOUT_SECONDS = 60.0  # under the SDK's request timeout (120 s)
+# uv's words for "the index could not be reached": no verdict on the requirements themselves
+_NETWORK_TROUBLE = ("Failed to fetch", "error sending request", "dns error", "Request failed after",
+                    "connection", "timed out", "Could not connect")
+
 
 class EnvironmentBuildError(Exception):
     """The bundle's requirements could not be installed; the message carries the installer's output."""
+
+
+class RequirementsUnresolvable(InvalidRequest):
+    """No set of packages satisfies the requirements (a user error: 422 with uv's reason)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the requirements cannot be installed: {reason}")
 
 
 def satisfied_here(requirements: list[str]) -> bool:
@@ -46,11 +65,52 @@ def requirements_hash(requirements: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:16]
 
 
+def _uv() -> str:
+    return shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+
+
 class Environments:
     def __init__(self, root: Path, enabled: bool = True) -> None:
         self.root = root
         self.enabled = enabled
         self._locks: dict[str, asyncio.Lock] = {}
+        self._unresolvable: dict[str, str] = {}  # requirements hash -> uv's reason
+
+    async def check(self, requirements: list[str]) -> None:
+        """Refuse requirements that no set of packages satisfies (``RequirementsUnresolvable``). Cached by
+        hash; nothing to do when the server's own packages satisfy them. An unreachable index is no verdict:
+        the set is accepted (its environment build will say more)."""
+        if not requirements or not self.enabled or satisfied_here(requirements):
+            return
+        digest = requirements_hash(requirements)
+        if digest in self._unresolvable:
+            raise RequirementsUnresolvable(self._unresolvable[digest])
+        marker = self.root / "resolved" / digest
+        if marker.exists() or (self.root / digest / ".complete").exists():
+            return
+        argv = [_uv(), "pip", "compile", "-", "--quiet", "--no-header", "--python", sys.executable]
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE)
+        try:
+            _, err = await asyncio.wait_for(proc.communicate("\n".join(requirements).encode()),
+                                            RESOLVE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            log.warning("resolving %s took over %.0f s; accepted unresolved", requirements, RESOLVE_TIMEOUT_SECONDS)
+            return
+        output = err.decode("utf-8", "replace").strip()
+        if proc.returncode == 0:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            return
+        if any(word.lower() in output.lower() for word in _NETWORK_TROUBLE):
+            log.warning("could not reach the package index to resolve %s: %s", requirements, output[-500:])
+            return
+        reason = output[-3000:] or f"uv pip compile exited with code {proc.returncode}"
+        self._unresolvable[digest] = reason
+        raise RequirementsUnresolvable(reason)
 
     async def python_for(self, requirements: list[str], log_path: Path) -> str:
         """The interpreter a bundle with ``requirements`` runs on (builds its environment if needed)."""
@@ -67,7 +127,7 @@ class Environments:
             return str(python)
 
     async def _build(self, env: Path, requirements: list[str], log_path: Path) -> None:
-        uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+        uv = _uv()
         shutil.rmtree(env, ignore_errors=True)
         env.parent.mkdir(parents=True, exist_ok=True)
         await _run([uv, "venv", "--quiet", "--python", sys.executable, str(env)], log_path)
@@ -87,11 +147,14 @@ def _site_packages(env: Path) -> Path:
 
 async def _run(argv: list[str], log_path: Path) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        log.write(f"$ {' '.join(argv)}\n".encode())
-        log.flush()
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=log, stderr=log)
+    with open(log_path, "ab") as out:
+        out.write(f"$ {' '.join(argv)}\n".encode())
+        out.flush()
+        start = out.tell()
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=out)
         code = await proc.wait()
-    if code != 0:
-        tail = log_path.read_bytes()[-3000:].decode("utf-8", "replace")
+    if code != 0:  # this run's output only (the log keeps earlier attempts too)
+        with open(log_path, "rb") as log_file:
+            log_file.seek(start)
+            tail = log_file.read()[-3000:].decode("utf-8", "replace")
         raise EnvironmentBuildError(f"installing requirements failed (exit {code}):\n{tail}")

@@ -24,6 +24,7 @@ from launch.server.domain.errors import (
     Unavailable,
     WorkerFailed,
 )
+from launch.server.domain.quotas import Quotas
 from launch.server.domain.results import result_key, result_url
 from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
 from launch.server.inputs import failure_body, prepare
@@ -55,7 +56,7 @@ def _usable(endpoint: Endpoint, kind: str) -> None:
     if endpoint.endpoint_type != kind:
         kind_now = endpoint.endpoint_type
         raise InvalidRequest(f"endpoint {endpoint.name!r} is {kind_now}, not {kind}; send it {kind_now} tasks")
-    if endpoint.status is EndpointStatus.UPDATE_FAILED:
+    if not endpoint.usable:  # after a failed rollout the serving generation still answers: usable
         raise Conflict(f"endpoint {endpoint.name!r} failed to start: {endpoint.status_reason or 'unknown'}")
     if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
         raise Conflict(f"endpoint {endpoint.name!r} is being deleted")
@@ -65,7 +66,8 @@ class Predictions:
     def __init__(self, *, cache: EndpointCache, endpoints: Endpoints, pools: Pools, client: WorkerClient,
                  tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float,
                  max_queued: int = 100_000, fetch_policy: FetchPolicy | None = None,
-                 exit_reason: Callable[[str], str | None] = lambda worker_id: None) -> None:
+                 exit_reason: Callable[[str], str | None] = lambda worker_id: None,
+                 quotas: Quotas | None = None) -> None:
         self.cache = cache
         self.endpoints = endpoints
         self.pools = pools
@@ -77,6 +79,7 @@ class Predictions:
         self.max_queued = max_queued
         self.fetch_policy = fetch_policy or FetchPolicy()
         self.exit_reason = exit_reason  # why a worker died, where placement knows (its memory limit)
+        self.quotas = quotas or Quotas()
         # demand for an endpoint with no serving worker: wakes the control loop, wherever it runs
         self.demand: Callable[[str], None] = lambda endpoint_id: self.endpoints.changed.set()
 
@@ -156,6 +159,7 @@ class Predictions:
         request = parse_body(body)
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
+        self.quotas.check_queued(self.tasks.unfinished.get(owner))  # no await until submit counts it
         task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request)
         if not self.pools.get(endpoint.id).serving:
             self.demand(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass

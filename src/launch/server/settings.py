@@ -14,6 +14,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from launch.net_guard import FetchPolicy
 
 
+def _machine_memory() -> int:
+    """Physical memory in bytes (MemTotal)."""
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAUNCH_", extra="ignore")
 
@@ -31,7 +40,7 @@ class Settings(BaseSettings):
     control_lease_seconds: float = Field(default=6.0, gt=0.5)  # a dead leader's control loop moves this fast
 
     max_request_bytes: int = 10 * 1024 * 1024
-    max_bundle_bytes: int = 2 * 1024 * 1024 * 1024
+    max_bundle_bytes: int = 1024 * 1024 * 1024  # uploads (bundles, batch inputs); a larger declared length gets 413
     sync_timeout_seconds: float = 110.0
     worker_start_timeout_seconds: float = 600.0
     worker_drain_seconds: float = 30.0
@@ -67,6 +76,23 @@ class Settings(BaseSettings):
         return FetchPolicy(allowed_schemes=frozenset(self.fetch_allowed_schemes),
                            allow_private=self.fetch_allow_private, max_bytes=self.fetch_max_bytes,
                            timeout=self.fetch_timeout_seconds)
+
+    # request heads (line + headers): bigger ones get 431, slower ones 408 (uvicorn has no bound of its own)
+    max_header_bytes: int = 32 * 1024
+    header_timeout_seconds: float = 10.0
+    # API keys revoked by `launch api-keys revoke` are refused within this; last-used times written this often
+    api_key_recheck_seconds: float = 0.5
+    api_key_last_used_seconds: float = 60.0
+
+    # quotas (server policy on top of each setting's own validation; see launch.server.domain.quotas)
+    max_workers_per_endpoint: int = 32
+    max_workers_per_owner: int = 64
+    max_endpoints_per_owner: int = 50
+    max_queued_tasks_per_owner: int = 100_000
+    # what the host offers workers (placement refuses what does not fit; see launch.server.control.capacity)
+    host_cpus: float = Field(default_factory=lambda: float(len(os.sched_getaffinity(0))))
+    host_memory: str = Field(default_factory=lambda: str(_machine_memory()))
+    cpu_overcommit: float = 4.0
 
     @property
     def resolved_database_url(self) -> str:

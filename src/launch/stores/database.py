@@ -77,11 +77,17 @@ def migrate(url: str) -> None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     engine = create_sync_engine(url)
     try:
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":  # gateways starting together migrate one at a time
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7301)"))
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            if url.startswith("sqlite"):
+                # SQLite changes a table by copying it; with foreign keys enforced, dropping the old copy of a
+                # referenced table fails (the documented ALTER TABLE procedure turns them off meanwhile)
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            with connection.begin():
+                if connection.dialect.name == "postgresql":  # gateways starting together migrate one at a time
+                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(7301)"))
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
     finally:
         engine.dispose()
 

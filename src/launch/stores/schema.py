@@ -14,6 +14,8 @@ api_keys = sa.Table(
     sa.Column("key_digest", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("key_prefix", sa.String(16), nullable=True),  # the key's first characters, to name it in lists
+    sa.Column("last_used_at", sa.Float, nullable=True),  # written at most once a minute per key
 )
 
 bundles = sa.Table(
@@ -40,13 +42,22 @@ endpoints = sa.Table(
     sa.Column("owner", sa.String(128), nullable=False),
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("endpoint_type", sa.String(16), nullable=False),
-    sa.Column("bundle_id", sa.String(32), sa.ForeignKey("bundles.id"), nullable=False),
+    # the bundle it is asked to serve, by id and by name: a record of it, not a claim on it (a bundle is
+    # deletable once no live endpoint uses it; see ``domain.bundles``)
+    sa.Column("bundle_id", sa.String(32), nullable=False),
+    sa.Column("bundle_name", sa.String(128), nullable=False),
     sa.Column("settings", sa.JSON, nullable=False),
     sa.Column("metadata", sa.JSON, nullable=False),
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("status_reason", sa.Text, nullable=True),
     sa.Column("generation", sa.Integer, nullable=False),
+    # the generation that last became ready (its workers serve while a newer one rolls out or failed)
+    sa.Column("serving_generation", sa.Integer, nullable=True),
+    sa.Column("serving_bundle_id", sa.String(32), nullable=True),
+    sa.Column("serving_bundle_name", sa.String(128), nullable=True),
+    sa.Column("serving_settings", sa.JSON, nullable=True),
+    sa.Column("failed_rollout", sa.JSON, nullable=True),  # {generation, bundle_name, reason, failed_at}
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.UniqueConstraint("owner", "name", name="uq_endpoints_owner_name"),
@@ -77,7 +88,8 @@ batch_jobs = sa.Table(
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("owner", sa.String(128), nullable=False, index=True),
-    sa.Column("bundle_id", sa.String(32), sa.ForeignKey("bundles.id"), nullable=False),
+    sa.Column("bundle_id", sa.String(32), nullable=False),  # a record of the bundle it ran, not a claim
+    sa.Column("bundle_name", sa.String(128), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("input_key", sa.Text, nullable=False),
     sa.Column("serialization_format", sa.String(16), nullable=False),

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from launch.server.api.methods import allowed_methods, not_allowed_detail
 from launch.server.domain.errors import InsufficientStorage, LaunchError, Unauthenticated, Unavailable
 
 log = logging.getLogger("launch.api")
@@ -47,7 +48,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return ORJSONResponse({"detail": _validation_detail(exc)}, status_code=422)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> ORJSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> ORJSONResponse:
+        if exc.status_code == 405:  # every route of the path counts, not only the first that matched
+            allowed = allowed_methods(request)
+            return ORJSONResponse({"detail": not_allowed_detail(request, allowed)}, status_code=405,
+                                  headers={"Allow": ", ".join(allowed)})
         return ORJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(ClientDisconnect)

@@ -51,6 +51,8 @@ class FastPath:
                     mapped = LaunchError(f"internal server error: {type(exc).__name__}")
                 status, body = mapped.status_code, orjson.dumps({"detail": mapped.detail})
             headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+            if status == 401:  # as api.errors answers it on every other route
+                headers.append((b"www-authenticate", b'Basic realm="launch"'))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return

@@ -8,20 +8,48 @@ every answer, 404 for unknown objects and routes, no redirects, and never a stat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import StringConvertor, register_url_convertor
+from starlette.exceptions import HTTPException
 
-from launch.server.api.native import CloneBundle, CreateBundle, CreateEndpoint, EditEndpoint, owner, services
+from launch.server.api.methods import CATCH_ALL, allowed_methods
+from launch.server.api.native import (
+    _TASK_BODY,
+    STRICT,
+    CloneBundle,
+    CreateBundle,
+    CreateEndpoint,
+    EditEndpoint,
+    Labels,
+    Location,
+    Name,
+    endpoint_creation_logs,
+    owner,
+    services,
+)
+from launch.server.api.openapi import errors
+from launch.server.api.strict_json import StrictJsonRoute
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.domain.bundles import Bundle, NewBundle
 from launch.server.domain.endpoints import Endpoint
 from launch.server.domain.errors import LaunchError, NotFound, PredictionTimeout
 
-router = APIRouter(prefix="/v1/hosted_inference")
+PREFIX = "/v1/hosted_inference"
+router = APIRouter(prefix=PREFIX, route_class=StrictJsonRoute)
+
+
+class BundleNameConvertor(StringConvertor):
+    """A bundle name in a path, never ``clone_with_changes`` (that path is the clone route's, POST only)."""
+
+    regex = "(?!clone_with_changes$)[^/]+"
+
+
+register_url_convertor("legacy_bundle", BundleNameConvertor())
 
 
 class SyncTimeout(LaunchError):
@@ -33,33 +61,35 @@ class SyncTimeout(LaunchError):
 
 # -- request bodies: the native models under the legacy field names ----------------------------------------
 class LegacyCreateBundle(CreateBundle):
-    name: str = Field(alias="bundle_name")
+    """``location`` is the ``s3://{bucket}/{key}`` of an upload to this server (in self-hosted mode too: the
+    client's location function must name one), so that every bundle accepted can be loaded."""
+
+    name: Name = Field(alias="bundle_name")
     metadata: dict[str, Any] = Field(default_factory=dict, alias="bundle_metadata")
-    location: Any  # self-hosted clients may send any JSON value their location function returned
+    location: Location
 
     def new_bundle(self) -> NewBundle:
-        location = self.location if isinstance(self.location, str) else orjson.dumps(self.location).decode()
-        return NewBundle(**{**self.model_dump(), "location": location})
+        return NewBundle(**self.model_dump())
 
 
 class LegacyCloneBundle(CloneBundle):
-    existing_bundle_name: str
-    new_name: str = Field(alias="new_bundle_name")
+    existing_bundle_name: Name
+    new_name: Name = Field(alias="new_bundle_name")
 
 
 class LegacyCreateEndpoint(CreateEndpoint):
     """Unknown fields (from a client's endpoint auth decorator) are kept in the settings' ``extra``."""
 
-    name: str = Field(alias="endpoint_name")
+    name: Name = Field(alias="endpoint_name")
 
 
 class LegacyBatchJob(BaseModel):
     """Batch task options (``cpus``, ``max_workers``, ...) and auth-decorator fields arrive flattened."""
 
-    model_config = ConfigDict(extra="allow")
-    input_path: str
-    serialization_format: str = "json"
-    labels: dict[str, str] | None = None
+    model_config = ConfigDict(extra="allow", **STRICT)
+    input_path: Location
+    serialization_format: Literal["json", "pickle"] = "json"
+    labels: Labels | None = None
 
 
 # -- response shapes --------------------------------------------------------------------------------------
@@ -86,58 +116,54 @@ def upload_object(svc: Services, who: str, kind: str) -> dict[str, str]:
 
 
 # -- bundles ------------------------------------------------------------------------------------------------
-@router.post("/model_bundle_upload")
+@router.post("/model_bundle_upload", responses=errors(401))
 async def bundle_upload(request: Request, who: str = Depends(owner)) -> dict[str, str]:
     return upload_object(services(request), who, "bundles")
 
 
-@router.post("/model_bundle/clone_with_changes")
+@router.post("/model_bundle/clone_with_changes", responses=errors(401, 404, 409))
 async def clone_bundle(body: LegacyCloneBundle, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     bundles = services(request).bundles
     return bundle_object(await bundles.clone(who, body.existing_bundle_name, body.new_name, body.app_config))
 
 
-@router.post("/model_bundle")
+@router.post("/model_bundle", responses=errors(401, 409))
 async def create_bundle(body: LegacyCreateBundle, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     return bundle_object(await services(request).bundles.create(who, body.new_bundle()))
 
 
-@router.get("/model_bundle")
+@router.get("/model_bundle", responses=errors(401))
 async def list_bundles(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     return {"bundles": [bundle_object(b) for b in await services(request).bundles.list(who)]}
 
 
-@router.get("/model_bundle/{bundle_name}")
+@router.get("/model_bundle/{bundle_name:legacy_bundle}", responses=errors(401, 404))
 async def get_bundle(bundle_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     return {"bundles": [bundle_object(await services(request).bundles.get(who, bundle_name))]}
 
 
-@router.delete("/model_bundle/{bundle_name}")
+@router.delete("/model_bundle/{bundle_name:legacy_bundle}", responses=errors(401, 404, 409))
 async def delete_bundle(bundle_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     await services(request).bundles.delete(who, bundle_name)
     return {"deleted": True}
 
 
 # -- endpoints (fixed and longer paths first) ---------------------------------------------------------------
-@router.get("/endpoints/creation_logs/{endpoint_name}")
+@router.get("/endpoints/creation_logs/{endpoint_name}", responses=errors(401, 404))
 async def creation_logs(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     """Environment build output and worker logs; the reason of a failed update is appended."""
     svc = services(request)
-    endpoint = await svc.endpoints.get(who, endpoint_name)
-    content = svc.reconciler.creation_logs(endpoint.id)
-    if endpoint.status_reason:
-        content += f"==> status {endpoint.status.value} <==\n{endpoint.status_reason}\n"
-    return {"content": content}
+    return {"content": endpoint_creation_logs(svc, await svc.endpoints.get(who, endpoint_name))}
 
 
-@router.get("/endpoints/{endpoint_name}/task_async/{task_id}")
+@router.get("/endpoints/{endpoint_name}/task_async/{task_id}", responses=errors(401, 404))
 async def endpoint_task(endpoint_name: str, task_id: str, request: Request,
                         who: str = Depends(owner)) -> dict[str, Any]:
     """Tasks are looked up among the caller's own by id, so a task outlives its endpoint's deletion."""
     return task_object(await services(request).predictions.task_view(who, task_id))
 
 
-@router.post("/endpoints")
+@router.post("/endpoints", responses=errors(401, 404, 409))
 async def create_endpoint(body: LegacyCreateEndpoint, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     svc = services(request)
     endpoint = await svc.endpoints.create(who, body.name, body.bundle_name, body.endpoint_type, body.settings(),
@@ -145,19 +171,19 @@ async def create_endpoint(body: LegacyCreateEndpoint, request: Request, who: str
     return endpoint_object(svc, endpoint)
 
 
-@router.get("/endpoints")
+@router.get("/endpoints", responses=errors(401))
 async def list_endpoints(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     svc = services(request)
     return {"endpoints": [endpoint_object(svc, e) for e in await svc.endpoints.list(who)]}
 
 
-@router.get("/endpoints/{endpoint_name}")
+@router.get("/endpoints/{endpoint_name}", responses=errors(401, 404))
 async def get_endpoint(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     svc = services(request)
     return endpoint_object(svc, await svc.endpoints.get(who, endpoint_name))
 
 
-@router.put("/endpoints/{endpoint_name}")
+@router.put("/endpoints/{endpoint_name}", responses=errors(401, 404, 409))
 async def edit_endpoint(endpoint_name: str, body: EditEndpoint, request: Request,
                         who: str = Depends(owner)) -> dict[str, Any]:
     svc = services(request)
@@ -165,14 +191,14 @@ async def edit_endpoint(endpoint_name: str, body: EditEndpoint, request: Request
     return endpoint_object(svc, endpoint)
 
 
-@router.delete("/endpoints/{endpoint_name}")
+@router.delete("/endpoints/{endpoint_name}", responses=errors(401, 404, 409))
 async def delete_endpoint(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     await services(request).endpoints.request_delete(who, endpoint_name)
     return {"deleted": True}
 
 
 # -- tasks --------------------------------------------------------------------------------------------------
-@router.post("/task_sync/{endpoint_name}")
+@router.post("/task_sync/{endpoint_name}", responses=errors(401, 404, 408, 409, 502), openapi_extra=_TASK_BODY)
 async def sync_task(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     try:
         body = await services(request).predictions.sync(who, endpoint_name, await request.body())
@@ -181,42 +207,51 @@ async def sync_task(endpoint_name: str, request: Request, who: str = Depends(own
     return task_object(orjson.loads(body))
 
 
-@router.post("/task_async/{endpoint_name}")
+@router.post("/task_async/{endpoint_name}", responses=errors(401, 404, 409, 429), openapi_extra=_TASK_BODY)
 async def async_task(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, str]:
     return {"task_id": await services(request).predictions.submit(who, endpoint_name, await request.body())}
 
 
-@router.get("/task/result/{task_id}")
+@router.get("/task/result/{task_id}", responses=errors(401, 404))
 async def task_result(task_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     return task_object(await services(request).predictions.task_view(who, task_id))
 
 
 # -- batch jobs ---------------------------------------------------------------------------------------------
-@router.post("/batch_task_input_upload")
+@router.post("/batch_task_input_upload", responses=errors(401))
 async def batch_input_upload(request: Request, who: str = Depends(owner)) -> dict[str, str]:
     return upload_object(services(request), who, "batch-inputs")
 
 
-@router.post("/batch_job/{bundle_name}")
-async def create_batch_job(bundle_name: str, body: LegacyBatchJob, request: Request,
-                           who: str = Depends(owner)) -> dict[str, str]:
+# One path template for both batch_job routes (OpenAPI forbids two that differ only in a parameter's name).
+@router.post("/batch_job/{name_or_id}", responses=errors(401, 404))
+async def create_batch_job(body: LegacyBatchJob, request: Request, who: str = Depends(owner),
+                           name_or_id: str = Path(description="The bundle to run")) -> dict[str, str]:
     job = await services(request).batch_jobs.create(
-        who, bundle_name=bundle_name, input_location=body.input_path,
+        who, bundle_name=name_or_id, input_location=body.input_path,
         serialization_format=body.serialization_format, options=dict(body.model_extra or {}),
         labels=body.labels or {},
     )
     return {"job_id": job.id}
 
 
-@router.get("/batch_job/{job_id}")
-async def get_batch_job(job_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+@router.get("/batch_job/{name_or_id}", responses=errors(401, 404))
+async def get_batch_job(request: Request, who: str = Depends(owner),
+                        name_or_id: str = Path(description="The job's id")) -> dict[str, Any]:
     """The job view, with the options it was created with (cloud-only ones such as ``pyspark_*`` and
     auth-decorator fields are stored and shown back, not used)."""
-    return await services(request).batch_jobs.view(who, job_id)
+    return await services(request).batch_jobs.view(who, name_or_id)
 
 
-# -- anything else under the prefix: a JSON 404, never a trailing-slash redirect ------------------------------
-@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
-async def unknown_route(path: str, request: Request) -> None:
-    hint = "; the client's base URL must not end with '/'" if "//" in request.url.path or not path else ""
+# -- anything else under the prefix: a JSON 404 (405 for a known route), never a trailing-slash redirect ------
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
+
+
+@router.api_route("", methods=_ANY_METHOD, include_in_schema=False, name=CATCH_ALL)
+@router.api_route("/{path:path}", methods=_ANY_METHOD, include_in_schema=False, name=CATCH_ALL)
+async def unknown_route(request: Request) -> None:
+    if allowed_methods(request):
+        raise HTTPException(405)  # api.errors names every allowed method
+    path = request.url.path.removeprefix(PREFIX)
+    hint = "; the client's base URL must not end with '/'" if "//" in request.url.path or path in ("", "/") else ""
     raise NotFound(f"no legacy API route {request.method} {request.url.path}{hint}")

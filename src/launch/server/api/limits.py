@@ -3,6 +3,10 @@
 A declared Content-Length over the limit is refused at once. A body without one (chunked) is counted as
 it arrives: past the limit the client gets the 413, and the application sees the client disconnect (so no
 framework turns the cut-off body into a 400) and its own response is dropped.
+
+Routes with limits of their own (uploads: ``own_limits``, path prefix → bytes) stream their body to the
+application, which counts it; only a declared Content-Length over their limit is refused here, at once
+(never wait for gigabytes that a client only announced).
 """
 
 from __future__ import annotations
@@ -13,19 +17,23 @@ import orjson
 
 
 class BodySizeLimit:
-    def __init__(self, app: Any, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: Any, max_bytes: int, own_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.exempt = exempt_prefixes
+        self.own_limits = dict(own_limits or {})
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        own = next((limit for prefix, limit in self.own_limits.items() if scope["path"].startswith(prefix)), None)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(send)
+            if name == b"content-length" and value.isdigit() and int(value) > (own or self.max_bytes):
+                await self._reject(send, own or self.max_bytes)
                 return
+        if own is not None:
+            await self.app(scope, receive, send)
+            return
         received = 0
         rejected = started = False
 
@@ -37,7 +45,7 @@ class BodySizeLimit:
             received += len(message.get("body", b""))
             if received > self.max_bytes and not started:
                 rejected = True
-                await self._reject(send)
+                await self._reject(send, self.max_bytes)
                 return {"type": "http.disconnect"}
             return message
 
@@ -50,8 +58,8 @@ class BodySizeLimit:
 
         await self.app(scope, limited_receive, guarded_send)
 
-    async def _reject(self, send: Any) -> None:
-        body = orjson.dumps({"detail": f"request body is over the limit of {self.max_bytes} bytes"})
+    async def _reject(self, send: Any, limit: int) -> None:
+        body = orjson.dumps({"detail": f"request body is over the limit of {limit} bytes"})
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

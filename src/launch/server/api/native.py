@@ -2,26 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import ORJSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from launch.server.api.auth import key_from_header
 from launch.server.api.fast_path import endpoint_ref
+from launch.server.api.openapi import basic_auth, bearer_auth, errors
+from launch.server.api.strict_json import StrictJsonRoute
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
-from launch.server.domain.bundles import NewBundle
-from launch.server.domain.endpoints import EndpointSettings
+from launch.server.domain import endpoints as endpoint_rules
+from launch.server.domain.bundles import MAX_REQUIREMENT_CHARS, MAX_REQUIREMENTS, NewBundle
+from launch.server.domain.endpoints import Endpoint, EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
 from launch.server.domain.results import RESULT_PURPOSE
+from launch.server.domain.uploads import MAX_LOCATION_CHARS
 from launch.server.predictions import MAX_WAIT_SECONDS
 from launch.server.signing import verify
 
 RESULT_REDIRECT_TTL = 300  # the signed gateway URL is the lasting one; each visit presigns anew
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
+
+# -- field types: the document states the rules the domain enforces ---------------------------------------
+# (the name's pattern is documented, and checked by domain.names, whose message says what a name may hold)
+Name = Annotated[str, Field(min_length=1, max_length=128,
+                            json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"})]
+Location = Annotated[str, Field(min_length=1, max_length=MAX_LOCATION_CHARS)]
+Requirements = Annotated[list[Annotated[str, Field(max_length=MAX_REQUIREMENT_CHARS)]],
+                         Field(max_length=MAX_REQUIREMENTS)]
+Quantity = Annotated[str, Field(max_length=32, pattern=r"^\d{1,12}(\.\d{1,6})?([KMGTPE]i?|[kmgtpe])?$")]
+Cpus = Annotated[float, Field(gt=0, le=endpoint_rules.MAX_CPUS)]
+Gpus = Annotated[int, Field(ge=0, le=endpoint_rules.MAX_GPUS)]
+MinWorkers = Annotated[int, Field(ge=0, le=endpoint_rules.MAX_WORKERS)]
+MaxWorkers = Annotated[int, Field(ge=1, le=endpoint_rules.MAX_WORKERS)]
+PerWorker = Annotated[int, Field(ge=1, le=endpoint_rules.MAX_PER_WORKER)]
+GpuType = Annotated[str, Field(max_length=64)]
+Labels = Annotated[dict[Annotated[str, Field(max_length=256)], Annotated[str, Field(max_length=1024)]],
+                   Field(max_length=64)]
+# NaN and Infinity are refused: StrictJsonRoute refuses them as literals, allow_inf_nan as strings ("NaN").
+STRICT = ConfigDict(allow_inf_nan=False)
 
 
 def services(request: Request) -> Services:
@@ -29,42 +52,45 @@ def services(request: Request) -> Services:
     return services
 
 
-async def owner(request: Request) -> str:
+async def owner(request: Request, _basic: None = Security(basic_auth),
+                _bearer: None = Security(bearer_auth)) -> str:
     """The authenticated owner of the request (API key as basic-auth user name or bearer token)."""
     return await services(request).api_keys.authenticate(key_from_header(request.headers.get("authorization")))
 
 
 class CreateBundle(BaseModel):
-    name: str
-    location: str
-    packaging_type: str = "cloudpickle"
+    model_config = STRICT
+    name: Name
+    location: Location
+    packaging_type: Literal["cloudpickle", "zip"] = "cloudpickle"
     metadata: dict[str, Any] = Field(default_factory=dict)
-    requirements: list[str] = Field(default_factory=list)
+    requirements: Requirements = Field(default_factory=list)
     env_params: dict[str, Any] = Field(default_factory=dict)
     app_config: Any = None
 
 
 class CloneBundle(BaseModel):
-    new_name: str
+    model_config = STRICT
+    new_name: Name
     app_config: Any = None
 
 
 class CreateEndpoint(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str
-    bundle_name: str
-    endpoint_type: str = "sync"
-    cpus: float = 3
-    memory: str = "8Gi"
-    storage: str | None = None
-    gpus: int = 0
-    gpu_type: str | None = None
-    min_workers: int = 1
-    max_workers: int = 1
-    per_worker: int = 10
-    post_inference_hooks: list[str] | None = None
+    model_config = ConfigDict(extra="allow", **STRICT)
+    name: Name
+    bundle_name: Name
+    endpoint_type: Literal["sync", "async"] = "sync"
+    cpus: Cpus = 3
+    memory: Quantity = "8Gi"
+    storage: Quantity | None = None
+    gpus: Gpus = 0
+    gpu_type: GpuType | None = None
+    min_workers: MinWorkers = 1
+    max_workers: MaxWorkers = 1
+    per_worker: PerWorker = 10
+    post_inference_hooks: list[Annotated[str, Field(max_length=256)]] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
 
     def settings(self) -> EndpointSettings:
         return EndpointSettings(
@@ -75,17 +101,17 @@ class CreateEndpoint(BaseModel):
 
 
 class EditEndpoint(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    bundle_name: str | None = None
-    cpus: float | None = None
-    memory: str | None = None
-    storage: str | None = None
-    gpus: int | None = None
-    gpu_type: str | None = None
-    min_workers: int | None = None
-    max_workers: int | None = None
-    per_worker: int | None = None
-    post_inference_hooks: list[str] | None = None
+    model_config = ConfigDict(extra="allow", **STRICT)
+    bundle_name: Name | None = None
+    cpus: Cpus | None = None
+    memory: Quantity | None = None
+    storage: Quantity | None = None
+    gpus: Gpus | None = None
+    gpu_type: GpuType | None = None
+    min_workers: MinWorkers | None = None
+    max_workers: MaxWorkers | None = None
+    per_worker: PerWorker | None = None
+    post_inference_hooks: list[Annotated[str, Field(max_length=256)]] | None = None
     metadata: dict[str, Any] | None = None
 
     def changes(self) -> dict[str, Any]:
@@ -95,20 +121,48 @@ class EditEndpoint(BaseModel):
         return data
 
 
+def task_endpoint(
+    model_endpoint_name: Annotated[str | None, Query(min_length=1, max_length=128,
+                                                     description="The endpoint, by name")] = None,
+    model_endpoint_id: Annotated[str | None, Query(min_length=1, max_length=128,
+                                                   description="The endpoint, by id (instead of its name)")] = None,
+) -> str:
+    """The endpoint a task is for: one of the two query parameters is required."""
+    return endpoint_ref(model_endpoint_name, model_endpoint_id)
+
+
 @router.get("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 class CreateBatchJob(BaseModel):
-    bundle_name: str
-    input_location: str
-    serialization_format: str = "json"
+    model_config = STRICT
+    bundle_name: Name
+    input_location: Location
+    serialization_format: Literal["json", "pickle"] = "json"
     options: dict[str, Any] = Field(default_factory=dict)
     labels: dict[str, Any] = Field(default_factory=dict)
 
 
-@router.post("/v1/uploads", tags=["uploads"])
+# The task routes are served by api.fast_path (no FastAPI on the hot path); these entries document them.
+_TASK_SCHEMA = {
+    "title": "TaskRequest", "type": "object",
+    "description": "One prediction: keyword `args` for the predict function, or a `url` whose bytes it gets "
+                   "(`url` wins when both are sent).",
+    "properties": {
+        "args": {"type": "object", "description": "Keyword arguments of the predict function"},
+        "url": {"type": "string", "minLength": 1, "description": "A file whose bytes the predict function gets"},
+        "return_pickled": {"type": "boolean", "default": True,
+                           "description": "Answer a `result_url` to the pickled output instead of `result`"},
+    },
+    "anyOf": [{"required": ["args"]}, {"required": ["url"]}],
+}
+_TASK_BODY: dict[str, Any] = {"requestBody": {"required": True,
+                                              "content": {"application/json": {"schema": _TASK_SCHEMA}}}}
+
+
+@router.post("/v1/uploads", tags=["uploads"], responses=errors(401))
 async def create_upload(request: Request, kind: Literal["bundles", "batch-inputs"] = "bundles",
                         who: str = Depends(owner)) -> dict[str, str]:
     """A signed URL that accepts one PUT of raw bytes; name the upload by ``location`` afterwards."""
@@ -116,7 +170,7 @@ async def create_upload(request: Request, kind: Literal["bundles", "batch-inputs
     return {"upload_url": ticket.url, "location": ticket.location, "bucket": ticket.bucket, "key": ticket.key}
 
 
-@router.put("/v1/uploads/{token}", tags=["uploads"])
+@router.put("/v1/uploads/{token}", tags=["uploads"], responses=errors(400, 401, 409))
 async def receive_upload(token: str, request: Request) -> dict[str, Any]:
     uploads = services(request).uploads
     key = uploads.key_for_token(token)
@@ -126,7 +180,7 @@ async def receive_upload(token: str, request: Request) -> dict[str, Any]:
     return {"key": key, "size": size}
 
 
-@router.get("/v1/results/{token}", tags=["tasks"])
+@router.get("/v1/results/{token}", tags=["tasks"], responses=errors(401, 404))
 async def download_result(token: str, request: Request) -> Response:
     """A pickled result, by the signed URL given in ``result_url``."""
     svc = services(request)
@@ -144,35 +198,35 @@ async def download_result(token: str, request: Request) -> Response:
     return Response(data, media_type="application/octet-stream")
 
 
-@router.post("/v1/model-bundles", tags=["model bundles"])
+@router.post("/v1/model-bundles", tags=["model bundles"], responses=errors(401, 409))
 async def create_bundle(body: CreateBundle, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     bundle = await services(request).bundles.create(who, NewBundle(**body.model_dump()))
     return bundle.to_dict()
 
 
-@router.get("/v1/model-bundles", tags=["model bundles"])
+@router.get("/v1/model-bundles", tags=["model bundles"], responses=errors(401))
 async def list_bundles(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     return {"bundles": [b.to_dict() for b in await services(request).bundles.list(who)]}
 
 
-@router.get("/v1/model-bundles/{name}", tags=["model bundles"])
+@router.get("/v1/model-bundles/{name}", tags=["model bundles"], responses=errors(401, 404))
 async def get_bundle(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     return (await services(request).bundles.get(who, name)).to_dict()
 
 
-@router.delete("/v1/model-bundles/{name}", tags=["model bundles"])
+@router.delete("/v1/model-bundles/{name}", tags=["model bundles"], responses=errors(401, 404, 409))
 async def delete_bundle(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     await services(request).bundles.delete(who, name)
     return {"deleted": True}
 
 
-@router.post("/v1/model-bundles/{name}/clone", tags=["model bundles"])
+@router.post("/v1/model-bundles/{name}/clone", tags=["model bundles"], responses=errors(401, 404, 409))
 async def clone_bundle(name: str, body: CloneBundle, request: Request,
                        who: str = Depends(owner)) -> dict[str, Any]:
     return (await services(request).bundles.clone(who, name, body.new_name, body.app_config)).to_dict()
 
 
-@router.post("/v1/model-endpoints", tags=["model endpoints"])
+@router.post("/v1/model-endpoints", tags=["model endpoints"], responses=errors(401, 404, 409))
 async def create_endpoint(body: CreateEndpoint, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     svc = services(request)
     endpoint = await svc.endpoints.create(who, body.name, body.bundle_name, body.endpoint_type, body.settings(),
@@ -180,20 +234,20 @@ async def create_endpoint(body: CreateEndpoint, request: Request, who: str = Dep
     return endpoint_view(endpoint, svc.pools.get(endpoint.id))
 
 
-@router.get("/v1/model-endpoints", tags=["model endpoints"])
+@router.get("/v1/model-endpoints", tags=["model endpoints"], responses=errors(401))
 async def list_endpoints(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     svc = services(request)
     return {"endpoints": [endpoint_view(e, svc.pools.get(e.id)) for e in await svc.endpoints.list(who)]}
 
 
-@router.get("/v1/model-endpoints/{name}", tags=["model endpoints"])
+@router.get("/v1/model-endpoints/{name}", tags=["model endpoints"], responses=errors(401, 404))
 async def get_endpoint(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     svc = services(request)
     endpoint = await svc.endpoints.get(who, name)
     return endpoint_view(endpoint, svc.pools.get(endpoint.id))
 
 
-@router.put("/v1/model-endpoints/{name}", tags=["model endpoints"])
+@router.put("/v1/model-endpoints/{name}", tags=["model endpoints"], responses=errors(401, 404, 409))
 async def edit_endpoint(name: str, body: EditEndpoint, request: Request,
                         who: str = Depends(owner)) -> dict[str, Any]:
     svc = services(request)
@@ -201,36 +255,46 @@ async def edit_endpoint(name: str, body: EditEndpoint, request: Request,
     return endpoint_view(endpoint, svc.pools.get(endpoint.id))
 
 
-@router.delete("/v1/model-endpoints/{name}", tags=["model endpoints"])
+@router.delete("/v1/model-endpoints/{name}", tags=["model endpoints"], responses=errors(401, 404, 409))
 async def delete_endpoint(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     await services(request).endpoints.request_delete(who, name)
     return {"deleted": True}
 
 
-@router.get("/v1/model-endpoints/{name}/logs", tags=["model endpoints"])
+@router.get("/v1/model-endpoints/{name}/logs", tags=["model endpoints"], responses=errors(401, 404))
 async def endpoint_logs(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     """Creation logs: environment build output and worker logs, oldest first."""
     svc = services(request)
     endpoint = await svc.endpoints.get(who, name)
-    return {"content": svc.reconciler.creation_logs(endpoint.id), "status_reason": endpoint.status_reason}
+    return {"content": endpoint_creation_logs(svc, endpoint), "status_reason": endpoint.status_reason,
+            "failed_rollout": endpoint.failed_rollout.to_dict() if endpoint.failed_rollout else None}
 
 
-@router.post("/v1/sync-tasks", tags=["tasks"], response_class=ORJSONResponse)
-async def sync_task(request: Request, endpoint: str = Depends(endpoint_ref), who: str = Depends(owner)) -> Response:
+def endpoint_creation_logs(svc: Services, endpoint: Endpoint) -> str:
+    """Rollout timeline, environment build output and worker logs; the reason of a failure last."""
+    content = svc.reconciler.creation_logs(endpoint.id)
+    if endpoint.status_reason:
+        content += f"==> status {endpoint.status.value} <==\n{endpoint.status_reason}\n"
+    return content
+
+
+@router.post("/v1/sync-tasks", tags=["tasks"], response_class=ORJSONResponse, openapi_extra=_TASK_BODY,
+             responses=errors(401, 404, 409, 502, 504))
+async def sync_task(request: Request, endpoint: str = Depends(task_endpoint), who: str = Depends(owner)) -> Response:
     """Run one prediction and wait for it: ``{"args": {...}}`` or ``{"url": "..."}``, ``return_pickled``."""
     body = await services(request).predictions.sync(who, endpoint, await request.body())
     return Response(body, media_type="application/json")
 
 
-@router.post("/v1/async-tasks", tags=["tasks"])
-async def async_task(request: Request, endpoint: str = Depends(endpoint_ref),
+@router.post("/v1/async-tasks", tags=["tasks"], openapi_extra=_TASK_BODY, responses=errors(401, 404, 409, 429))
+async def async_task(request: Request, endpoint: str = Depends(task_endpoint),
                      who: str = Depends(owner)) -> dict[str, str]:
     """Queue one prediction; poll ``GET /v1/async-tasks/{task_id}`` for its result."""
     task_id = await services(request).predictions.submit(who, endpoint, await request.body())
     return {"task_id": task_id}
 
 
-@router.get("/v1/async-tasks/{task_id}", tags=["tasks"])
+@router.get("/v1/async-tasks/{task_id}", tags=["tasks"], responses=errors(401, 404))
 async def get_task(task_id: str, request: Request, wait: float = Query(0.0, ge=0, le=MAX_WAIT_SECONDS),
                    who: str = Depends(owner)) -> dict[str, Any]:
     """The task's status (PENDING, SUCCESS or FAILURE) and result. ``wait`` (seconds): answer as soon as the
@@ -238,7 +302,7 @@ async def get_task(task_id: str, request: Request, wait: float = Query(0.0, ge=0
     return await services(request).predictions.task_view(who, task_id, wait)
 
 
-@router.post("/v1/batch-jobs", tags=["batch jobs"])
+@router.post("/v1/batch-jobs", tags=["batch jobs"], responses=errors(401, 404))
 async def create_batch_job(body: CreateBatchJob, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     """Run a bundle over an uploaded CSV of inputs (``id,url`` or ``id,args``); poll the job for its results."""
     jobs = services(request).batch_jobs
@@ -247,6 +311,6 @@ async def create_batch_job(body: CreateBatchJob, request: Request, who: str = De
     return await jobs.view(who, job.id)
 
 
-@router.get("/v1/batch-jobs/{job_id}", tags=["batch jobs"])
+@router.get("/v1/batch-jobs/{job_id}", tags=["batch jobs"], responses=errors(401, 404))
 async def get_batch_job(job_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     return await services(request).batch_jobs.view(who, job_id)

@@ -18,6 +18,8 @@ def endpoint_view(endpoint: Endpoint, pool: EndpointPool | None) -> dict[str, An
         "bundle_name": endpoint.bundle_name,
         "status": endpoint.status.value,
         "status_reason": endpoint.status_reason,
+        "serving_bundle_name": endpoint.serving_bundle_name,  # None until a generation served
+        "failed_rollout": endpoint.failed_rollout.to_dict() if endpoint.failed_rollout else None,
         "resource_settings": {"cpus": s.cpus, "gpus": s.gpus, "memory": s.memory, "gpu_type": s.gpu_type,
                               "storage": s.storage},
         "worker_settings": {"min_workers": s.min_workers, "max_workers": s.max_workers,

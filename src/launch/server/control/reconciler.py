@@ -3,6 +3,7 @@
 It starts workers (building the bundle's environment first), rolls out new generations before stopping
 old ones, drains and stops surplus workers, restarts crashed ones with backoff, marks endpoints READY or
 UPDATE_FAILED with a readable reason, and tears deleted endpoints down (failing their unfinished tasks).
+A generation that cannot start is rolled back (``domain.rollouts``): the serving one stays.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from launch.server.control import autoscaler
+from launch.server.control import autoscaler, capacity
 from launch.server.control.directory import WorkerDirectory
 from launch.server.control.dispatcher import Dispatcher
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
@@ -25,6 +27,7 @@ from launch.server.control.workers import BundleUnavailable, WorkerFactory
 from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_states import EndpointStatus, Event
 from launch.server.domain.endpoints import Endpoint, Endpoints
+from launch.server.domain.rollouts import gives_up
 from launch.server.domain.tasks import Tasks
 from launch.server.environments import EnvironmentBuildError
 from launch.server.settings import Settings
@@ -35,6 +38,15 @@ from launch.stores.placement import Placement, WorkerSpec, WorkerStartError, log
 
 log = logging.getLogger("launch.reconciler")
 MAX_BACKOFF = 30.0
+LOAD_FAILED_MARKER = "bundle failed to load"  # what launch.worker.main prints before exiting with code 3
+ROLLOUT_LOG = "rollouts.log"
+
+
+def deterministic(exc: Exception) -> bool:
+    """Failures that repeat identically on every attempt: retrying them only delays the answer."""
+    if isinstance(exc, EnvironmentBuildError | BundleUnavailable):
+        return True
+    return isinstance(exc, WorkerStartError) and LOAD_FAILED_MARKER in exc.log_tail
 
 
 @dataclass
@@ -48,6 +60,7 @@ class EndpointRuntime:
     retry_at: float = 0.0
     dispatcher: Dispatcher | None = None
     tearing_down: bool = False
+    unplaced: str | None = None  # why its last worker did not fit on the host (shown as status_reason)
 
 
 class Reconciler:
@@ -66,6 +79,9 @@ class Reconciler:
         self.client = client
         self.directory = directory  # publishes ready workers to the other gateways
         self.policy = autoscaler.Policy(scale_to_zero_after=settings.scale_to_zero_after_seconds)
+        self.host = capacity.Host(cpus=settings.host_cpus, memory=capacity.parse_quantity(settings.host_memory),
+                                  cpu_overcommit=settings.cpu_overcommit)
+        self.ledger = capacity.Ledger()
         self.runtimes: dict[str, EndpointRuntime] = {}
         self.logs_root = settings.data_dir / "logs"
         self._jobs: set[asyncio.Task[None]] = set()
@@ -75,6 +91,15 @@ class Reconciler:
     def log_dir(self, endpoint_id: str) -> Path:
         return self.logs_root / "endpoints" / endpoint_id
 
+    def note(self, endpoint: Endpoint, event: str) -> None:
+        """One line of the endpoint's rollout timeline (part of its creation logs, even when no worker ever
+        started)."""
+        path = self.log_dir(endpoint.id) / ROLLOUT_LOG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with open(path, "a", encoding="utf-8", errors="replace") as handle:
+            handle.write(f"{stamp} generation {endpoint.generation} (bundle {endpoint.bundle_name}): {event}\n")
+
     def creation_logs(self, endpoint_id: str, limit: int = 64 * 1024) -> str:
         """Environment build output and worker logs of an endpoint, oldest first, at most ``limit`` bytes."""
         files = sorted(self.log_dir(endpoint_id).glob("*.log"), key=lambda p: p.stat().st_mtime)
@@ -83,6 +108,10 @@ class Reconciler:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        host = self.host
+        log.info("workers are placed within %g cpus (LAUNCH_HOST_CPUS %g x LAUNCH_CPU_OVERCOMMIT %g) and %s of "
+                 "memory (LAUNCH_HOST_MEMORY)", host.schedulable_cpus, host.cpus, host.cpu_overcommit,
+                 capacity.format_bytes(host.memory))
         records = await self.endpoints.list()
         await self.tasks.recover({e.id: e.queue for e in records if e.endpoint_type == "async"},
                                  rebuild=not self.settings.single_gateway)
@@ -148,21 +177,21 @@ class Reconciler:
             return
         self._ensure_dispatcher(rt)
         await self._reap_dead(rt)
-        if endpoint.status is EndpointStatus.UPDATE_FAILED:
+        if not endpoint.usable:  # nothing can serve it (a rolled-back endpoint still serves: it is usable)
             await self._fail_stranded_tasks(rt)
             return
         if endpoint.settings.gpus > 0 and not self.placement.gpus:
             reason = (f"this server has no GPUs; the endpoint asks for {endpoint.settings.gpus} "
                       f"{endpoint.settings.gpu_type or ''} GPU(s). Edit it with gpus=0 to run on CPU.")
-            await self.endpoints.set_status(endpoint.id, Event.FAILED, reason, endpoint.generation)
+            await self._fail(endpoint, reason)
             return
         current = [w for w in rt.pool.workers if w.generation == endpoint.generation and w.usable]
         for worker in current:
             worker.capacity = endpoint.settings.per_worker  # per_worker edits apply without a rollout
         starting = sum(1 for g in rt.starting.values() if g == endpoint.generation)
         desired = await self._desired(rt, len(current) + starting)
-        if endpoint.status is not EndpointStatus.READY and not current and desired == 0:
-            desired = 1  # prove the bundle loads before calling the endpoint READY
+        if endpoint.needs_proof and not current and desired == 0:
+            desired = 1  # prove the new generation loads before it takes traffic (and before READY)
         if len(current) + starting < desired and time.monotonic() >= rt.retry_at:
             for _ in range(desired - len(current) - starting):
                 self._spawn(self._start_worker(rt, endpoint))
@@ -170,6 +199,9 @@ class Reconciler:
             surplus = sorted(current, key=lambda w: w.inflight)[: len(current) - desired]
             for worker in surplus:
                 self._drain(rt, worker)
+        if rt.unplaced is not None and len(current) + starting >= desired:  # the capacity reason is stale
+            rt.unplaced = None
+            await self.endpoints.set_status(endpoint.id, Event.WAITING, None, endpoint.generation)
         if len(current) >= desired or (desired == 0 and not starting):
             for worker in [w for w in rt.pool.workers if w.generation != endpoint.generation]:
                 self._drain(rt, worker)
@@ -216,10 +248,16 @@ class Reconciler:
                             rt.endpoint.name, "broke its connection" if worker.broken else "died")
                 self._note_failure(rt)
             rt.pool.workers.remove(worker)
+            self.ledger.release(worker.worker_id)
             self._withdraw(rt, worker)
             self._spawn(self.placement.stop(worker.worker_id, grace=1.0))
             self.client.forget(worker.address)
             await rt.pool.notify()
+
+    async def _fail(self, endpoint: Endpoint, reason: str) -> None:
+        """The endpoint's generation failed for good: roll back to the serving one, or fail the endpoint."""
+        if await self.endpoints.fail_rollout(endpoint.id, endpoint.generation, reason):
+            self.note(endpoint, f"failed: {reason.splitlines()[0] if reason else 'unknown reason'}")
 
     def _note_failure(self, rt: EndpointRuntime) -> None:
         rt.failures += 1
@@ -233,15 +271,23 @@ class Reconciler:
 
     async def _start_worker(self, rt: EndpointRuntime, endpoint: Endpoint) -> None:
         worker_id = uuid.uuid4().hex[:12]
+        if not await self._place(rt, endpoint, worker_id):
+            return
         rt.starting[worker_id] = endpoint.generation
+        if endpoint.needs_proof and rt.failures == 0 and len(rt.starting) == 1:
+            self.note(endpoint, "starting a worker")
         try:
             await self.endpoints.set_status(endpoint.id, Event.STARTING, None, endpoint.generation)
             spec = await self._worker_spec(endpoint, worker_id)
             handle = await self.placement.start(spec)
         except (WorkerStartError, EnvironmentBuildError, BundleUnavailable) as exc:
+            self.ledger.release(worker_id)
             await self._start_failed(rt, endpoint, exc)
             return
-        except Exception as exc:
+        except BaseException as exc:
+            self.ledger.release(worker_id)
+            if not isinstance(exc, Exception):
+                raise
             log.exception("starting a worker for endpoint %s failed", endpoint.id)
             await self._start_failed(rt, endpoint, exc)
             return
@@ -250,6 +296,7 @@ class Reconciler:
         current = self.runtimes.get(endpoint.id)
         if current is not rt or rt.endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
             await self.placement.stop(handle.worker_id, grace=1.0)
+            self.ledger.release(worker_id)
             return
         ref = WorkerRef(handle.worker_id, handle.address, endpoint.generation, capacity=endpoint.settings.per_worker)
         rt.pool.workers.append(ref)
@@ -260,8 +307,25 @@ class Reconciler:
                 log.exception("could not publish worker %s", ref.worker_id)
         rt.failures = 0
         await rt.pool.notify()
+        if endpoint.needs_proof:
+            self.note(endpoint, "ready: this generation serves now")
         await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
         self.endpoints.changed.set()
+
+    async def _place(self, rt: EndpointRuntime, endpoint: Endpoint, worker_id: str) -> bool:
+        """Reserve the host capacity a new worker needs (before any await: the decision and the reservation
+        are one step); if it does not fit, say why in the endpoint's status_reason and leave it pending."""
+        want = capacity.worker_resources(endpoint.settings.cpus, endpoint.settings.memory)
+        reason = capacity.unfit_reason(self.host, self.ledger.used, want)
+        if reason is None:
+            self.ledger.reserve(worker_id, want)
+            return True
+        if rt.unplaced != reason:  # write the reason once, not on every pass
+            rt.unplaced = reason
+            log.warning("endpoint %s: waiting for host capacity: %s", endpoint.name, reason)
+            await self.endpoints.set_status(endpoint.id, Event.WAITING, f"waiting for host capacity: {reason}",
+                                            endpoint.generation)
+        return False
 
     async def _start_failed(self, rt: EndpointRuntime, endpoint: Endpoint, exc: Exception) -> None:
         self._note_failure(rt)
@@ -269,8 +333,8 @@ class Reconciler:
         reason = f"{exc}\n{tail}".strip()
         log.warning("endpoint %s: worker failed to start (%d/%d): %s", endpoint.name, rt.failures,
                     self.settings.worker_restart_limit, str(exc))
-        if rt.failures >= self.settings.worker_restart_limit or isinstance(exc, BundleUnavailable):
-            await self.endpoints.set_status(endpoint.id, Event.FAILED, reason, endpoint.generation)
+        if gives_up(deterministic(exc), rt.failures, self.settings.worker_restart_limit):
+            await self._fail(endpoint, reason)
 
     async def _worker_spec(self, endpoint: Endpoint, worker_id: str) -> WorkerSpec:
         bundle = await self.bundles.get_by_id(endpoint.bundle_id)
@@ -296,6 +360,7 @@ class Reconciler:
         while worker.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await self.placement.stop(worker.worker_id, grace=self.settings.worker_drain_seconds)
+        self.ledger.release(worker.worker_id)
         self.client.forget(worker.address)
         if worker in rt.pool.workers:
             rt.pool.workers.remove(worker)

@@ -22,7 +22,7 @@ from launch.server.domain.errors import InvalidRequest, NotFound
 from launch.server.domain.uploads import key_from_location
 from launch.stores.database import Database
 from launch.stores.objects import ObjectStore
-from launch.stores.schema import batch_items, batch_jobs
+from launch.stores.schema import batch_items, batch_jobs, bundles
 
 SERIALIZATION_FORMATS = ("json", "pickle")
 MAX_ITEMS = 100_000
@@ -92,6 +92,7 @@ class BatchJob:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    bundle_name: str = ""  # a record of the bundle it ran (the bundle may be deleted once the job ended)
 
     @property
     def duration(self) -> str | None:
@@ -107,6 +108,7 @@ def _row_to_job(row: Any) -> BatchJob:
         serialization_format=row.serialization_format, options=row.options or {}, labels=row.labels or {},
         total=row.total or 0, done=row.done, failed=row.failed, result_key=row.result_key, error=row.error,
         created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+        bundle_name=row.bundle_name,
     )
 
 
@@ -139,8 +141,11 @@ class BatchJobs:
         job_id = uuid.uuid4().hex
 
         def insert(conn: sa.Connection) -> None:
+            if conn.execute(sa.select(bundles.c.id).where(bundles.c.id == bundle.id)).first() is None:
+                raise NotFound(f"no bundle named {bundle_name!r}")  # deleted meanwhile: nothing half-saved
             conn.execute(batch_jobs.insert().values(
-                id=job_id, owner=owner, bundle_id=bundle.id, status=BatchStatus.PENDING.value, input_key=key,
+                id=job_id, owner=owner, bundle_id=bundle.id, bundle_name=bundle.name,
+                status=BatchStatus.PENDING.value, input_key=key,
                 serialization_format=serialization_format, options=dict(options or {}), labels=dict(labels or {}),
                 total=len(items), done=0, failed=0, created_at=time.time(),
             ))
@@ -166,7 +171,7 @@ class BatchJobs:
     async def view(self, owner: str, job_id: str) -> dict[str, Any]:
         job = await self.get(owner, job_id)
         return {
-            "job_id": job.id, "status": job.status.value, "duration": job.duration,
+            "job_id": job.id, "status": job.status.value, "duration": job.duration, "bundle_name": job.bundle_name,
             "result": self.result_url(job.result_key) if job.result_key else None,
             "total": job.total, "done": job.done, "failed": job.failed, "error": job.error,
             "serialization_format": job.serialization_format, "labels": job.labels, "options": job.options,

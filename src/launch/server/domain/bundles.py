@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from packaging.requirements import InvalidRequirement, Requirement
 from sqlalchemy.exc import IntegrityError
 
+from launch.server.domain.endpoint_states import EndpointStatus
 from launch.server.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from launch.server.domain.names import validate_name
 from launch.server.domain.uploads import key_from_location
@@ -18,6 +21,9 @@ from launch.stores.objects import ObjectStore
 from launch.stores.schema import batch_jobs, bundles, endpoints
 
 PACKAGING_TYPES = ("cloudpickle", "zip")
+UNFINISHED_BATCH_STATES = ("PENDING", "RUNNING")
+MAX_REQUIREMENTS = 500
+MAX_REQUIREMENT_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -67,27 +73,45 @@ def clean_requirements(lines: list[str] | None) -> list[str]:
         return []
     if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
         raise InvalidRequest("requirements must be a list of strings")
-    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    cleaned = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if len(cleaned) > MAX_REQUIREMENTS or any(len(line) > MAX_REQUIREMENT_CHARS for line in cleaned):
+        raise InvalidRequest(f"requirements: at most {MAX_REQUIREMENTS} lines of at most {MAX_REQUIREMENT_CHARS} "
+                             "characters")
+    for line in cleaned:
+        try:
+            Requirement(line)
+        except InvalidRequirement as exc:
+            raise InvalidRequest(f"requirements: {line[:200]!r} is not a requirement: {exc}") from None
+    return cleaned
 
 
 class Bundles:
-    def __init__(self, db: Database, objects: ObjectStore) -> None:
+    def __init__(self, db: Database, objects: ObjectStore,
+                 check_requirements: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         self.db = db
         self.objects = objects
+        self.check_requirements = check_requirements  # raises InvalidRequest for a set that cannot install
 
     async def create(self, owner: str, new: NewBundle) -> Bundle:
         validate_name("bundle", new.name)
         if new.packaging_type not in PACKAGING_TYPES:
             raise InvalidRequest(f"packaging_type must be one of {', '.join(PACKAGING_TYPES)}")
         key = key_from_location(owner, new.location)
-        if key is not None and not await self.objects.exists(key):
+        if key is None:  # a bundle no worker could ever load: refused now, not at every endpoint start
+            raise InvalidRequest(
+                f"location {str(new.location)[:200]!r} is not an upload of this server: ask for an upload URL "
+                "(POST /v1/uploads), PUT the bundle there, then name it by the location it gave")
+        if not await self.objects.exists(key):
             raise InvalidRequest(f"nothing was uploaded to {new.location!r}; PUT the bundle to its upload URL first")
         if new.packaging_type == "zip" and not (new.metadata or {}).get("load_predict_fn_module_path"):
             raise InvalidRequest("zip bundles need metadata.load_predict_fn_module_path")
+        requirements = clean_requirements(new.requirements)
+        if self.check_requirements is not None:
+            await self.check_requirements(requirements)
         bundle = Bundle(
             id=uuid.uuid4().hex, owner=owner, name=new.name, packaging_type=new.packaging_type,
             location=str(new.location), object_key=key, metadata=dict(new.metadata or {}),
-            requirements=clean_requirements(new.requirements), env_params=dict(new.env_params or {}),
+            requirements=requirements, env_params=dict(new.env_params or {}),
             app_config=new.app_config, created_at=time.time(),
         )
         await self._insert(bundle)
@@ -127,12 +151,20 @@ class Bundles:
         bundle = await self.get(owner, name)
 
         def delete_unused(conn: sa.Connection) -> None:
-            in_use = conn.execute(sa.select(endpoints.c.name).where(endpoints.c.bundle_id == bundle.id)).first()
+            # Live endpoints (the bundle they are asked to serve, or the one that still serves during a
+            # rollout) and unfinished batch jobs claim the bundle; endpoints being deleted and finished jobs
+            # only keep a record of its name.
+            in_use = conn.execute(sa.select(endpoints.c.name).where(
+                sa.or_(endpoints.c.bundle_id == bundle.id, endpoints.c.serving_bundle_id == bundle.id),
+                endpoints.c.status != EndpointStatus.DELETE_IN_PROGRESS.value,
+            )).first()
             if in_use is not None:
                 raise Conflict(f"bundle {name!r} is used by endpoint {in_use.name!r}; delete or edit it first")
-            job = conn.execute(sa.select(batch_jobs.c.id).where(batch_jobs.c.bundle_id == bundle.id)).first()
-            if job is not None:  # a job's record (and its results) keeps naming the bundle it ran
-                raise Conflict(f"bundle {name!r} was run by batch job {job.id}; its record keeps the bundle")
+            job = conn.execute(sa.select(batch_jobs.c.id).where(
+                batch_jobs.c.bundle_id == bundle.id, batch_jobs.c.status.in_(UNFINISHED_BATCH_STATES),
+            )).first()
+            if job is not None:
+                raise Conflict(f"bundle {name!r} is running batch job {job.id}; delete it once the job ended")
             conn.execute(bundles.delete().where(bundles.c.id == bundle.id))
 
         await self.db.write(delete_unused)

@@ -7,7 +7,9 @@
     any ──delete──▶ DELETE_IN_PROGRESS ──(workers stopped)──▶ row removed
 
 A READY endpoint stays READY while a rolling update or an autoscaling change is under way (old workers keep
-serving); it goes to UPDATE_FAILED only when its configuration cannot run at all.
+serving). UPDATE_FAILED says the last rollout failed: with a generation that served before, the endpoint is
+rolled back to it and keeps serving (``rollouts``); only one that never served refuses requests. A worker
+that does not fit on the host (``waiting``) leaves the status as it is and says why in ``status_reason``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Event(StrEnum):
     WORKER_READY = "worker_ready"
     FAILED = "failed"
     DELETE = "delete"
+    WAITING = "waiting"  # a worker does not fit on the host now; the status keeps the reason
 
 
 class IllegalTransition(Exception):
@@ -50,6 +53,9 @@ _TABLE: dict[tuple[EndpointStatus, Event], EndpointStatus] = {
     (EndpointStatus.READY, Event.EDITED): EndpointStatus.UPDATE_PENDING,
     (EndpointStatus.UPDATE_FAILED, Event.EDITED): EndpointStatus.UPDATE_PENDING,
     (EndpointStatus.UPDATE_FAILED, Event.FAILED): EndpointStatus.UPDATE_FAILED,
+    (EndpointStatus.UPDATE_PENDING, Event.WAITING): EndpointStatus.UPDATE_PENDING,
+    (EndpointStatus.UPDATE_IN_PROGRESS, Event.WAITING): EndpointStatus.UPDATE_IN_PROGRESS,
+    (EndpointStatus.READY, Event.WAITING): EndpointStatus.READY,
 }
 
 

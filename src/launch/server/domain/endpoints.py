@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 import uuid
@@ -17,14 +18,21 @@ from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_states import EndpointStatus, Event, IllegalTransition, transition
 from launch.server.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from launch.server.domain.names import validate_name
+from launch.server.domain.quotas import Quotas
+from launch.server.domain.rollouts import ROLLOUT_FIELDS, FailedRollout, Record, next_generation, on_failure, on_ready
+from launch.server.domain.rollouts import usable as rollout_usable
 from launch.stores.database import Database
 from launch.stores.schema import bundles, endpoints
 
+__all__ = ["ROLLOUT_FIELDS", "Endpoint", "EndpointSettings", "Endpoints"]
 ENDPOINT_TYPES = ("sync", "async")
 _ID = re.compile(r"[0-9a-f]{32}")
-_QUANTITY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?$")
-# Fields whose change needs new workers (a new generation, rolled out); the rest only rescale.
-ROLLOUT_FIELDS = ("bundle_id", "cpus", "memory", "storage", "gpus", "gpu_type")
+_QUANTITY = re.compile(r"^\d{1,12}(\.\d{1,6})?([KMGTPE]i?|[kmgtpe])?$")
+# Sanity bounds (one machine, or one cluster): anything past them is a typo, and would overflow somewhere.
+MAX_CPUS = 1024
+MAX_GPUS = 64
+MAX_WORKERS = 1000
+MAX_PER_WORKER = 10_000
 
 
 @dataclass(frozen=True)
@@ -42,14 +50,17 @@ class EndpointSettings:
 
     def validate(self) -> EndpointSettings:
         """Raise ``InvalidRequest`` with a readable reason for impossible settings."""
-        if not isinstance(self.cpus, int | float) or self.cpus <= 0:
-            raise InvalidRequest("cpus must be a number greater than 0")
+        if (not isinstance(self.cpus, int | float) or isinstance(self.cpus, bool) or not math.isfinite(self.cpus)
+                or not 0 < self.cpus <= MAX_CPUS):
+            raise InvalidRequest(f"cpus must be a number greater than 0 and at most {MAX_CPUS}")
         for name in ("memory", "storage"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not _QUANTITY.fullmatch(value)):
                 raise InvalidRequest(f"{name} must be a quantity such as '512Mi' or '8Gi', got {value!r}")
-        if not isinstance(self.gpus, int) or self.gpus < 0:
-            raise InvalidRequest("gpus must be an integer >= 0")
+        if not isinstance(self.gpus, int) or isinstance(self.gpus, bool) or not 0 <= self.gpus <= MAX_GPUS:
+            raise InvalidRequest(f"gpus must be an integer from 0 to {MAX_GPUS}")
+        if self.gpu_type is not None and (not isinstance(self.gpu_type, str) or len(self.gpu_type) > 64):
+            raise InvalidRequest("gpu_type must be a short string")
         if self.gpus > 0 and not self.gpu_type:
             raise InvalidRequest("gpu_type is required when gpus > 0")
         for name in ("min_workers", "max_workers", "per_worker"):
@@ -61,6 +72,10 @@ class EndpointSettings:
             raise InvalidRequest("max_workers must be >= 1 and >= min_workers")
         if self.per_worker < 1:
             raise InvalidRequest("per_worker must be >= 1")
+        if self.max_workers > MAX_WORKERS:
+            raise InvalidRequest(f"max_workers must be at most {MAX_WORKERS}")
+        if self.per_worker > MAX_PER_WORKER:
+            raise InvalidRequest(f"per_worker must be at most {MAX_PER_WORKER}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,10 +104,23 @@ class Endpoint:
     generation: int
     created_at: float
     updated_at: float
+    serving_generation: int | None = None
+    serving_bundle_name: str | None = None
+    failed_rollout: FailedRollout | None = None
 
     @property
     def queue(self) -> str:
         return f"endpoint.{self.id}"
+
+    @property
+    def usable(self) -> bool:
+        """Whether it takes requests: a failed rollout leaves the generation that serves in place."""
+        return rollout_usable(self.status is EndpointStatus.UPDATE_FAILED, self.generation, self.failed_rollout)
+
+    @property
+    def needs_proof(self) -> bool:
+        """Its generation never served yet: one worker must start, even without traffic."""
+        return self.serving_generation != self.generation
 
 
 def _row_to_endpoint(row: Any) -> Endpoint:
@@ -101,22 +129,46 @@ def _row_to_endpoint(row: Any) -> Endpoint:
         bundle_name=row.bundle_name, settings=EndpointSettings.from_dict(row.settings),
         metadata=row.metadata or {}, labels=row.labels or {}, status=EndpointStatus(row.status),
         status_reason=row.status_reason, generation=row.generation, created_at=row.created_at,
-        updated_at=row.updated_at,
+        updated_at=row.updated_at, serving_generation=row.serving_generation,
+        serving_bundle_name=row.serving_bundle_name, failed_rollout=FailedRollout.from_dict(row.failed_rollout),
+    )
+
+
+def _record(row: Any) -> Record:
+    return Record(
+        generation=row.generation, bundle_id=row.bundle_id, bundle_name=row.bundle_name, settings=row.settings,
+        serving_generation=row.serving_generation, serving_bundle_id=row.serving_bundle_id,
+        serving_bundle_name=row.serving_bundle_name, serving_settings=row.serving_settings,
+        failed_rollout=FailedRollout.from_dict(row.failed_rollout),
     )
 
 
 def _select() -> sa.Select[Any]:
-    return sa.select(endpoints, bundles.c.name.label("bundle_name")).join(
-        bundles, bundles.c.id == endpoints.c.bundle_id
-    )
+    return sa.select(endpoints)
+
+
+def _require_bundle(conn: sa.Connection, bundle_id: str, bundle_name: str) -> None:
+    """In the write's own transaction: the bundle was not deleted since it was read (nothing half-saved)."""
+    if conn.execute(sa.select(bundles.c.id).where(bundles.c.id == bundle_id)).first() is None:
+        raise NotFound(f"no bundle named {bundle_name!r}")
+
+
+def _live_settings(conn: sa.Connection, owner: str, except_id: str | None = None) -> list[EndpointSettings]:
+    """The settings of ``owner``'s endpoints that are not being deleted (what quotas count)."""
+    query = sa.select(endpoints.c.settings).where(
+        endpoints.c.owner == owner, endpoints.c.status != EndpointStatus.DELETE_IN_PROGRESS.value)
+    if except_id is not None:
+        query = query.where(endpoints.c.id != except_id)
+    return [EndpointSettings.from_dict(row.settings) for row in conn.execute(query)]
 
 
 class Endpoints:
     """Endpoint records. Every change wakes the reconciler through ``changed``."""
 
-    def __init__(self, db: Database, bundles_service: Bundles) -> None:
+    def __init__(self, db: Database, bundles_service: Bundles, quotas: Quotas | None = None) -> None:
         self.db = db
         self.bundles = bundles_service
+        self.quotas = quotas or Quotas()
         self.changed = asyncio.Event()
         self.listeners: list[Any] = []
         self.announce: Callable[[str], None] = lambda endpoint_id: None  # tells the other gateways
@@ -149,11 +201,19 @@ class Endpoints:
         )
         statement = endpoints.insert().values(
             id=endpoint.id, owner=owner, name=name, endpoint_type=endpoint_type, bundle_id=bundle.id,
-            settings=settings.to_dict(), metadata=endpoint.metadata, labels=endpoint.labels,
-            status=endpoint.status.value, status_reason=None, generation=1, created_at=now, updated_at=now,
+            bundle_name=bundle.name, settings=settings.to_dict(), metadata=endpoint.metadata,
+            labels=endpoint.labels, status=endpoint.status.value, status_reason=None, generation=1,
+            created_at=now, updated_at=now,
         )
+
+        def insert(conn: sa.Connection) -> None:
+            _require_bundle(conn, bundle.id, bundle.name)
+            # checked in the write itself: the single writer makes count-then-insert atomic
+            self.quotas.check_endpoint(settings, _live_settings(conn, owner))
+            conn.execute(statement)
+
         try:
-            await self.db.write(lambda conn: conn.execute(statement))
+            await self.db.write(insert)
         except IntegrityError:
             raise AlreadyExists(f"an endpoint named {name!r} already exists") from None
         self._notify(endpoint.id)
@@ -193,9 +253,10 @@ class Endpoints:
         current = await self.get(owner, name)
         if current.status is EndpointStatus.DELETE_IN_PROGRESS:
             raise Conflict(f"endpoint {name!r} is being deleted")
-        bundle_id = current.bundle_id
+        bundle_id, new_bundle_name = current.bundle_id, current.bundle_name
         if bundle_name is not None:
-            bundle_id = (await self.bundles.get(owner, bundle_name)).id
+            bundle = await self.bundles.get(owner, bundle_name)
+            bundle_id, new_bundle_name = bundle.id, bundle.name
         unknown = set(changes) - set(EndpointSettings.__dataclass_fields__)
         extra = {**current.settings.extra, **{k: changes[k] for k in unknown}}
         known = {k: v for k, v in changes.items() if k not in unknown}
@@ -206,17 +267,26 @@ class Endpoints:
         status = transition(current.status, Event.EDITED) if rollout else current.status
         if current.status is EndpointStatus.UPDATE_FAILED:
             status, rollout = EndpointStatus.UPDATE_PENDING, True  # any edit retries a failed endpoint
-        generation = current.generation + (1 if rollout else 0)
         values: dict[str, Any] = {
-            "bundle_id": bundle_id, "settings": settings.to_dict(), "status": status.value,
-            "generation": generation, "updated_at": time.time(),
+            "bundle_id": bundle_id, "bundle_name": new_bundle_name, "settings": settings.to_dict(),
+            "status": status.value, "updated_at": time.time(),
         }
         if rollout:
-            values["status_reason"] = None
+            values.update(status_reason=None, failed_rollout=None)
         if metadata is not None:
             values["metadata"] = metadata
-        statement = endpoints.update().where(endpoints.c.id == current.id).values(**values)
-        await self.db.write(lambda conn: conn.execute(statement))
+
+        def update(conn: sa.Connection) -> None:
+            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == current.id)).first()
+            if row is None or row.status == EndpointStatus.DELETE_IN_PROGRESS.value:
+                raise Conflict(f"endpoint {name!r} is being deleted")
+            _require_bundle(conn, bundle_id, new_bundle_name)
+            self.quotas.check_endpoint(settings, _live_settings(conn, owner, current.id), current.settings)
+            generation = next_generation(_record(row)) if rollout else row.generation
+            conn.execute(endpoints.update().where(endpoints.c.id == current.id).values(**values,
+                                                                                     generation=generation))
+
+        await self.db.write(update)
         self._notify(current.id)
         return await self.get(owner, name)
 
@@ -231,20 +301,20 @@ class Endpoints:
         """Apply ``event`` (only to ``generation`` if given); returns the new status, None if not applied."""
 
         def apply(conn: sa.Connection) -> tuple[EndpointStatus | None, bool]:
-            row = conn.execute(
-                sa.select(endpoints.c.status, endpoints.c.generation).where(endpoints.c.id == endpoint_id)
-            ).first()
+            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id)).first()
             if row is None or (generation is not None and row.generation != generation):
                 return None, False
             try:
                 new = transition(EndpointStatus(row.status), event)
             except IllegalTransition:
                 return None, False
-            if new.value == row.status and reason is None and event is not Event.WORKER_READY:
+            if new.value == row.status and reason is None and event not in (Event.WORKER_READY, Event.WAITING):
                 return new, False  # nothing changes: no write
             values: dict[str, Any] = {"status": new.value, "updated_at": time.time()}
-            if event in (Event.FAILED, Event.WORKER_READY) or reason is not None:
+            if event in (Event.FAILED, Event.WORKER_READY, Event.WAITING) or reason is not None:
                 values["status_reason"] = reason
+            if event is Event.WORKER_READY:
+                values.update(on_ready(_record(row), row.generation))
             conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id).values(**values))
             return new, True
 
@@ -252,6 +322,28 @@ class Endpoints:
         if changed:
             self._notify(endpoint_id)
         return new
+
+    async def fail_rollout(self, endpoint_id: str, generation: int, reason: str) -> bool:
+        """``generation`` cannot start: roll back to the serving generation if there is one (see
+        ``rollouts.on_failure``), recording the failed rollout; False if a newer edit superseded it."""
+
+        def apply(conn: sa.Connection) -> bool:
+            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id)).first()
+            if row is None or row.generation != generation:
+                return False
+            try:
+                status = transition(EndpointStatus(row.status), Event.FAILED)
+            except IllegalTransition:
+                return False
+            values = on_failure(_record(row), generation, reason, time.time())
+            conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id).values(
+                **values, status=status.value, updated_at=time.time()))
+            return True
+
+        changed = await self.db.write(apply)
+        if changed:
+            self._notify(endpoint_id)
+        return changed
 
     async def remove(self, endpoint_id: str) -> None:
         await self.db.write(lambda conn: conn.execute(endpoints.delete().where(endpoints.c.id == endpoint_id)))

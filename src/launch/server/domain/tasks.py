@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from launch.server.domain.errors import InvalidRequest, NotFound
+from launch.server.domain.quotas import OwnerCounts
 from launch.stores.broker import Broker
 from launch.stores.database import Database
 from launch.stores.schema import tasks
@@ -142,6 +143,7 @@ class Tasks:
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
         self.cache = cache or TaskCache(authoritative=False)
+        self.unfinished = OwnerCounts()  # per owner, for the queued-tasks quota
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.announce: Callable[[str], None] = lambda task_id: None  # tells other gateways a task ended ("*": many)
 
@@ -192,7 +194,12 @@ class Tasks:
         now = time.time()
         params = {"id": task_id, "owner": owner, "endpoint_id": endpoint_id, "request": request,
                   "max_attempts": self.max_attempts, "created_at": now}
-        await self.db.write(lambda conn: conn.execute(_SUBMIT, params))
+        self.unfinished.add(owner)  # before the first await: a quota check just before this call holds
+        try:
+            await self.db.write(lambda conn: conn.execute(_SUBMIT, params))
+        except BaseException:
+            self.unfinished.remove(owner)
+            raise
         self.cache.put(Task(id=task_id, owner=owner, endpoint_id=endpoint_id, state=TaskState.PENDING,
                             request=request, attempt=0, max_attempts=self.max_attempts, result=None,
                             result_key=None, traceback=None, created_at=now, finished_at=None))
@@ -243,6 +250,7 @@ class Tasks:
                   "traceback": traceback, "now": now, "state": state.value}
         stored = bool(await self.db.write(lambda conn: conn.execute(_FINISH, params).rowcount))
         if stored:
+            self.unfinished.remove(task.owner)
             self.cache.put(replace(task, state=state, result=result, result_key=result_key, traceback=traceback,
                                    finished_at=now))
         else:
@@ -278,7 +286,7 @@ class Tasks:
                        tasks.c.attempt >= tasks.c.max_attempts)
                 .values(state=TaskState.FAILURE.value, finished_at=now, lease_expires_at=None,
                         traceback="task failed: its worker stopped responding on its last allowed attempt")
-                .returning(tasks.c.id)
+                .returning(tasks.c.id, tasks.c.owner)
             ).all()
             return list(failed), list(conn.execute(
                 tasks.update()
@@ -291,6 +299,7 @@ class Tasks:
         for row in (*failed, *requeued):  # their leases expired behind the cache's back
             self.cache.drop(row.id)
         for row in failed:
+            self.unfinished.remove(row.owner)
             self._wake(row.id)
             self.announce(row.id)
         return await self._publish(requeued, queue_of)
@@ -306,6 +315,11 @@ class Tasks:
                 await self.broker.drop(queue)
         await self.reap_expired(queue_of)
         async with self.db.connect() as conn:
+            unfinished = (await conn.execute(
+                sa.select(tasks.c.owner, sa.func.count()).where(
+                    tasks.c.state.in_([TaskState.PENDING.value, TaskState.RUNNING.value])).group_by(tasks.c.owner)
+            )).all()
+            self.unfinished.reset({row[0]: row[1] for row in unfinished})
             rows = (await conn.execute(
                 sa.select(tasks.c.id, tasks.c.endpoint_id).where(tasks.c.state == TaskState.PENDING.value)
                 .order_by(tasks.c.created_at)
@@ -328,8 +342,10 @@ class Tasks:
             tasks.update()
             .where(tasks.c.endpoint_id == endpoint_id, tasks.c.state.in_(states))
             .values(state=TaskState.FAILURE.value, traceback=reason, finished_at=time.time())
+            .returning(tasks.c.owner)
         )
-        await self.db.write(lambda conn: conn.execute(statement))
+        for row in await self.db.write(lambda conn: conn.execute(statement).all()):
+            self.unfinished.remove(row.owner)
         self.cache.clear()  # many tasks changed at once (rare): forget them all
         self._wake()
         self.announce("*")

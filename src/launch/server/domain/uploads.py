@@ -3,6 +3,7 @@ its location (``s3://<bucket>/<key>`` for the legacy client, or the same string 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,14 +31,25 @@ def upload_prefix(owner: str) -> str:
     return f"uploads/{owner}/"
 
 
+UPLOAD_KINDS = ("bundles", "batch-inputs")
+MAX_LOCATION_CHARS = 1024
+_UPLOAD_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def key_from_location(owner: str, location: str) -> str | None:
-    """The object key of one of ``owner``'s uploads named by ``location``; None if it names none."""
+    """The object key of one of ``owner``'s uploads named by ``location``; None if it names none.
+
+    Keys have exactly the shape ``ticket`` issues (``uploads/<owner>/<kind>/<name>``): anything else (``..``,
+    ``//``, escapes, NUL, very long strings) is refused here, before any store sees it."""
     prefix = f"s3://{BUCKET}/"
     if not isinstance(location, str) or not location.startswith(prefix):
         return None
     key = location[len(prefix):]
-    if not key.startswith(upload_prefix(owner)) or ".." in key.split("/"):
-        raise InvalidRequest(f"location {location!r} is not one of your uploads")
+    rest = key.removeprefix(upload_prefix(owner))
+    kind, _, name = rest.partition("/")
+    if (len(location) > MAX_LOCATION_CHARS or rest == key or kind not in UPLOAD_KINDS
+            or not _UPLOAD_NAME.fullmatch(name)):
+        raise InvalidRequest(f"location {location[:200]!r} is not one of your uploads")
     return key
 
 
