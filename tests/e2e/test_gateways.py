@@ -27,7 +27,8 @@ from tests.engines import engine_env
 pytestmark = pytest.mark.skipif(not os.environ.get("LAUNCH_TEST_DATABASE_URL"),
                                 reason="needs PostgreSQL, Redis and S3: scripts/engines start; . .engines/env")
 
-FAST = {"LAUNCH_CONTROL_LEASE_SECONDS": "2", "LAUNCH_TASK_LEASE_SECONDS": "3"}
+# the keys' own recheck is slowed to a minute: what the other gateway learns at once, it learns from notifications
+FAST = {"LAUNCH_CONTROL_LEASE_SECONDS": "2", "LAUNCH_TASK_LEASE_SECONDS": "3", "LAUNCH_API_KEY_RECHECK_SECONDS": "60"}
 
 
 def leads(server: RunningServer) -> bool:
@@ -89,6 +90,22 @@ def test_a_new_key_is_accepted_by_the_other_gateway_at_once(deployment: dict[str
     key = create_key(deployment["root"] / "a", deployment["engines"], deployment["env"], user)
     with http(b.url, key) as client:
         assert client.get("/v1/model-bundles").status_code == 200
+
+
+def test_a_key_revoked_is_refused_by_both_gateways_at_once(deployment: dict[str, Any]) -> None:
+    a, b = deployment["a"], deployment["b"]
+    key = create_key(deployment["root"] / "a", deployment["engines"], deployment["env"], unique("dave"))
+    for server in (a, b):  # both have the key cached now
+        with http(server.url, key) as client:
+            assert client.get("/v1/model-bundles").status_code == 200
+    out = subprocess.run([LAUNCH, "api-keys", "revoke", key, "--data-dir", str(deployment["root"] / "b")],
+                         capture_output=True, text=True, env={**os.environ, **deployment["engines"],
+                                                              **deployment["env"]})
+    assert out.returncode == 0, out.stderr
+    for server in (a, b):
+        with http(server.url, key) as client:
+            wait_until(lambda client=client: client.get("/v1/model-bundles").status_code == 401, 2.0,
+                       f"the revoked key refused by {server.url}")
 
 
 def test_async_tasks_survive_the_death_of_the_leader_and_the_control_loop_fails_over(

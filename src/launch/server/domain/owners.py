@@ -187,7 +187,9 @@ class ApiKeys:
         return str(row.owner)
 
     def forget(self) -> None:
-        """Keys were created or revoked elsewhere: look every key up again."""
+        """Keys were created or revoked elsewhere (a change notification): look every key up again, at once
+        rather than at the next recheck."""
+        self._generation += 1  # a lookup that read before the change must not cache its answer
         self._owners.clear()
         self._unknown.clear()
 

@@ -1,14 +1,14 @@
 """scale-out: the control loop's lease and the published ready workers
 
-Revision ID: 0012
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0012'
-down_revision = '0001'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
