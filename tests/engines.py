@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import uuid
 from pathlib import Path
 
 SCALE_OUT = os.environ.get("LAUNCH_TEST_ENGINES", "embedded") == "scaleout"
@@ -28,8 +29,11 @@ def _setting(name: str) -> str:
     return value
 
 
+_SESSION = uuid.uuid4().hex  # a data dir path can come back in a later test session: its engines must not
+
+
 def deployment_name(data_dir: Path) -> str:
-    return "t" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    return "t" + hashlib.sha256(f"{_SESSION}:{data_dir.resolve()}".encode()).hexdigest()[:16]
 
 
 def engine_env(data_dir: Path, name: str | None = None, scale_out: bool = SCALE_OUT) -> dict[str, str]:
