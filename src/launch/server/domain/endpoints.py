@@ -277,7 +277,7 @@ class Endpoints:
             values["metadata"] = metadata
 
         def update(conn: sa.Connection) -> None:
-            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == current.id)).first()
+            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == current.id).with_for_update()).first()
             if row is None or row.status == EndpointStatus.DELETE_IN_PROGRESS.value:
                 raise Conflict(f"endpoint {name!r} is being deleted")
             _require_bundle(conn, bundle_id, new_bundle_name)
@@ -301,7 +301,8 @@ class Endpoints:
         """Apply ``event`` (only to ``generation`` if given); returns the new status, None if not applied."""
 
         def apply(conn: sa.Connection) -> tuple[EndpointStatus | None, bool]:
-            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id)).first()
+            row = conn.execute(  # row lock on PostgreSQL: the status moves from what another gateway wrote
+                sa.select(endpoints).where(endpoints.c.id == endpoint_id).with_for_update()).first()
             if row is None or (generation is not None and row.generation != generation):
                 return None, False
             try:
@@ -328,7 +329,7 @@ class Endpoints:
         ``rollouts.on_failure``), recording the failed rollout; False if a newer edit superseded it."""
 
         def apply(conn: sa.Connection) -> bool:
-            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id)).first()
+            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id).with_for_update()).first()
             if row is None or row.generation != generation:
                 return False
             try:
