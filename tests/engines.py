@@ -15,10 +15,15 @@ import os
 import uuid
 from pathlib import Path
 
+import pytest
+
 SCALE_OUT = os.environ.get("LAUNCH_TEST_ENGINES", "embedded") == "scaleout"
 # workers on a Ray cluster instead of local processes (scripts/engines starts one when Ray is installed)
 RAY = os.environ.get("LAUNCH_TEST_PLACEMENT_URL", "") if SCALE_OUT else ""
-LOCAL_WORKERS = not RAY  # tests that inspect worker processes, sockets or the sandbox on this host
+LOCAL_WORKERS = not RAY
+# for tests that inspect worker processes, sockets, logs or the sandbox of the server's own host
+local_workers_only = pytest.mark.skipif(not LOCAL_WORKERS, reason="inspects the server's worker processes on "
+                                        "this host (local:// placement); workers run on the Ray cluster")
 
 
 def _setting(name: str) -> str:

@@ -281,3 +281,10 @@ def test_redis_changes_reach_other_gateways_not_the_sender() -> None:
         return heard
 
     assert run(scenario()) == [("b", "*")]
+
+
+def test_nul_characters_in_an_async_request_are_found_anywhere() -> None:
+    from launch.server.predictions import _holds_nul
+
+    assert _holds_nul({"args": {"a\x00": 1}}) and _holds_nul({"args": {"a": ["x", {"b": "\x00"}]}})
+    assert not _holds_nul({"args": {"a": "\\u0000", "b": [1, 2.5, None, True]}})

@@ -157,6 +157,9 @@ class Predictions:
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "async")
         request = parse_body(body)
+        if b"\\u0000" in body and _holds_nul(request):
+            raise InvalidRequest("the request holds a NUL character (\\u0000), which async tasks cannot store; "
+                                 "send binary data base64-encoded or by url")
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
         self.quotas.check_queued(self.tasks.unfinished.get(owner))  # no await until submit counts it
@@ -186,3 +189,15 @@ def task_view(task: Task, links: ResultLinks) -> dict[str, Any]:
     elif task.state is TaskState.FAILURE:
         view["traceback"] = task.traceback
     return view
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a JSON value holds U+0000 in a key or string (PostgreSQL's JSON cannot store it; refused on every
+    engine alike)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False

@@ -19,6 +19,7 @@ import logging
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from launch.stores.objects import ObjectStore
@@ -92,11 +93,13 @@ class RayPlacement:
         except Exception as exc:
             self._starting.pop(spec.worker_id, None)
             await self._stop_actor(actor, grace=1.0)
-            reason = str(exc)
+            cause = getattr(exc, "cause", None) or exc  # Ray wraps what the actor raised
+            message, _, tail = str(cause).partition("\n")
             if type(exc).__name__ == "GetTimeoutError":
-                reason = ("no Ray node had the worker's resources free in time "
-                          f"(cpus={spec.cpus}, memory={spec.memory}, gpus={spec.gpus})")
-            raise WorkerStartError(f"worker failed to start on the Ray cluster: {reason}"[:4000]) from None
+                message = ("no Ray node had the worker's resources free in time "
+                           f"(cpus={spec.cpus}, memory={spec.memory}, gpus={spec.gpus})")
+            _append_log(spec.log_path, tail)  # the worker's log lives on its node: keep its end here
+            raise WorkerStartError(message, tail) from None
         self._starting.pop(spec.worker_id, None)
         self._actors[spec.worker_id] = actor
         return WorkerHandle(spec.worker_id, f"{address}#{token}")
@@ -166,3 +169,11 @@ class RayPlacement:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(ray.shutdown)
 
+
+def _append_log(path: str, text: str) -> None:
+    if not path or not text:
+        return
+    with contextlib.suppress(OSError):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text)
