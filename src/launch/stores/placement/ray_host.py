@@ -54,7 +54,10 @@ class WorkerHost:
                         return line[len(READY_PREFIX):].strip().decode()
             elif self.proc.poll() is not None:
                 break
-        code = self.proc.poll()
+        try:  # its stdout closed: it is exiting (or exited)
+            code: int | None = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
         tail = self.log_tail()
         self.stop(1.0)
         why = "did not become ready in time" if code is None else f"exited with code {code} while loading the bundle"
