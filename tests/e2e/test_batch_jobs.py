@@ -18,6 +18,7 @@ from launch import APIError, LaunchClient
 from tests.conftest import start_server
 from tests.e2e import models
 from tests.e2e.helpers import file_server, unique, wait_until
+from tests.engines import local_workers_only
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -82,6 +83,7 @@ def test_errors_and_isolation(alice: LaunchClient, bob: LaunchClient, bundle: An
     assert job["status"] == "SUCCESS" and job["bundle_name"] == bundle.name
 
 
+@local_workers_only  # counts runs in the workers' logs, which stay on the Ray nodes
 def test_runner_killed_halfway_resumes_without_recomputing(tmp_path: Path) -> None:
     data_dir, journal = tmp_path / "data", unique("journal")
     server = start_server(data_dir)
