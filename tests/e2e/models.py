@@ -112,7 +112,10 @@ def journaled(item: int, journal: str, delay: float = 0.0) -> dict[str, int]:
     """Prints ``journal:<journal>:<item>`` to the worker's log (one line per run; sandboxed workers can write
     nowhere a test could read but their log), so a test can count how often each input was computed, then
     sleeps ``delay`` seconds."""
-    print(f"journal:{journal}:{item}", flush=True)
+    import sys
+
+    sys.stdout.write(f"journal:{journal}:{item}\n")  # one write: lines of concurrent items never interleave
+    sys.stdout.flush()
     time.sleep(delay)
     return {"item": item}
 

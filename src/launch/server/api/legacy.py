@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from launch.server.api.methods import CATCH_ALL, allowed_methods
 from launch.server.api.native import (
     _TASK_BODY,
-    STRICT,
+    FINITE,
     CloneBundle,
     CreateBundle,
     CreateEndpoint,
@@ -86,7 +86,7 @@ class LegacyCreateEndpoint(CreateEndpoint):
 class LegacyBatchJob(BaseModel):
     """Batch task options (``cpus``, ``max_workers``, ...) and auth-decorator fields arrive flattened."""
 
-    model_config = ConfigDict(extra="allow", **STRICT)
+    model_config = ConfigDict(extra="allow", **FINITE)
     input_path: Location
     serialization_format: Literal["json", "pickle"] = "json"
     labels: Labels | None = None

@@ -44,7 +44,7 @@ GpuType = Annotated[str, Field(max_length=64)]
 Labels = Annotated[dict[Annotated[str, Field(max_length=256)], Annotated[str, Field(max_length=1024)]],
                    Field(max_length=64)]
 # NaN and Infinity are refused: StrictJsonRoute refuses them as literals, allow_inf_nan as strings ("NaN").
-STRICT = ConfigDict(allow_inf_nan=False)
+FINITE = ConfigDict(allow_inf_nan=False)
 
 
 def services(request: Request) -> Services:
@@ -59,7 +59,7 @@ async def owner(request: Request, _basic: None = Security(basic_auth),
 
 
 class CreateBundle(BaseModel):
-    model_config = STRICT
+    model_config = FINITE
     name: Name
     location: Location
     packaging_type: Literal["cloudpickle", "zip"] = "cloudpickle"
@@ -70,13 +70,13 @@ class CreateBundle(BaseModel):
 
 
 class CloneBundle(BaseModel):
-    model_config = STRICT
+    model_config = FINITE
     new_name: Name
     app_config: Any = None
 
 
 class CreateEndpoint(BaseModel):
-    model_config = ConfigDict(extra="allow", **STRICT)
+    model_config = ConfigDict(extra="allow", **FINITE)
     name: Name
     bundle_name: Name
     endpoint_type: Literal["sync", "async"] = "sync"
@@ -101,7 +101,7 @@ class CreateEndpoint(BaseModel):
 
 
 class EditEndpoint(BaseModel):
-    model_config = ConfigDict(extra="allow", **STRICT)
+    model_config = ConfigDict(extra="allow", **FINITE)
     bundle_name: Name | None = None
     cpus: Cpus | None = None
     memory: Quantity | None = None
@@ -137,7 +137,7 @@ async def healthz() -> dict[str, str]:
 
 
 class CreateBatchJob(BaseModel):
-    model_config = STRICT
+    model_config = FINITE
     bundle_name: Name
     input_location: Location
     serialization_format: Literal["json", "pickle"] = "json"

@@ -31,7 +31,7 @@ _QUANTITY = re.compile(r"^\d{1,12}(\.\d{1,6})?([KMGTPE]i?|[kmgtpe])?$")
 # Sanity bounds (one machine, or one cluster): anything past them is a typo, and would overflow somewhere.
 MAX_CPUS = 1024
 MAX_GPUS = 64
-MAX_WORKERS = 1000
+MAX_WORKERS = 2**31 - 1  # a sanity bound (a database integer); the operator caps come from quotas
 MAX_PER_WORKER = 10_000
 
 
