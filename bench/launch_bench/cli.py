@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=0, help="override the mode's number of rounds")
     parser.add_argument("--window", type=int, default=0, help="override the timed window, seconds")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument("--no-control-plane", action="store_true", help="skip the control-plane/memory phase")
+    parser.add_argument("--control-plane-only", action="store_true",
+                        help="only the control-plane/memory phase (Launch), no rounds")
     return parser.parse_args(argv)
 
 
@@ -37,7 +40,11 @@ def select_targets(args: argparse.Namespace) -> list[str]:
 
 def choose_mode(args: argparse.Namespace) -> Mode:
     mode = MODES["quick" if args.quick else "full"]
-    overrides = {k: v for k, v in (("rounds", args.rounds), ("window_s", args.window)) if v}
+    overrides: dict[str, object] = {k: v for k, v in (("rounds", args.rounds), ("window_s", args.window)) if v}
+    if args.no_control_plane:
+        overrides["control_plane"] = False
+    if args.control_plane_only:
+        overrides.update(rounds=0, control_plane=True)
     return dataclasses.replace(mode, **overrides)
 
 
@@ -70,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     ctx = RunContext(run_dir=args.results / run_id, wanted=wanted, scale_from_zero=mode.scale_from_zero)
     log(f"run {run_id}: mode {mode.name}, {mode.rounds} rounds, targets {[t.name for t in targets]}")
     run_rounds(targets, mode, ctx, rec)
+    if mode.control_plane and any(t.name == "launch" for t in targets):
+        from launch_bench.control_plane import run_control_plane
+
+        log("control plane and memory phase (Launch)")
+        run_control_plane(ctx, mode, rec)
     from launch_bench.report import write_outputs
 
     write_outputs(rec.records, mode, args.results, run_id)

@@ -23,6 +23,7 @@ FUNCTIONS = {
     "sleep": models.sleep_1ms,
     "matmul": models.matmul,
     "noop": models.async_noop,
+    "park": models.park,
 }
 WAIT_STATES = {"PENDING", "UPDATE_PENDING", "UPDATE_IN_PROGRESS", "CREATING", "STARTING", "SCALING"}
 

@@ -21,6 +21,7 @@ class HttpCall:
     body: bytes
     authorization: str = ""
     failure_marker: str = ""
+    method: str = "POST"  # GET sends no body
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def run_wrk(call: HttpCall, concurrency: int, duration_s: int, timeout_s: int = 
             body.name,
             call.authorization,
             call.failure_marker,
+            call.method,
         ]
         out = subprocess.run(
             argv, capture_output=True, text=True, timeout=duration_s + timeout_s + 30, check=False

@@ -24,7 +24,8 @@ def check_call(call: HttpCall) -> str:
     headers = {"Content-Type": "application/json"}
     if call.authorization:
         headers["Authorization"] = call.authorization
-    request = urllib.request.Request(call.url, data=call.body, headers=headers, method="POST")
+    data = None if call.method == "GET" else call.body
+    request = urllib.request.Request(call.url, data=data, headers=headers, method=call.method)
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
             body = resp.read().decode(errors="replace")

@@ -19,6 +19,7 @@ PRIMARY = {
     "async": "completed_per_s",
     "startup": "ready_s",
     "scale_from_zero": "first_result_s",
+    "control_plane": "idle_cpu_pct",
 }
 
 

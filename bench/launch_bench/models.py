@@ -40,5 +40,13 @@ def async_noop(x: Any) -> Any:
     return x
 
 
+def park(x: Any) -> Any:
+    """Hold the worker for ten minutes: tasks sent after it stay queued (submission cost, queue memory)."""
+    time.sleep(600)
+    return x
+
+
 SYNC_MODELS: dict[str, Any] = {"echo": echo, "sleep": sleep_1ms, "matmul": matmul}
+# Request bodies of the payload scenarios: echo with a string argument of about this many bytes.
+PAYLOADS = {"echo-4k": 4 * 1024, "echo-64k": 64 * 1024, "echo-1m": 1024 * 1024}
 BLOCKING = frozenset({"sleep"})

@@ -88,6 +88,11 @@ def memory_mb(roots: list[int]) -> tuple[float, float]:
     return rss / 1024, pss / 1024
 
 
+def process_memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of one process in MiB."""
+    return _smaps_kb(pid, "Rss:") / 1024, _smaps_kb(pid, "Pss:") / 1024
+
+
 def signal_members(members: list[Stat], sig: int = signal.SIGKILL) -> int:
     """Send sig to each recorded member that is still the same process (pid and start time match)."""
     count = 0

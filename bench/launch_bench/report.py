@@ -3,6 +3,7 @@ PASS/FAIL, startup and scale-from-zero, and the measurements that failed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -14,7 +15,7 @@ from typing import Any
 from launch_bench.goals import OURS, evaluate
 from launch_bench.metrics import Summary, log, summarise
 from launch_bench.plot import plot_latency
-from launch_bench.scenarios import Mode
+from launch_bench.scenarios import ROUTES, Mode
 from launch_bench.targets import ALL, PEERS
 
 Column = tuple[str, Callable[[Summary], str]]
@@ -136,6 +137,9 @@ def scenario_sections(summaries: list[Summary], mode: Mode) -> list[str]:
         )
         if not rows:
             continue
+        if sc.model in ROUTES:  # Launch's other routes, against the split floor's echo
+            rows += [dataclasses.replace(s, target="F2 (echo)") for s in summaries
+                     if (s.target, s.kind, s.model, s.concurrency) == ("F2", "sync", "echo", sc.concurrency)]
         ours = next((s for s in rows if s.target == OURS), None)
         columns = COLUMNS[sc.kind](ours)
         lines += ["", f"### {TITLES[sc.kind]} `{sc.model}`, concurrency {sc.concurrency}", ""]
@@ -160,6 +164,41 @@ def startup_section(summaries: list[Summary]) -> list[str]:
                 ("spread", _spread),
             ],
         )
+    return lines
+
+
+CONTROL_PLANE = (
+    ("create p50 / p99 ms (1,000, one after another)", ("create_p50_ms", "create_p99_ms")),
+    ("create p50 ms, last 100", ("create_last100_p50_ms",)),
+    ("list p50 / p99 ms (1,000 endpoints)", ("list_p50_ms", "list_p99_ms")),
+    ("idle CPU % of a core: 1,000 endpoints / + 100,000 finished tasks", ("idle_cpu_endpoints_pct", "idle_cpu_pct")),
+    ("echo req/s quiet / while endpoints change (c=8)", ("quiet_rps", "churn_rps")),
+    ("echo p99 ms quiet / while endpoints change", ("quiet_p99_ms", "churn_p99_ms")),
+    ("endpoint changes meanwhile / their p50 ms", ("churn_changes", "churn_change_p50_ms")),
+    ("submissions/s while queueing 100,000 (64 clients)", ("submit_per_s",)),
+    ("server RSS / PSS MiB: idle with 1,000 endpoints", ("idle_server_rss_mb", "idle_server_pss_mb")),
+    ("server RSS / PSS MiB: 100,000 queued tasks", ("queued_rss_mb", "queued_pss_mb")),
+    ("server RSS / PSS MiB: + long-polls held open", ("longpoll_rss_mb", "longpoll_pss_mb")),
+    ("long-poll connections held", ("longpoll_connections",)),
+    ("server RSS / PSS MiB: 100,000 finished tasks, idle", ("final_server_rss_mb", "final_server_pss_mb")),
+)
+
+
+def control_plane_section(summaries: list[Summary]) -> list[str]:
+    cp = next((s for s in summaries if s.kind == "control_plane"), None)
+    start = next((s for s in summaries if s.kind == "startup" and s.target == OURS), None)
+    lines: list[str] = []
+    if start is not None:
+        lines += ["", "### Launch's processes, idle after start (median round)", "",
+                  "| gateway RSS / PSS MiB | largest worker RSS / PSS MiB |", "|---|---|",
+                  f"| {fmt(start.get('server_rss_mb'), 0)} / {fmt(start.get('server_pss_mb'), 0)} | "
+                  f"{fmt(start.get('worker_rss_mb'), 0)} / {fmt(start.get('worker_pss_mb'), 0)} |"]
+    if cp is None:
+        return lines
+    lines += ["", "### Control plane and memory (Launch, one fresh server after the rounds)", "",
+              "| measurement | value |", "|---|---|"]
+    for label, keys in CONTROL_PLANE:
+        lines.append(f"| {label} | {' / '.join(fmt(cp.get(k), 1) for k in keys)} |")
     return lines
 
 
@@ -224,7 +263,8 @@ def with_totals(summaries: list[Summary], records: list[dict[str, Any]]) -> list
 def render(records: list[dict[str, Any]], mode: Mode, run_id: str) -> str:
     summaries = with_totals(summarise(records), records)
     lines = header(mode, run_id, records) + goals_section(summaries) + ["", "## Results"]
-    lines += scenario_sections(summaries, mode) + startup_section(summaries) + failures_section(records)
+    lines += scenario_sections(summaries, mode) + startup_section(summaries) + control_plane_section(summaries)
+    lines += failures_section(records)
     return "\n".join(lines) + "\n"
 
 

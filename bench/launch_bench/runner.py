@@ -35,7 +35,7 @@ def run_target(target: Target, mode: Mode, ctx: RunContext, rec: Recorder) -> No
         timings.setdefault("ready_s", timings["startup_s"])
         time.sleep(IDLE_SETTLE_S)
         rss, pss = procs.memory_mb(target.pids)
-        rec.emit(**base, kind="startup", **timings, rss_idle_mb=rss, pss_idle_mb=pss)
+        rec.emit(**base, kind="startup", **timings, rss_idle_mb=rss, pss_idle_mb=pss, **target.memory_fields())
         run_scenarios(target, mode, base | {"rss_idle_mb": rss, "pss_idle_mb": pss}, rec)
         if mode.scale_from_zero:
             for extra in target.extra(ctx):

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Scenario:
     kind: str  # "sync" (wrk), "stream" (streamload) or "async" (asyncload)
-    model: str
+    model: str  # a model, a payload variant (echo-64k) or, for Launch, a route (echo@legacy, submit, poll)
     concurrency: int
+    only: tuple[str, ...] = ()  # if set, only these targets run it
 
     @property
     def key(self) -> str:
@@ -28,24 +29,43 @@ class Mode:
     quiet_max_wait_s: float = 20.0  # before a window, wait at most this long for other work to leave core 0
     async_only: tuple[str, ...] = ()  # if set, only these targets run the async scenarios
 
+    control_plane: bool = False  # the one-off control-plane and memory phase (Launch only)
+
     def runs(self, target: str, sc: Scenario) -> bool:
+        if sc.only and target not in sc.only:
+            return False
         return sc.kind != "async" or not self.async_only or target in self.async_only
 
 
-def _grid(kind: str, models: tuple[str, ...], levels: tuple[int, ...]) -> tuple[Scenario, ...]:
-    return tuple(Scenario(kind, m, c) for m in models for c in levels)
+def _grid(kind: str, models: tuple[str, ...], levels: tuple[int, ...],
+          only: tuple[str, ...] = ()) -> tuple[Scenario, ...]:
+    return tuple(Scenario(kind, m, c, only) for m in models for c in levels)
 
+
+# Launch's prediction routes besides the native sync one, each compared with F2's echo at the same concurrency:
+# the legacy sync route, async submission (to an endpoint whose worker is held, so tasks queue: the route's
+# cost, not the task's) and polls of a finished task, native and legacy.
+ROUTES = ("echo@legacy", "submit", "submit@legacy", "poll", "poll@legacy")
+PAYLOADS = ("echo-4k", "echo-64k", "echo-1m")
+PAYLOAD_CONCURRENCY = 8
 
 QUICK = Mode(
     name="quick",
     rounds=3,
     warmup_s=1,
-    window_s=3,
+    window_s=2,
     async_tasks=50_000,
     scale_from_zero=True,
-    scenarios=(*_grid("sync", ("echo",), (1, 64)), Scenario("async", "noop", 64)),
+    scenarios=(
+        *_grid("sync", ("echo",), (1,), only=("F1", "F2", "launch")),
+        *_grid("sync", ("echo", "sleep", "matmul"), (64,)),
+        *_grid("sync", ROUTES, (1, 64), only=("launch",)),
+        *_grid("sync", PAYLOADS, (PAYLOAD_CONCURRENCY,), only=("F2", "launch")),
+        Scenario("async", "noop", 64),
+    ),
     quiet_max_wait_s=5.0,
     async_only=("F3", "launch"),  # the async target compares these two; peers' async is full-mode only
+    control_plane=True,
 )
 FULL = Mode(
     name="full",
@@ -56,8 +76,11 @@ FULL = Mode(
     scale_from_zero=True,
     scenarios=(
         *_grid("sync", ("echo", "sleep", "matmul"), (1, 8, 64)),
+        *_grid("sync", ROUTES, (1, 8, 64), only=("launch",)),
+        *_grid("sync", PAYLOADS, (1, PAYLOAD_CONCURRENCY), only=("F1", "F2", "launch")),
         *_grid("stream", ("tokens",), (1, 8)),
         *_grid("async", ("noop",), (8, 64)),
     ),
+    control_plane=True,
 )
 MODES = {m.name: m for m in (QUICK, FULL)}

@@ -1,6 +1,6 @@
 -- wrk script: POST a JSON body read from a file, count non-2xx and failed bodies per thread,
 -- and print one JSON line of totals and latency percentiles (microseconds) when done.
--- args: body_file [authorization_header [failure_marker]]
+-- args: body_file [authorization_header [failure_marker [method]]] (GET sends no body)
 local threads = {}
 
 function setup(thread)
@@ -8,11 +8,14 @@ function setup(thread)
 end
 
 function init(args)
-  local fh = assert(io.open(args[1], "rb"))
-  wrk.body = fh:read("*a")
-  fh:close()
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
+  wrk.method = args[4] or "POST"
+  if wrk.method == "" then wrk.method = "POST" end
+  if wrk.method ~= "GET" then
+    local fh = assert(io.open(args[1], "rb"))
+    wrk.body = fh:read("*a")
+    fh:close()
+    wrk.headers["Content-Type"] = "application/json"
+  end
   if args[2] ~= nil and args[2] ~= "" then
     wrk.headers["Authorization"] = args[2]
   end

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from launch.client import LaunchClient
-    from launch.errors import APIError, LaunchClientError
+    from launch.errors import APIError, EndpointFailed, LaunchClientError, NoLaunchServer
     from launch.model_bundle import ModelBundle
     from launch.model_endpoint import (
         AsyncEndpoint,
@@ -31,6 +31,8 @@ _HOMES = {
     "LaunchClient": "launch.client",
     "APIError": "launch.errors",
     "LaunchClientError": "launch.errors",
+    "NoLaunchServer": "launch.errors",
+    "EndpointFailed": "launch.errors",
     "ModelBundle": "launch.model_bundle",
     **{name: "launch.model_endpoint" for name in (
         "AsyncEndpoint", "AsyncEndpointBatchResponse", "Endpoint", "EndpointRequest", "EndpointResponse",
@@ -43,6 +45,7 @@ __all__ = [
     "AsyncEndpoint",
     "AsyncEndpointBatchResponse",
     "Endpoint",
+    "EndpointFailed",
     "EndpointRequest",
     "EndpointResponse",
     "EndpointResponseFuture",
@@ -50,6 +53,7 @@ __all__ = [
     "LaunchClientError",
     "ModelBundle",
     "ModelEndpoint",
+    "NoLaunchServer",
     "SyncEndpoint",
     "__version__",
 ]

@@ -2,6 +2,8 @@
 
 Retries: connection failures before a request was sent, and 429/503 answers, are retried with backoff for
 every request; the server answers those only when it did nothing (no task accepted, no prediction started).
+Until the server has answered once, a refused connection is not retried: it is a wrong address far more
+often than a restarting server, and the user should hear so at once (``NoLaunchServer``).
 """
 
 from __future__ import annotations
@@ -11,26 +13,35 @@ from typing import Any
 
 import httpx
 
-from launch.errors import APIError
+from launch.errors import APIError, NoLaunchServer
 
 RETRY_STATUSES = (429, 503)  # the server answers these only when it did nothing
 DEFAULT_TIMEOUT = 120.0
+CONNECT_TIMEOUT = 5.0
 
 
 class Transport:
     def __init__(self, base_url: str, api_key: str, timeout: float = DEFAULT_TIMEOUT, retries: int = 3) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
+        self.reached = False  # the server has answered at least once
         self._client = httpx.Client(
-            base_url=self.base_url, auth=(api_key, ""), timeout=timeout, trust_env=False,
-            headers={"User-Agent": "launch-python"},
+            base_url=self.base_url, auth=(api_key, ""), timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+            trust_env=False, headers={"User-Agent": "launch-python"},
         )
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
                 content: bytes | None = None) -> Any:
         response = self._send(method, path, json=json, params=params, content=content)
         if response.status_code >= 400:
+            if not _is_json(response):  # every answer of a Launch server is JSON
+                raise NoLaunchServer(
+                    f"no Launch server at {self.base_url}: {method} {path} answered {response.status_code} "
+                    f"{response.headers.get('content-type', 'without a content type')}; check the endpoint= "
+                    "argument or LAUNCH_ENDPOINT")
+            self.reached = True
             raise APIError(method, str(response.url), response.status_code, _detail(response))
+        self.reached = True
         return response.json() if response.content else None
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -39,7 +50,11 @@ class Transport:
             last = attempt == self.retries
             try:
                 response = self._client.request(method, path, **kwargs)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if not self.reached:
+                    raise NoLaunchServer(
+                        f"no Launch server at {self.base_url} ({type(exc).__name__}: {exc}); is `launch server` "
+                        "running there? Check the endpoint= argument or LAUNCH_ENDPOINT") from None
                 if last:
                     raise
             else:
@@ -63,6 +78,10 @@ class Transport:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _is_json(response: httpx.Response) -> bool:
+    return "json" in response.headers.get("content-type", "")
 
 
 def _detail(response: httpx.Response) -> str:

@@ -23,10 +23,12 @@ api_keys_app = typer.Typer(no_args_is_help=True, help="API keys (works on the da
 bundles_app = typer.Typer(no_args_is_help=True, help="Your model bundles.")
 endpoints_app = typer.Typer(no_args_is_help=True, help="Your model endpoints.")
 tasks_app = typer.Typer(no_args_is_help=True, help="Your async tasks.")
+batch_jobs_app = typer.Typer(no_args_is_help=True, help="Your batch jobs.")
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(bundles_app, name="bundles")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(batch_jobs_app, name="batch-jobs")
 console = Console()
 
 ApiKeyOption = typer.Option(None, "--api-key", envvar="LAUNCH_API_KEY", help="API key (or LAUNCH_API_KEY).")
@@ -63,6 +65,21 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """Launch: self-hosted model serving."""
 
 
+SERVER_EXTRA_HINT = "pip install 'launch[server]'"
+
+
+def _require_server() -> None:
+    """Exit with the install command when the server's packages are missing (a client-only install)."""
+    try:
+        import fastapi  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ModuleNotFoundError as exc:
+        print(f"the Launch server is not installed here ({exc.name} is missing): {SERVER_EXTRA_HINT}",
+              file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def server(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
@@ -82,6 +99,7 @@ def server(
     """Start the platform: gateway, control loop, database, object store, broker and workers."""
     import logging
 
+    _require_server()
     from launch.server.app import DataDirInUse, serve
     from launch.server.settings import Settings
     from launch.stores.placement.local import SandboxUnavailable
@@ -172,6 +190,7 @@ def api_keys_revoke(
 
 
 def _key_settings(data_dir: Path, database: str | None, broker: str | None) -> Any:
+    _require_server()
     from launch.server.settings import Settings
 
     return Settings(data_dir=data_dir, **_engines(database, broker, None))
@@ -244,12 +263,15 @@ def _cell(value: Any) -> str:
 
 
 def _run(action: Any) -> Any:
-    from launch.errors import APIError
+    from launch.errors import APIError, LaunchClientError
 
     try:
         return action()
     except APIError as exc:
-        console.print(f"[red]error {exc.status_code}: {exc.detail}[/red]")
+        console.print(f"error {exc.status_code}: {exc.detail}", style="red", markup=False)
+        raise typer.Exit(1) from None
+    except (LaunchClientError, TimeoutError) as exc:
+        console.print(str(exc), style="red", markup=False)
         raise typer.Exit(1) from None
 
 
@@ -319,6 +341,46 @@ def endpoints_logs(name: str, api_key: str = ApiKeyOption, endpoint: str = Endpo
     """Print an endpoint's creation logs."""
     client = _client(api_key, endpoint)
     print(_run(lambda: client.read_endpoint_creation_logs(name)))
+
+
+@endpoints_app.command("wait")
+def endpoints_wait(name: str, timeout: float = typer.Option(300.0, help="Give up after this many seconds."),
+                   api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
+    """Wait until an endpoint is READY (exit 0), printing its status as it changes; exit 1 with the reason if
+    it fails to start or is not READY within TIMEOUT."""
+    client = _client(api_key, endpoint)
+    found = _run(lambda: client.get_model_endpoint(name))
+    if found is None:
+        console.print(f"no endpoint named {name!r}", style="red", markup=False)
+        raise typer.Exit(1)
+    _run(lambda: found.wait_until_ready(timeout=timeout, progress=True))
+
+
+@batch_jobs_app.command("get")
+def batch_jobs_get(job_id: str, watch: bool = typer.Option(False, "--watch", help="Show progress until it ends."),
+                   api_key: str = ApiKeyOption, endpoint: str = EndpointOption, as_json: bool = JsonOption) -> None:
+    """Show a batch job (with --watch: a progress bar until it ends)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    client = _client(api_key, endpoint)
+    job = _run(lambda: client.get_batch_async_response(job_id))
+    if watch and job["status"] not in ("SUCCESS", "FAILURE"):
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            bar = progress.add_task(f"job {job_id[:8]} {job['status']}", total=job.get("total") or None)
+            while True:
+                progress.update(bar, completed=(job.get("done") or 0) + (job.get("failed") or 0),
+                                total=job.get("total") or None, description=f"job {job_id[:8]} {job['status']}")
+                if job["status"] in ("SUCCESS", "FAILURE"):
+                    break
+                time.sleep(0.2)
+                job = _run(lambda: client.get_batch_async_response(job_id))
+    _show([{"job_id": job_id, **job}], ["job_id", "status", "total", "done", "failed", "duration", "result",
+                                        "error"], as_json, "Batch job")
+    if watch and job["status"] == "FAILURE":
+        raise typer.Exit(1)
 
 
 @tasks_app.command("get")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import inspect
 import io
 import os
+import pickle
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any, TypeVar
 import cloudpickle
 
 from launch._transport import Transport
-from launch.errors import APIError
+from launch.errors import APIError, LaunchClientError
 from launch.model_bundle import ModelBundle
 from launch.model_endpoint import AsyncEndpoint, Endpoint, ModelEndpoint, SyncEndpoint
 
@@ -39,11 +41,27 @@ def _source(obj: Any) -> str:
 
 def _app_config(app_config: dict[str, Any] | str | None) -> Any:
     if isinstance(app_config, str):
-        import yaml  # type: ignore[import-untyped]
+        import yaml  # type: ignore[import-untyped,unused-ignore]
 
         with open(app_config) as handle:
             return yaml.safe_load(handle)
     return app_config
+
+
+def _schema(model: Any, which: str) -> dict[str, Any] | None:
+    """A JSON Schema from a pydantic model class (``model_json_schema``), or a schema given as a dict."""
+    if model is None or isinstance(model, dict):
+        return model
+    to_schema = getattr(model, "model_json_schema", None) or getattr(model, "schema", None)
+    if to_schema is None:
+        raise TypeError(f"{which} must be a pydantic model class or a JSON Schema dict, not {model!r}")
+    return dict(to_schema())
+
+
+def _pickler() -> dict[str, str]:
+    """What pickled a bundle: the server builds its environment with the same cloudpickle and Python minor."""
+    return {"cloudpickle_version": cloudpickle.__version__,
+            "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"}
 
 
 def _endpoint_object(record: dict[str, Any], client: LaunchClient) -> SyncEndpoint | AsyncEndpoint:
@@ -127,6 +145,8 @@ class LaunchClient:
         bundle_url: str | None = None,
         app_config: dict[str, Any] | str | None = None,
         globals_copy: dict[str, Any] | None = None,
+        request_schema: Any = None,
+        response_schema: Any = None,
     ) -> ModelBundle:
         """Upload and register a bundle made of exactly one of: ``predict_fn_or_cls``;
         ``load_predict_fn`` + ``model``; ``load_predict_fn`` + ``load_model_fn``.
@@ -135,6 +155,11 @@ class LaunchClient:
         ``predict_fn(**args)`` (or ``predict_fn(bytes)`` for ``url`` inputs). ``requirements`` are pip lines
         installed for the workers (``None`` or ``[]``: the server's own environment). Modules found in
         ``globals_copy`` are pickled by value, so the server does not need them installed.
+
+        The bundle's environment gets this client's cloudpickle version and Python minor, so what it pickles
+        (and the results it returns pickled) round-trip. ``request_schema`` and ``response_schema`` (pydantic
+        model classes, or JSON Schema dicts) are checked by the server: a request whose ``args`` break the
+        request schema is refused with a 422 naming the field; both appear in the endpoint's OpenAPI document.
         """
         forms = [predict_fn_or_cls is not None, load_predict_fn is not None and model is not None,
                  load_predict_fn is not None and load_model_fn is not None]
@@ -156,7 +181,44 @@ class LaunchClient:
         return self._create_bundle({
             "name": model_bundle_name, "location": location, "packaging_type": "cloudpickle",
             "metadata": metadata, "requirements": requirements or [], "env_params": env_params or {},
-            "app_config": _app_config(app_config),
+            "app_config": _app_config(app_config), **_pickler(),
+            "request_schema": _schema(request_schema, "request_schema"),
+            "response_schema": _schema(response_schema, "response_schema"),
+        })
+
+    def create_model_bundle_from_command(
+        self,
+        model_bundle_name: str,
+        command: list[str],
+        port: int,
+        *,
+        predict_route: str = "/predict",
+        healthcheck_route: str = "/readyz",
+        requirements: list[str] | None = None,
+        directory: str | None = None,
+        env: dict[str, str] | None = None,
+        request_schema: Any = None,
+        response_schema: Any = None,
+    ) -> ModelBundle:
+        """A bundle that is your own HTTP server (Launch's "runnable image" flavour, without an image).
+
+        Each worker starts ``command`` (an argv list, run in a copy of ``directory`` when given, with
+        ``requirements`` installed and ``PORT`` plus ``env`` in its environment), waits until
+        ``GET healthcheck_route`` on ``127.0.0.1:port`` answers 200, then forwards every sync, async and batch
+        request to ``POST predict_route``: ``args`` as the JSON body (a ``url`` input's bytes as an
+        ``application/octet-stream`` body); the JSON it answers is the result. It runs in the worker's
+        sandbox: loopback only, no other network. If the command exits, the worker is replaced.
+        """
+        archive = _zip_directories([directory]) if directory else _zip_directories([])
+        location = self._upload(archive, None)
+        metadata = {"command": list(command), "port": port, "predict_route": predict_route,
+                    "healthcheck_route": healthcheck_route, "env": dict(env or {}),
+                    "directory": Path(directory).resolve().name if directory else None}
+        return self._create_bundle({
+            "name": model_bundle_name, "location": location, "packaging_type": "command", "metadata": metadata,
+            "requirements": requirements or [], "env_params": {}, "app_config": None,
+            "request_schema": _schema(request_schema, "request_schema"),
+            "response_schema": _schema(response_schema, "response_schema"),
         })
 
     def create_model_bundle_from_dirs(
@@ -298,6 +360,8 @@ class LaunchClient:
     @staticmethod
     def _task_body(url: str | None, args: dict | None, return_pickled: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"return_pickled": return_pickled}
+        if return_pickled:  # the worker pickles results so that this interpreter can load them
+            body["pickle_protocol"] = pickle.HIGHEST_PROTOCOL
         if url is not None:
             body["url"] = url
         if args is not None:
@@ -378,7 +442,17 @@ class LaunchClient:
 
     def download_result(self, result_url: str) -> Any:
         """Download and unpickle a ``result_url`` (pickled results are unpickled only here, client-side)."""
-        return cloudpickle.loads(self.connection.get_bytes(result_url))
+        data = self.connection.get_bytes(result_url)
+        try:
+            return cloudpickle.loads(data)
+        except Exception as exc:
+            raise LaunchClientError(
+                f"the result could not be unpickled here ({type(exc).__name__}: {exc}). Workers pickle results "
+                "with the cloudpickle and Python of the bundle's environment, which are those of the client that "
+                "created the bundle (see its cloudpickle_version and python_version); this client has cloudpickle "
+                f"{cloudpickle.__version__} on Python {sys.version_info[0]}.{sys.version_info[1]}, and needs the "
+                "packages the result's classes come from"
+            ) from exc
 
 
 def _modules(globals_copy: dict[str, Any] | None) -> list[Any]:

@@ -1,7 +1,9 @@
 """SDK exceptions.
 
     LaunchClientError
-     └── APIError          the server answered with an error status (``status_code``, ``detail``)
+     ├── APIError          the server answered with an error status (``status_code``, ``detail``)
+     ├── NoLaunchServer    nothing answers at the address, or what answers is not a Launch server
+     └── EndpointFailed    ``wait_until_ready``: the endpoint failed to start (``reason``)
 """
 
 from __future__ import annotations
@@ -20,3 +22,16 @@ class APIError(LaunchClientError):
         self.url = url
         self.status_code = status_code
         self.detail = detail
+
+
+class NoLaunchServer(LaunchClientError):
+    """Nothing answers at the client's address, or what answers there is not a Launch server."""
+
+
+class EndpointFailed(LaunchClientError):
+    """The endpoint failed to start (``UPDATE_FAILED``); ``reason`` is the server's explanation."""
+
+    def __init__(self, name: str, reason: str | None) -> None:
+        super().__init__(f"endpoint {name!r} failed to start: {reason or 'no reason given'}")
+        self.name = name
+        self.reason = reason

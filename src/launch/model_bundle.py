@@ -21,11 +21,19 @@ class ModelBundle:
     metadata: dict[str, Any] | None = None
     """Metadata of the bundle (for pickled bundles, the source code of its functions)."""
     packaging_type: str | None = None
-    """``cloudpickle`` or ``zip``."""
+    """``cloudpickle``, ``zip`` or ``command``."""
     requirements: list[str] | None = None
     """Python requirements installed for the bundle's workers."""
     app_config: Any = None
     """Configuration passed to the bundle's loaders."""
+    cloudpickle_version: str | None = None
+    """The cloudpickle that pickled the bundle (its workers unpickle it, and pickle results, with the same)."""
+    python_version: str | None = None
+    """The Python minor that pickled the bundle (its workers run on the same)."""
+    request_schema: dict[str, Any] | None = None
+    """JSON Schema of a request's ``args`` (checked by the server, 422 naming the field)."""
+    response_schema: dict[str, Any] | None = None
+    """JSON Schema of a result (in the endpoint's OpenAPI document)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelBundle:

@@ -164,6 +164,35 @@ class Endpoint:
         self._update_model_endpoint_view()
         return self.model_endpoint.status
 
+    def wait_until_ready(self, timeout: float = 300.0, poll_interval: float = 0.2,
+                         progress: bool | None = None) -> Endpoint:
+        """Block until the endpoint is READY (returns it), raising ``EndpointFailed`` with the server's reason
+        if it fails to start and ``TimeoutError`` after ``timeout`` seconds. ``progress`` (default: when
+        stderr is a terminal) shows its status and elapsed time while it waits."""
+        import sys
+
+        from launch.errors import EndpointFailed
+
+        show = sys.stderr.isatty() if progress is None else progress
+        start = time.monotonic()
+        last = None
+        while True:
+            record = self.client.connection.request("GET", f"/v1/model-endpoints/{self.model_endpoint.name}")
+            self.model_endpoint = ModelEndpoint.from_dict(record)
+            status = record.get("status")
+            if show and status != last:
+                print(f"endpoint {self.model_endpoint.name}: {status} after {time.monotonic() - start:.1f} s",
+                      file=sys.stderr, flush=True)
+                last = status
+            if status == "READY":
+                return self
+            if status == "UPDATE_FAILED":
+                raise EndpointFailed(self.model_endpoint.name, record.get("status_reason"))
+            if time.monotonic() - start >= timeout:
+                raise TimeoutError(f"endpoint {self.model_endpoint.name!r} is still {status} after {timeout:g} s; "
+                                   "see client.read_endpoint_creation_logs() for its workers' logs")
+            time.sleep(poll_interval)
+
     def resource_settings(self) -> dict | None:
         """Gets the resource settings of the Endpoint."""
         self._update_model_endpoint_view()

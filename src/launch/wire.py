@@ -50,7 +50,8 @@ class FrameError(Exception):
 
 class FrameReader:
     """Incremental decoder: feed bytes, iterate complete frames. A frame announcing more than
-    ``max_payload`` bytes is refused before it is buffered (the peer may not be trusted)."""
+    ``max_payload`` bytes is refused before it is buffered (the peer may not be trusted). Each payload is
+    copied once, out of the received chunk (or out of the buffer holding a frame that spans chunks)."""
 
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self._buffer = bytearray()
@@ -58,19 +59,27 @@ class FrameReader:
 
     def feed(self, data: bytes) -> Iterator[tuple[int, int, bytes]]:
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            source: bytes | bytearray = buffer
+        else:  # the usual case: whole frames straight out of the chunk, only a tail is kept
+            source = data
         offset = 0
         size = HEADER.size
-        while len(buffer) - offset >= size:
-            length, request_id, kind = HEADER.unpack_from(buffer, offset)
-            if length > self.max_payload:
-                raise FrameError(f"frame of {length} bytes is over the limit of {self.max_payload}")
-            end = offset + size + length
-            if len(buffer) < end:
-                break
-            yield request_id, kind, bytes(buffer[offset + size:end])
-            offset = end
-        if offset:
+        total = len(source)
+        with memoryview(source) as view:
+            while total - offset >= size:
+                length, request_id, kind = HEADER.unpack_from(source, offset)
+                if length > self.max_payload:
+                    raise FrameError(f"frame of {length} bytes is over the limit of {self.max_payload}")
+                end = offset + size + length
+                if total < end:
+                    break
+                yield request_id, kind, view[offset + size:end].tobytes()
+                offset = end
+            if source is data and offset < total:
+                buffer += view[offset:]
+        if source is buffer and offset:
             del buffer[:offset]
 
 
@@ -93,8 +102,8 @@ class FrameWriter:
     def flush(self) -> None:
         self._scheduled = False
         if self._pending and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self._pending))
-        self._pending.clear()
+            self.transport.writelines(self._pending)  # one vectored write, no joined copy (uvloop)
+        self._pending = []
 
 
 class FrameProtocol(asyncio.Protocol):

@@ -167,3 +167,49 @@ def hostile(action: str, arg: Any = None) -> Any:
     if action == "big_result":
         return "x" * int(arg)
     raise KeyError(action)
+
+
+def rich_result(x: float = 1.0) -> Any:
+    """A result only cloudpickle can pickle: a lambda and an instance of a local class, with an ndarray
+    where NumPy is installed (pickled results must round-trip to the client that asked)."""
+
+    class Local:
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+    out: dict[str, Any] = {"double": lambda v: v * 2, "local": Local(x), "x": x}
+    try:
+        import numpy  # type: ignore[import-not-found,unused-ignore]
+
+        out["array"] = numpy.arange(3) * x
+    except ImportError:
+        pass
+    return out
+
+
+def load_sklearn_model() -> Any:
+    """A tiny scikit-learn model, trained in the worker (the bundle requires scikit-learn)."""
+    from sklearn.linear_model import LinearRegression  # type: ignore[import-not-found,unused-ignore]
+
+    return LinearRegression().fit([[0.0], [1.0], [2.0]], [1.0, 3.0, 5.0])
+
+
+def load_sklearn_predict(model: Any) -> Any:
+    def predict(x: float = 1.0) -> Any:
+        import sklearn  # type: ignore[import-not-found,unused-ignore]
+
+        class Local:
+            def __init__(self, value: float) -> None:
+                self.value = value
+
+        return {"prediction": model.predict([[x]]), "coef": model.coef_, "double": lambda v: v * 2,
+                "local": Local(x), "sklearn": sklearn.__version__}
+
+    return predict
+
+
+def json_unfriendly(x: float = 1.0) -> Any:
+    """A result that is not JSON (a datetime)."""
+    import datetime
+
+    return {"when": datetime.datetime(2026, 1, 1), "x": x}

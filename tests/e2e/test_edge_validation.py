@@ -194,7 +194,7 @@ def test_the_document_states_statuses_bodies_parameters_and_security(server: Run
     for path in ("/v1/sync-tasks", "/v1/async-tasks"):
         operation = doc["paths"][path]["post"]
         body = operation["requestBody"]["content"]["application/json"]["schema"]
-        assert set(body["properties"]) == {"args", "url", "return_pickled"}
+        assert set(body["properties"]) == {"args", "url", "return_pickled", "pickle_protocol"}
         assert {p["name"] for p in operation["parameters"]} == {"model_endpoint_name", "model_endpoint_id"}
     assert {"404", "409", "429"} <= set(doc["paths"]["/v1/async-tasks"]["post"]["responses"])
     assert "413" in doc["paths"]["/v1/model-bundles"]["post"]["responses"]

@@ -10,7 +10,8 @@ from launch.cli import app
 COMMANDS = [
     [], ["server"], ["bench"], ["api-keys"], ["api-keys", "create"], ["bundles"], ["bundles", "list"],
     ["bundles", "get"], ["bundles", "delete"], ["endpoints"], ["endpoints", "list"], ["endpoints", "get"],
-    ["endpoints", "delete"], ["endpoints", "logs"], ["tasks"], ["tasks", "get"],
+    ["endpoints", "delete"], ["endpoints", "logs"], ["endpoints", "wait"], ["tasks"], ["tasks", "get"],
+    ["batch-jobs"], ["batch-jobs", "get"],
 ]
 
 

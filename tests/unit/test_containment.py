@@ -112,3 +112,16 @@ def test_two_servers_on_one_host_never_share_a_worker_uid(tmp_path: Path) -> Non
     assert first.acquire() is None and second.acquire() is None
     first.release(taken[0])  # type: ignore[arg-type]
     assert second.acquire() == taken[0]
+
+
+def test_import_paths_include_the_interpreter_a_bundle_environment_links_to(tmp_path: Path) -> None:
+    """A bundle pickled on another Python minor runs in a venv linked to that minor's interpreter: its
+    prefix must be visible in the sandbox too."""
+    other = tmp_path / "pythons" / "3.12.1"
+    (other / "bin").mkdir(parents=True)
+    (other / "bin" / "python3.12").write_text("")
+    env = tmp_path / "data" / "envs" / "abc"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(other / "bin" / "python3.12")
+    paths = import_paths(str(env / "bin" / "python"), tmp_path / "data")
+    assert str(other.resolve()) in paths and str(env.resolve()) in paths

@@ -16,6 +16,9 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
+    def writelines(self, chunks: list[bytes]) -> None:  # one vectored write
+        self.writes.append(b"".join(chunks))
+
     def is_closing(self) -> bool:
         return False
 
@@ -34,11 +37,15 @@ def test_frames_written_in_one_turn_go_out_in_one_write_and_read_back_split_anyw
     writes = asyncio.run(scenario())
     assert len(writes) == 1
     data = writes[0]
-    for cut in (1, 5, 9, 10, len(data) - 1):
+    expected = [(1, wire.PREDICT, b'{"args": {}}'), (2, wire.PING, b""),
+                (3, wire.RESULT_PICKLE, bytes(range(256)) * 10)]
+    for cut in (1, 5, 9, 10, 30, len(data) - 1):
         reader = wire.FrameReader()
         frames = list(reader.feed(data[:cut])) + list(reader.feed(data[cut:]))
-        assert frames == [(1, wire.PREDICT, b'{"args": {}}'), (2, wire.PING, b""),
-                          (3, wire.RESULT_PICKLE, bytes(range(256)) * 10)]
+        assert frames == expected
+    reader = wire.FrameReader()  # one byte at a time, and the whole stream twice in one chunk
+    assert [f for i in range(len(data)) for f in reader.feed(data[i:i + 1])] == expected
+    assert list(reader.feed(data + data)) == expected * 2
 
 
 def test_oversize_frame_is_refused() -> None:

@@ -291,3 +291,35 @@ def test_async_predict_fn() -> None:
 
 def test_serialise_json_result_is_a_json_string() -> None:
     assert serialise({"a": [1, 2.5, None, "é"]}, False).result == json.dumps({"a": [1, 2.5, None, "é"]})
+
+
+# -- results pickled for the client that asked ------------------------------------------------------------
+
+
+def test_results_use_the_standard_pickler_when_they_can() -> None:
+    import pickle as std
+
+    from launch.worker.runtime import pickled
+
+    data = pickled({"a": [1, 2.5, "x"]}, 2)
+    assert data[:2] == b"\x80\x02" and b"cloudpickle" not in data  # loadable with any cloudpickle, or none
+    assert std.loads(data) == {"a": [1, 2.5, "x"]}
+
+
+def test_results_only_cloudpickle_can_write_fall_back_to_it() -> None:
+    import cloudpickle as cp
+
+    from launch.worker.runtime import pickled
+
+    value = cp.loads(pickled({"f": lambda v: v + 1}, 4))
+    assert value["f"](1) == 2
+    assert pickled(1, 99)[1] <= 5  # never above what this interpreter writes
+
+
+def test_a_result_that_is_not_json_says_to_ask_for_a_pickle() -> None:
+    import datetime
+
+    from launch.worker.runtime import serialise
+
+    outcome = serialise({"when": datetime.datetime(2026, 1, 1)}, return_pickled=False)
+    assert not outcome.ok and "return_pickled=True" in (outcome.traceback or "")

@@ -62,6 +62,10 @@ class Target(abc.ABC):
     def async_spec(self, model: str) -> AsyncSpec:
         raise NotImplementedError(f"{self.name} has no async {model}")
 
+    def memory_fields(self) -> dict[str, float]:
+        """Per-process memory beyond the tree's total, measured idle after start (MiB)."""
+        return {}
+
     def extra(self, ctx: RunContext) -> list[dict[str, Any]]:
         """Target-specific measurements (e.g. scale-from-zero), one dict per measurement."""
         return []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import random
 import shutil
 import sys
 import time
@@ -17,6 +19,14 @@ from launch_bench.server import ServerProcess, free_port
 from launch_bench.targets.base import AsyncSpec, RunContext, Target
 
 LAUNCH_BODY = json.dumps({"args": {"x": 1}, "return_pickled": False}).encode()
+
+
+def payload_body(size: int) -> bytes:
+    """An echo request of about ``size`` bytes: one base64 text argument (how images and audio travel)."""
+    text = base64.b64encode(random.Random(size).randbytes(size * 3 // 4)).decode()
+    return json.dumps({"args": {"x": text}, "return_pickled": False}).encode()
+
+
 FAILURE_MARKER = '"FAILURE"'
 PY_ENV = {"PYTHONPATH": str(BENCH_DIR)}
 
@@ -25,7 +35,7 @@ class F1(Target):
     name = "F1"
     group = "floor"
     module = "launch_bench.floors.f1_app"
-    sync_models = frozenset(models.SYNC_MODELS)
+    sync_models = frozenset(models.SYNC_MODELS) | frozenset(models.PAYLOADS)
     stream_models = frozenset({"tokens"})
 
     def start(self, ctx: RunContext) -> dict[str, float]:
@@ -40,6 +50,8 @@ class F1(Target):
         return {"startup_s": server.wait_http(self.url("/healthz"), timeout_s=60)}
 
     def sync_call(self, model: str) -> HttpCall:
+        if model in models.PAYLOADS:
+            return HttpCall(self.url("/predict/echo"), payload_body(models.PAYLOADS[model]), "", FAILURE_MARKER)
         return HttpCall(self.url(f"/predict/{model}"), LAUNCH_BODY, failure_marker=FAILURE_MARKER)
 
     def stream_call(self, model: str) -> HttpCall:

@@ -10,32 +10,52 @@ import time
 from pathlib import Path
 from typing import Any
 
-from launch_bench import procs
+from launch_bench import models, procs
 from launch_bench.envs import BENCH_DIR
 from launch_bench.loadgen import HttpCall
+from launch_bench.scenarios import ROUTES
 from launch_bench.server import ServerProcess, free_port
 from launch_bench.targets.base import AsyncSpec, RunContext, Target
-from launch_bench.targets.floors import FAILURE_MARKER, LAUNCH_BODY
+from launch_bench.targets.floors import FAILURE_MARKER, LAUNCH_BODY, payload_body
 
 REPO = BENCH_DIR.parent
 VENV_BIN = REPO / ".venv" / "bin"
 WORKERS = {"min_workers": 1, "max_workers": 1, "per_worker": 64}
-# Only the scale-from-zero endpoints have min_workers=0, so this changes nothing else.
-SERVER_ENV = {"LAUNCH_SCALE_TO_ZERO_AFTER_SECONDS": "2"}
+# Only the scale-from-zero endpoints have min_workers=0, so this changes nothing else. Submissions to the
+# parked endpoint (whose one worker is held) queue up: room for all of them.
+# The per-owner caps are raised for the control-plane phase (1,000 endpoints, 100,000 queued tasks of one owner),
+# and the CPU overcommit for up to 7 endpoints asking cpus=1 on the one core the server is pinned to.
+SERVER_ENV = {"LAUNCH_SCALE_TO_ZERO_AFTER_SECONDS": "2", "LAUNCH_MAX_QUEUED_TASKS": "1000000",
+              "LAUNCH_WORKER_DRAIN_SECONDS": "2", "LAUNCH_MAX_ENDPOINTS_PER_OWNER": "5000",
+              "LAUNCH_MAX_WORKERS_PER_OWNER": "100000", "LAUNCH_MAX_QUEUED_TASKS_PER_OWNER": "10000000",
+              "LAUNCH_CPU_OVERCOMMIT": "16"}
 LONG_POLL_SECONDS = 5
 ZERO_ENDPOINTS = (("zero-sync", "echo", "sync"), ("zero-async", "noop", "async"))
+LEGACY = "/v1/hosted_inference"
+
+
+def endpoint_for(kind: str, model: str) -> tuple[str, str]:
+    """(model, endpoint type) of the endpoint a scenario runs on; it is named ``{model}-ep``."""
+    if kind == "async" or model.startswith("poll"):
+        return "noop", "async"
+    if model.startswith("submit"):
+        return "park", "async"
+    if model in models.PAYLOADS or model.startswith("echo"):
+        return "echo", "sync"
+    return model, "sync"
 
 
 class Launch(Target):
     name = "launch"
     group = "ours"
-    sync_models = frozenset({"echo", "sleep", "matmul"})
+    sync_models = frozenset({"echo", "sleep", "matmul", *models.PAYLOADS, *ROUTES})
     async_models = frozenset({"noop"})
 
     def __init__(self) -> None:
         super().__init__()
         self.api_key = ""
         self.data_dir: Path | None = None
+        self.done_task = ""  # a finished task, for the poll scenarios
 
     def prepare(self) -> None:
         if not (VENV_BIN / "launch").exists():
@@ -44,9 +64,9 @@ class Launch(Target):
             [str(VENV_BIN / "python"), "-c", "import numpy"], capture_output=True, check=False
         )
         if numpy.returncode != 0:
-            self.sync_models = frozenset({"echo", "sleep"})  # matmul needs numpy in Launch's venv
+            self.sync_models = self.sync_models - {"matmul"}  # matmul needs numpy in Launch's venv
 
-    def start(self, ctx: RunContext) -> dict[str, float]:
+    def start(self, ctx: RunContext, extra_env: dict[str, str] | None = None) -> dict[str, float]:
         data_dir = self.data_dir = ctx.run_dir / f"launch-data-r{ctx.round_index}"
         self.port = free_port()
         server = ServerProcess(
@@ -61,12 +81,18 @@ class Launch(Target):
                 str(data_dir),
             ],
             ctx.log(self.name),
-            env=SERVER_ENV,
+            env={**SERVER_ENV, **(extra_env or {})},
         )
         self.servers = [server]
         startup_s = server.wait_http(self.url("/healthz"), timeout_s=120)
         self.api_key = self._create_key(data_dir)
-        timings = self._create_endpoints(self._endpoint_specs(ctx))
+        specs = self._endpoint_specs(ctx)
+        timings = self._create_endpoints(specs)
+        names = {spec["name"] for spec in specs}
+        if "park-ep" in names:  # hold its worker: later submissions queue
+            self._post("/v1/async-tasks?model_endpoint_name=park-ep", LAUNCH_BODY)
+        if "noop-ep" in names:
+            self.done_task = self._finished_task("noop-ep")
         return {
             "startup_s": startup_s,
             "ready_s": time.monotonic() - server.started,
@@ -84,12 +110,31 @@ class Launch(Target):
         return out.stdout.strip().splitlines()[-1].strip()
 
     def _endpoint_specs(self, ctx: RunContext) -> list[dict[str, Any]]:
-        specs = [
-            {"name": f"{model}-ep", "model": model, "type": "async" if kind == "async" else "sync", **WORKERS}
-            for kind, model in sorted(ctx.wanted)
-            if self.supports(kind, model)
-        ]
-        return specs
+        wanted = sorted({endpoint_for(kind, model) for kind, model in ctx.wanted if self.supports(kind, model)})
+        specs = [{"name": f"{model}-ep", "model": model, "type": kind, **WORKERS} for model, kind in wanted]
+        for spec in specs:
+            if spec["model"] == "park":
+                spec["per_worker"] = 1
+        # echo first: its create → READY is the cold-start number
+        return sorted(specs, key=lambda spec: spec["name"] != "echo-ep")
+
+    def _post(self, path: str, body: bytes | None) -> dict[str, Any]:
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.url(path), data=body, method="POST" if body is not None else "GET",
+            headers={"Authorization": self.authorization, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            result: dict[str, Any] = json.loads(resp.read())
+            return result
+
+    def _finished_task(self, endpoint: str) -> str:
+        task_id = str(self._post(f"/v1/async-tasks?model_endpoint_name={endpoint}", LAUNCH_BODY)["task_id"])
+        record = self._post(f"/v1/async-tasks/{task_id}?wait=30", None)
+        if record["status"] != "SUCCESS":
+            raise RuntimeError(f"the poll scenarios' task did not succeed: {record}")
+        return task_id
 
     def _create_endpoints(self, specs: list[dict[str, Any]]) -> dict[str, float]:
         config = {"endpoint": self.url(""), "api_key": self.api_key, "timeout_s": 120, "endpoints": specs}
@@ -119,8 +164,36 @@ class Launch(Target):
         return f"Bearer {self.api_key}"
 
     def sync_call(self, model: str) -> HttpCall:
+        auth = self.authorization
+        if model in models.PAYLOADS:
+            body = payload_body(models.PAYLOADS[model])
+            return HttpCall(self.url("/v1/sync-tasks?model_endpoint_name=echo-ep"), body, auth, FAILURE_MARKER)
+        routes = {
+            "echo@legacy": ("POST", f"{LEGACY}/task_sync/echo-ep"),
+            "submit": ("POST", "/v1/async-tasks?model_endpoint_name=park-ep"),
+            "submit@legacy": ("POST", f"{LEGACY}/task_async/park-ep"),
+            "poll": ("GET", f"/v1/async-tasks/{self.done_task}"),
+            "poll@legacy": ("GET", f"{LEGACY}/endpoints/noop-ep/task_async/{self.done_task}"),
+        }
+        if model in routes:
+            method, path = routes[model]
+            return HttpCall(self.url(path), LAUNCH_BODY, auth, FAILURE_MARKER, method)
         url = self.url(f"/v1/sync-tasks?model_endpoint_name={model}-ep")
-        return HttpCall(url, LAUNCH_BODY, self.authorization, FAILURE_MARKER)
+        return HttpCall(url, LAUNCH_BODY, auth, FAILURE_MARKER)
+
+    def memory_fields(self) -> dict[str, float]:
+        """The gateway process alone, and its largest worker (a worker's model here is a tiny function:
+        what a worker costs before its model)."""
+        if not self.servers:
+            return {}
+        rss, pss = procs.process_memory_mb(self.servers[0].pid)
+        workers = [procs.process_memory_mb(s.pid) for s in procs.tree(self.pids)
+                   if b"launch.worker.main" in _cmdline(s.pid)]
+        return {
+            "server_rss_mb": rss, "server_pss_mb": pss,
+            "worker_rss_mb": max((w[0] for w in workers), default=float("nan")),
+            "worker_pss_mb": max((w[1] for w in workers), default=float("nan")),
+        }
 
     def async_spec(self, model: str) -> AsyncSpec:
         submit = self.url(f"/v1/async-tasks?model_endpoint_name={model}-ep")

@@ -161,6 +161,7 @@ def wire_notifications(services: Services) -> None:
     changes.subscribe(topics.TASKS, services.tasks.ended_elsewhere)
     changes.subscribe(topics.BATCH_JOBS, lambda _job_id: services.batch_runner.wakeup.set())
     changes.subscribe(topics.DEMAND, scale_out.demanded_elsewhere)
+    changes.subscribe(topics.DEMAND, services.endpoints.wake)
     local_demand = services.predictions.demand
 
     def demand(endpoint_id: str) -> None:
@@ -185,9 +186,11 @@ def build_services(settings: Settings) -> Services:
     pools = Pools()
     client = WorkerClient(max_frame_bytes=settings.max_result_bytes + 64 * 1024)
     environments = Environments(settings.data_dir / "envs", settings.build_environments)
-    bundles = Bundles(db, objects, check_requirements=environments.check)
+    bundles = Bundles(db, objects, check_requirements=environments.check,
+                      python_problem=environments.python_problem)
     quotas = Quotas.from_settings(settings)
-    endpoints = Endpoints(db, bundles, quotas)
+    # with the embedded broker this process alone writes endpoints: it can hold all of them in memory
+    endpoints = Endpoints(db, bundles, quotas, view=settings.broker_url.startswith("embedded:"))
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
     task_cache = TaskCache(authoritative=settings.single_gateway)
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
@@ -208,7 +211,7 @@ def build_services(settings: Settings) -> Services:
     )
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
     batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
-                               fetch_policy=settings.fetch_policy())
+                               fetch_policy=settings.fetch_policy(), warm_pools=reconciler.serving_pools)
     scale_out.control = [reconciler, batch_runner]
     services = Services(
         settings=settings, secret=secret, bundles=bundles,
@@ -231,6 +234,7 @@ def build_services(settings: Settings) -> Services:
 
 def build_app(settings: Settings) -> FastPath:
     from launch.server.api import legacy, native
+    from launch.server.api.prediction_routes import ROUTES
 
     services = build_services(settings)
 
@@ -258,11 +262,13 @@ def build_app(settings: Settings) -> FastPath:
     app.state.services = services
     install_error_handlers(app)
     install_docs(app)
+    fast_path = FastPath(app, services, ROUTES, settings.max_request_bytes)
     app.include_router(native.router)
+    fast_path.document(app)  # the prediction routes, before the legacy API's catch-all
     app.include_router(legacy.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes,
                        own_limits={"/v1/uploads/": settings.max_bundle_bytes})
-    return FastPath(app, services.api_keys, services.predictions, settings.max_request_bytes)
+    return fast_path
 
 
 class _Server(uvicorn.Server):

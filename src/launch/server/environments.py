@@ -6,13 +6,19 @@ file), so the worker runtime is always importable while the bundle's pins win.
 
 Requirements are resolved (``uv pip compile``, nothing installed) when a bundle is created, so a set that can
 never be installed is refused then, with uv's reason, instead of failing every endpoint that uses it later.
+
+A bundle pickled on another Python minor than the server's gets an environment built on that minor's
+interpreter, where the host has one (cloudpickle's pickled functions are code objects of one minor); the
+worker runtime's compiled dependencies are then installed into it too, at the server's versions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import glob
 import hashlib
 import logging
+import os
 import shutil
 import sys
 import sysconfig
@@ -61,8 +67,38 @@ def satisfied_here(requirements: list[str]) -> bool:
     return True
 
 
-def requirements_hash(requirements: list[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:16]
+def requirements_hash(requirements: list[str], python_minor: str | None = None) -> str:
+    text = "\n".join(sorted(requirements)) + (f"\npython=={python_minor}" if python_minor else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+SERVER_MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
+# what the worker runtime imports that is compiled for one Python minor (installed into foreign-minor envs)
+WORKER_RUNTIME_PACKAGES = ("orjson", "uvloop", "cloudpickle")
+
+
+def _candidates(minor: str) -> list[str]:
+    """Interpreters that may be Python ``minor``: on PATH, pyenv's and uv's installs, /usr/local."""
+    found = [shutil.which(f"python{minor}") or ""]
+    home = os.path.expanduser("~")
+    for pattern in (f"{home}/.pyenv/versions/{minor}.*/bin/python{minor}", f"/usr/local/bin/python{minor}",
+                    f"/usr/bin/python{minor}", f"{home}/.local/share/uv/python/cpython-{minor}.*/bin/python{minor}"):
+        found += sorted(glob.glob(pattern), reverse=True)
+    return [c for c in dict.fromkeys(found) if c]
+
+
+async def find_python(minor: str) -> str | None:
+    """An interpreter of Python ``minor`` ("3.12") on this host, or None."""
+    if minor == SERVER_MINOR:
+        return sys.executable
+    for candidate in _candidates(minor):
+        proc = await asyncio.create_subprocess_exec(
+            candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await proc.communicate()
+        if proc.returncode == 0 and out.decode().strip() == minor:
+            return candidate
+    return None
 
 
 def _uv() -> str:
@@ -74,6 +110,7 @@ class Environments:
         self.root = root
         self.enabled = enabled
         self._locks: dict[str, asyncio.Lock] = {}
+        self._pythons: dict[str, str | None] = {}
         self._unresolvable: dict[str, str] = {}  # requirements hash -> uv's reason
 
     async def check(self, requirements: list[str]) -> None:
@@ -112,30 +149,72 @@ class Environments:
         self._unresolvable[digest] = reason
         raise RequirementsUnresolvable(reason)
 
-    async def python_for(self, requirements: list[str], log_path: Path) -> str:
-        """The interpreter a bundle with ``requirements`` runs on (builds its environment if needed)."""
-        if not requirements or satisfied_here(requirements) or not self.enabled:
+    async def interpreter(self, minor: str) -> str | None:
+        """This host's interpreter for Python ``minor`` (looked up once), or None."""
+        if minor not in self._pythons:
+            self._pythons[minor] = await find_python(minor)
+        return self._pythons[minor]
+
+    async def python_problem(self, minor: str) -> str | None:
+        """Why bundles pickled on Python ``minor`` cannot run here, or None when they can."""
+        if minor == SERVER_MINOR:
+            return None
+        if not self.enabled:
+            return (f"the bundle was pickled on Python {minor}, but this server runs Python {SERVER_MINOR} and "
+                    "builds no environments; create the bundle from Python " + SERVER_MINOR)
+        if await self.interpreter(minor) is None:
+            return (f"the bundle was pickled on Python {minor}, but this server runs Python {SERVER_MINOR} and "
+                    f"has no Python {minor} interpreter to run it with (pickled functions only load on the "
+                    f"Python minor that pickled them): create the bundle from Python {SERVER_MINOR}, or ask the "
+                    f"operator to install Python {minor}")
+        return None
+
+    async def python_for(self, requirements: list[str], log_path: Path, python_minor: str | None = None) -> str:
+        """The interpreter a bundle with ``requirements`` (pickled on ``python_minor``) runs on; builds its
+        environment if needed."""
+        foreign = python_minor is not None and python_minor != SERVER_MINOR
+        if not foreign and (not requirements or satisfied_here(requirements) or not self.enabled):
             return sys.executable
-        digest = requirements_hash(requirements)
+        base = sys.executable
+        if foreign:
+            assert python_minor is not None
+            found = await self.interpreter(python_minor)
+            problem = await self.python_problem(python_minor)
+            if found is None or problem is not None:
+                raise EnvironmentBuildError(problem or f"no Python {python_minor} here")
+            base = found
+            requirements = [*requirements, *_runtime_pins(requirements)]
+        digest = requirements_hash(requirements, python_minor if foreign else None)
         lock = self._locks.setdefault(digest, asyncio.Lock())
         async with lock:
             env = self.root / digest
             python = env / "bin" / "python"
             if (env / ".complete").exists():
                 return str(python)
-            await self._build(env, requirements, log_path)
+            await self._build(env, requirements, log_path, base)
             return str(python)
 
-    async def _build(self, env: Path, requirements: list[str], log_path: Path) -> None:
+    async def _build(self, env: Path, requirements: list[str], log_path: Path, base: str) -> None:
         uv = _uv()
         shutil.rmtree(env, ignore_errors=True)
         env.parent.mkdir(parents=True, exist_ok=True)
-        await _run([uv, "venv", "--quiet", "--python", sys.executable, str(env)], log_path)
+        await _run([uv, "venv", "--quiet", "--python", base, str(env)], log_path)
         await _run([uv, "pip", "install", "--python", str(env / "bin" / "python"), *requirements], log_path)
         site = _site_packages(env)
         ours = sysconfig.get_paths()["purelib"]
         (site / "_launch_server_packages.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
         (env / ".complete").touch()
+
+
+def _runtime_pins(requirements: list[str]) -> list[str]:
+    """The worker runtime's compiled dependencies at the server's versions, unless the bundle names them."""
+    named = set()
+    for line in requirements:
+        try:
+            named.add(Requirement(line).name.lower())
+        except InvalidRequirement:
+            continue
+    return [f"{name}=={metadata.version(name)}" for name in WORKER_RUNTIME_PACKAGES if name not in named]
 
 
 def _site_packages(env: Path) -> Path:

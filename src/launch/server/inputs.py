@@ -22,11 +22,13 @@ class WorkerRequest:
     failure: str | None = None
 
 
-async def prepare(request: dict[str, Any], policy: FetchPolicy) -> WorkerRequest:
-    """The frame for ``request``: plain JSON, or JSON plus the fetched bytes of its ``url`` input."""
+async def prepare(request: dict[str, Any], policy: FetchPolicy, raw: bytes | None = None) -> WorkerRequest:
+    """The frame for ``request``: plain JSON, or JSON plus the fetched bytes of its ``url`` input. ``raw``:
+    the client's body that ``request`` was validated from, passed through as it is when it has no url (the
+    worker applies the same defaults, and ignores other keys): a large body is not serialised again."""
     url = request.get("url")
     if not url:
-        return WorkerRequest(wire.PREDICT, orjson.dumps(request))
+        return WorkerRequest(wire.PREDICT, raw if raw is not None else orjson.dumps(request))
     try:
         data = await fetch_async(url, policy)
     except FetchDenied as exc:

@@ -13,6 +13,7 @@ import orjson
 
 from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
+from launch.server.domain import schemas
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus
 from launch.server.domain.endpoints import Endpoint, Endpoints
@@ -44,12 +45,16 @@ class ResultLinks:
         return result_url(self.public_url, self.secret, key, self.ttl)
 
 
-def parse_body(body: bytes) -> dict[str, Any]:
+def parse_body(body: bytes, endpoint: Endpoint | None = None) -> dict[str, Any]:
+    """The validated request; its ``args`` also against the endpoint's request schema, if it has one."""
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
-    return validate_task_request(data)
+    request = validate_task_request(data)
+    if endpoint is not None and endpoint.request_schema is not None and "args" in request:
+        schemas.validate_args(schemas.validator(endpoint.request_schema), request["args"])
+    return request
 
 
 def _usable(endpoint: Endpoint, kind: str) -> None:
@@ -81,13 +86,14 @@ class Predictions:
         self.exit_reason = exit_reason  # why a worker died, where placement knows (its memory limit)
         self.quotas = quotas or Quotas()
         # demand for an endpoint with no serving worker: wakes the control loop, wherever it runs
-        self.demand: Callable[[str], None] = lambda endpoint_id: self.endpoints.changed.set()
+        self.demand: Callable[[str], None] = self.endpoints.wake
 
     async def sync(self, owner: str, endpoint_name: str, body: bytes) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "sync")
-        request = await prepare(parse_body(body), self.fetch_policy)
+        # validated here for a clear 4xx; without a url the worker reads the client's own bytes the same way
+        request = await prepare(parse_body(body, endpoint), self.fetch_policy, raw=body)
         if request.failure is not None:
             return failure_body(request.failure)
         pool = self.pools.get(endpoint.id)
@@ -103,12 +109,12 @@ class Predictions:
                 if not reply.rejected:
                     break
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
-                self.endpoints.changed.set()  # start its replacement now
+                self.endpoints.wake(endpoint.id)  # start its replacement now
                 if not can_retry:
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {reply.detail}")
             except WorkerUnreachable as exc:
                 worker.broken = True
-                self.endpoints.changed.set()  # the reconciler replaces it now
+                self.endpoints.wake(endpoint.id)  # the reconciler replaces it now
                 if exc.sent:  # it may have run: do not run it again behind the caller's back
                     why = self.exit_reason(worker.worker_id) or str(exc)
                     raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {why}"
@@ -117,7 +123,7 @@ class Predictions:
                     raise Unavailable(f"the worker serving {endpoint_name!r} is unreachable: {exc}") from None
             except TimeoutError:
                 worker.broken = True  # its thread cannot be stopped, its process can: the reconciler recycles it
-                self.endpoints.changed.set()
+                self.endpoints.wake(endpoint.id)
                 raise PredictionTimeout(
                     f"prediction on {endpoint_name!r} did not finish within {self.sync_timeout:g} s "
                     "(LAUNCH_SYNC_TIMEOUT_SECONDS); the worker that ran it is being replaced"
@@ -156,7 +162,7 @@ class Predictions:
     async def submit(self, owner: str, endpoint_name: str, body: bytes) -> str:
         endpoint = await self.cache.get(owner, endpoint_name)
         _usable(endpoint, "async")
-        request = parse_body(body)
+        request = parse_body(body, endpoint)
         if b"\\u0000" in body and _holds_nul(request):
             raise InvalidRequest("the request holds a NUL character (\\u0000), which async tasks cannot store; "
                                  "send binary data base64-encoded or by url")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -52,9 +54,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def json_loads(text: str | bytes) -> Any:
+    """JSON columns read with orjson (several times faster: listing 1,000 endpoints decodes 3,000 of them);
+    what orjson refuses (NaN, lone surrogates written by older versions) is read as before."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url``; SQLite connections get WAL and a busy timeout."""
-    engine = create_async_engine(async_url(url), pool_pre_ping=not url.startswith("sqlite"))
+    engine = create_async_engine(async_url(url), pool_pre_ping=not url.startswith("sqlite"),
+                                 json_deserializer=json_loads)
     if url.startswith("sqlite"):
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -62,7 +74,7 @@ def create_engine(url: str) -> AsyncEngine:
 
 def create_sync_engine(url: str) -> sa.Engine:
     """A sync engine for ``url`` (used by migrations and the CLI)."""
-    engine = sa.create_engine(sync_url(url))
+    engine = sa.create_engine(sync_url(url), json_deserializer=json_loads)
     if url.startswith("sqlite"):
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine

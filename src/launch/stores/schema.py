@@ -32,6 +32,10 @@ bundles = sa.Table(
     sa.Column("env_params", sa.JSON, nullable=False),
     sa.Column("app_config", sa.JSON, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("cloudpickle_version", sa.String(64), nullable=True),
+    sa.Column("python_version", sa.String(16), nullable=True),
+    sa.Column("request_schema", sa.JSON, nullable=True),
+    sa.Column("response_schema", sa.JSON, nullable=True),
     sa.UniqueConstraint("owner", "name", name="uq_bundles_owner_name"),
 )
 

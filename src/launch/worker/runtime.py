@@ -6,6 +6,7 @@ import importlib
 import inspect
 import json
 import os
+import pickle
 import sys
 import traceback
 import zipfile
@@ -107,12 +108,16 @@ def load_bundle(path: str, runtime: dict[str, Any]) -> PredictFn:
     """The predict function of the bundle stored at ``path``."""
     packaging = runtime.get("packaging_type", "cloudpickle")
     app_config = runtime.get("app_config")
-    if packaging not in ("cloudpickle", "zip"):
+    if packaging not in ("cloudpickle", "zip", "command"):
         raise BundleLoadError(f"unknown packaging type {packaging!r}")
     with open_bundle(path) as bundle:
         if packaging == "cloudpickle":
             return load_pickled(bundle.read(), app_config)
         workdir = Path(runtime.get("workdir") or Path(path).with_suffix(".d"))
+        if packaging == "command":
+            from launch.worker.command import start_command
+
+            return start_command(bundle, workdir, runtime.get("metadata") or {})
         return load_zip(bundle, workdir, runtime.get("metadata") or {}, app_config)
 
 
@@ -152,7 +157,7 @@ class Runtime:
             output = self.predict_fn(*args, **kwargs)
         except Exception as exc:
             return self.failure(exc)
-        return serialise(output, bool(request.get("return_pickled", True)))
+        return serialise(output, bool(request.get("return_pickled", True)), request.get("pickle_protocol"))
 
     def failure(self, exc: Exception) -> Outcome:
         """A failed outcome with the traceback; a ``MemoryError`` also names the worker's memory limit."""
@@ -168,13 +173,30 @@ class Runtime:
             output = await self.predict_fn(*args, **kwargs)
         except Exception as exc:
             return self.failure(exc)
-        return serialise(output, bool(request.get("return_pickled", True)))
+        return serialise(output, bool(request.get("return_pickled", True)), request.get("pickle_protocol"))
 
 
-def serialise(output: Any, return_pickled: bool) -> Outcome:
+def serialise(output: Any, return_pickled: bool, protocol: int | None = None) -> Outcome:
     try:
         if return_pickled:
-            return Outcome(ok=True, pickled=cloudpickle.dumps(output))
-        return Outcome(ok=True, result=json.dumps(output))
+            return Outcome(ok=True, pickled=pickled(output, protocol))
     except Exception:
         return Outcome(ok=False, traceback=traceback.format_exc())
+    try:
+        return Outcome(ok=True, result=json.dumps(output))
+    except (TypeError, ValueError) as exc:
+        return Outcome(ok=False, traceback=(
+            f"{traceback.format_exc()}\nThe result ({type(output).__module__}.{type(output).__qualname__}) is not "
+            f"JSON ({exc}): ask for it pickled with return_pickled=True, e.g. EndpointRequest(args=..., "
+            "return_pickled=True), and read it with client.download_result(response.result_url)\n"))
+
+
+def pickled(output: Any, protocol: int | None = None) -> bytes:
+    """``output`` as a pickle the asking client can load: with at most its pickle ``protocol``, and with the
+    standard pickler whenever it can (such a pickle needs no cloudpickle to load, so any client version reads
+    it); cloudpickle only for what needs it (lambdas, local classes, functions pickled by value)."""
+    protocol = min(protocol or pickle.HIGHEST_PROTOCOL, pickle.HIGHEST_PROTOCOL)
+    try:
+        return pickle.dumps(output, protocol)
+    except Exception:
+        return cloudpickle.dumps(output, protocol)

@@ -1,120 +1,120 @@
-"""The prediction routes (sync predict, async submit and poll) as a bare ASGI handler in front of FastAPI: the hot
-paths skip routing, dependency injection and response classes (they still authenticate, limit and map errors
-the same way). OpenAPI documents the same routes through ``native.sync_task``, ``native.async_task`` and
-``native.get_task``."""
+"""The hot routes (``routes.Route`` tables: predictions, task polls) as a bare ASGI handler in front of
+FastAPI: they skip routing, dependency injection and response classes, yet authenticate, limit and map
+errors the same way. FastAPI documents the same routes (``FastPath.document``); should it ever be handed one
+of them, it answers through ``FastPath.serve`` too, so both give the same bytes."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from fastapi import FastAPI, Request, Security
+from fastapi.responses import Response
 
-from launch.server.api.auth import key_from_header
 from launch.server.api.errors import storage_error
-from launch.server.domain.errors import InvalidRequest, LaunchError, PayloadTooLarge
-from launch.server.domain.owners import ApiKeys
-from launch.server.predictions import MAX_WAIT_SECONDS, Predictions
+from launch.server.api.openapi import basic_auth, bearer_auth, errors
+from launch.server.api.routes import Call, Reply, Route, RouteTable
+from launch.server.domain.errors import LaunchError, PayloadTooLarge, Unauthenticated
+
+if TYPE_CHECKING:
+    from launch.server.app import Services
 
 log = logging.getLogger("launch.api")
-SYNC_PATH = "/v1/sync-tasks"
-ASYNC_PATH = "/v1/async-tasks"
-TASK_PREFIX = ASYNC_PATH + "/"
-_JSON = [(b"content-type", b"application/json")]
+_JSON = (b"content-type", b"application/json")
+_AUTHENTICATE = (b"www-authenticate", b'Basic realm="launch"')
 
 
 class FastPath:
-    def __init__(self, app: Any, api_keys: ApiKeys, predictions: Predictions, max_bytes: int) -> None:
+    def __init__(self, app: Any, services: Services, routes: list[Route], max_bytes: int) -> None:
         self.app = app
-        self.api_keys = api_keys
-        self.predictions = predictions
+        self.services = services
+        self.table = RouteTable(routes)
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        if (method == "POST" and path in (SYNC_PATH, ASYNC_PATH)) or (
-            method == "GET" and path.startswith(TASK_PREFIX) and "/" not in path[len(TASK_PREFIX):]
-        ):
-            try:
-                status, body = 200, await self._handle(path, scope, receive)
-            except LaunchError as exc:
-                status, body = exc.status_code, orjson.dumps({"detail": exc.detail})
-            except Exception as exc:
-                mapped = storage_error(exc)
-                if mapped is None:
-                    log.exception("unexpected error on %s %s", method, path)
-                    mapped = LaunchError(f"internal server error: {type(exc).__name__}")
-                status, body = mapped.status_code, orjson.dumps({"detail": mapped.detail})
-            headers = [*_JSON, (b"content-length", str(len(body)).encode())]
-            if status == 401:  # as api.errors answers it on every other route
-                headers.append((b"www-authenticate", b'Basic realm="launch"'))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
+        if scope["type"] == "http":
+            matched = self.table.match(scope["method"], scope["path"])
+            if matched is not None:
+                await self.serve(matched[0], matched[1], scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
-    async def _owner(self, scope: dict[str, Any]) -> str:
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-                break
-        return await self.api_keys.authenticate(key_from_header(authorization))
+    async def serve(self, route: Route, params: dict[str, str], scope: dict[str, Any], receive: Any,
+                    send: Any) -> None:
+        """Answer one request to ``route``: the only implementation of the hot routes' transport."""
+        call = Call(scope, receive, send, params, self.services, self.max_bytes)
+        try:
+            if route.reads_body:
+                self._check_declared_length(scope)
+            result = await route.handler(call)
+        except LaunchError as exc:
+            result = error_reply(exc)
+        except Exception as exc:
+            mapped = storage_error(exc)
+            if mapped is None:
+                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+                mapped = LaunchError(f"internal server error: {type(exc).__name__}")
+            else:
+                log.warning("%s %s: %s", scope["method"], scope["path"], exc)
+            result = error_reply(mapped)
+        if result is None:  # the handler sent its response itself
+            return
+        if isinstance(result, Reply):
+            status, body, headers = result.status, result.body, [*result.headers]
+        else:
+            status, body, headers = 200, result, [_JSON]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    async def _handle(self, path: str, scope: dict[str, Any], receive: Any) -> bytes:
-        query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
-        if path.startswith(TASK_PREFIX):
-            owner = await self._owner(scope)
-            wait = _wait_seconds(_first(query, "wait"))
-            return orjson.dumps(await self.predictions.task_view(owner, path[len(TASK_PREFIX):], wait))
+    def _check_declared_length(self, scope: dict[str, Any]) -> None:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
-        owner = await self._owner(scope)
-        endpoint = endpoint_ref(_first(query, "model_endpoint_name"), _first(query, "model_endpoint_id"))
-        body = await self._body(receive)
-        if path == SYNC_PATH:
-            return await self.predictions.sync(owner, endpoint, body)
-        return orjson.dumps({"task_id": await self.predictions.submit(owner, endpoint, body)})
 
-    async def _body(self, receive: Any) -> bytes:
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks) if len(chunks) > 1 else chunks[0]
+    def document(self, app: FastAPI) -> None:
+        """Register every table route with FastAPI for the OpenAPI document (and 405s for other methods).
+        Call before any catch-all route of the same prefix."""
+        for route in self.table.routes:
+            app.add_api_route(
+                route.path, _fastapi_endpoint(self, route), methods=[route.method], name=route.name,
+                tags=list(route.tags) or None, summary=route.summary, description=route.description or "",
+                openapi_extra=_openapi(route), response_class=Response, responses=errors(*route.responses),
+                dependencies=[Security(basic_auth), Security(bearer_auth)],  # the document's security schemes
+            )
 
 
-def endpoint_ref(model_endpoint_name: str | None = None, model_endpoint_id: str | None = None) -> str:
-    """The endpoint a task is for, by name or by id (Launch's v1 API uses ids)."""
-    ref = model_endpoint_name or model_endpoint_id
-    if not ref:
-        raise InvalidRequest("query parameter model_endpoint_name (or model_endpoint_id) is required")
-    return ref
+def error_reply(exc: LaunchError) -> Reply:
+    headers = ((_JSON, _AUTHENTICATE) if isinstance(exc, Unauthenticated) else (_JSON,))
+    return Reply(orjson.dumps({"detail": exc.detail}), exc.status_code, headers)
 
 
-def _first(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[0] if values else None
+class _Served(Response):
+    """What FastAPI returns for a table route: the fast path's own answer."""
+
+    def __init__(self, fast_path: FastPath, route: Route, params: dict[str, str]) -> None:
+        super().__init__()
+        self.fast_path, self.route, self.params = fast_path, route, params
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.fast_path.serve(self.route, self.params, scope, receive, send)
 
 
-def _wait_seconds(value: str | None) -> float:
-    if value is None:
-        return 0.0
-    try:
-        wait = float(value)
-    except ValueError:
-        raise InvalidRequest("wait must be a number of seconds") from None
-    if not 0 <= wait <= MAX_WAIT_SECONDS:
-        raise InvalidRequest(f"wait must be between 0 and {MAX_WAIT_SECONDS:.0f} seconds")
-    return wait
+def _fastapi_endpoint(fast_path: FastPath, route: Route) -> Any:
+    async def endpoint(request: Request) -> Response:
+        return _Served(fast_path, route, dict(request.path_params))
+
+    endpoint.__name__ = route.name
+    endpoint.__doc__ = route.description
+    return endpoint
+
+
+def _openapi(route: Route) -> dict[str, Any]:
+    """The route's own OpenAPI fields, with its path parameters (FastAPI only sees the ``Request``)."""
+    extra = dict(route.openapi_extra)
+    _, rest = route.segments()
+    path_params = [{"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+                   for part in rest if part.startswith("{")]
+    extra["parameters"] = path_params + list(extra.get("parameters", []))
+    return extra

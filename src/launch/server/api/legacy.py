@@ -1,6 +1,7 @@
 """The legacy API used by scale-launch 0.3.3, under /v1/hosted_inference (a thin translation layer).
 
-Every route calls the same services as the native API; this module only renames fields (``bundle_name`` →
+Every route calls the same services as the native API (the task routes are in ``prediction_routes``, on
+the fast path); this module only renames fields (``bundle_name`` →
 ``name``, ``status`` → ``state``, ...) and keeps the transport promises the 0.3.3 client relies on: JSON on
 every answer, 404 for unknown objects and routes, no redirects, and never a status the client retries
 (503/504/520/524) for a sync prediction that timed out. The contract is shared/spec/legacy-api.md.
@@ -10,15 +11,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 
 from launch.server.api.methods import CATCH_ALL, allowed_methods
 from launch.server.api.native import (
-    _TASK_BODY,
     FINITE,
     CloneBundle,
     CreateBundle,
@@ -37,7 +37,7 @@ from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.domain.bundles import Bundle, NewBundle
 from launch.server.domain.endpoints import Endpoint
-from launch.server.domain.errors import LaunchError, NotFound, PredictionTimeout
+from launch.server.domain.errors import NotFound
 
 PREFIX = "/v1/hosted_inference"
 router = APIRouter(prefix=PREFIX, route_class=StrictJsonRoute)
@@ -50,13 +50,6 @@ class BundleNameConvertor(StringConvertor):
 
 
 register_url_convertor("legacy_bundle", BundleNameConvertor())
-
-
-class SyncTimeout(LaunchError):
-    """A sync prediction ran past the server's limit. 408, not 504: the 0.3.3 client retries 504 (three
-    more runs of a slow model, and 13 s of sleep) while this one is final."""
-
-    status_code = 408
 
 
 # -- request bodies: the native models under the legacy field names ----------------------------------------
@@ -100,13 +93,6 @@ def bundle_object(bundle: Bundle) -> dict[str, Any]:
 def endpoint_object(svc: Services, endpoint: Endpoint) -> dict[str, Any]:
     """The native endpoint view. Our creation has no separate task: its progress is ``status``."""
     return {**endpoint_view(endpoint, svc.pools.get(endpoint.id)), "endpoint_creation_task_id": endpoint.id}
-
-
-def task_object(native: dict[str, Any]) -> dict[str, Any]:
-    """A native task view as the 0.3.3 client reads it: ``state`` instead of ``status``."""
-    view = dict(native)
-    view["state"] = view.pop("status", None)
-    return view
 
 
 def upload_object(svc: Services, who: str, kind: str) -> dict[str, str]:
@@ -156,13 +142,6 @@ async def creation_logs(endpoint_name: str, request: Request, who: str = Depends
     return {"content": endpoint_creation_logs(svc, await svc.endpoints.get(who, endpoint_name))}
 
 
-@router.get("/endpoints/{endpoint_name}/task_async/{task_id}", responses=errors(401, 404))
-async def endpoint_task(endpoint_name: str, task_id: str, request: Request,
-                        who: str = Depends(owner)) -> dict[str, Any]:
-    """Tasks are looked up among the caller's own by id, so a task outlives its endpoint's deletion."""
-    return task_object(await services(request).predictions.task_view(who, task_id))
-
-
 @router.post("/endpoints", responses=errors(401, 404, 409))
 async def create_endpoint(body: LegacyCreateEndpoint, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     svc = services(request)
@@ -171,10 +150,10 @@ async def create_endpoint(body: LegacyCreateEndpoint, request: Request, who: str
     return endpoint_object(svc, endpoint)
 
 
-@router.get("/endpoints", responses=errors(401))
-async def list_endpoints(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+@router.get("/endpoints", responses=errors(401), response_model=dict[str, Any])
+async def list_endpoints(request: Request, who: str = Depends(owner)) -> ORJSONResponse:
     svc = services(request)
-    return {"endpoints": [endpoint_object(svc, e) for e in await svc.endpoints.list(who)]}
+    return ORJSONResponse({"endpoints": [endpoint_object(svc, e) for e in await svc.endpoints.list(who)]})
 
 
 @router.get("/endpoints/{endpoint_name}", responses=errors(401, 404))
@@ -195,26 +174,6 @@ async def edit_endpoint(endpoint_name: str, body: EditEndpoint, request: Request
 async def delete_endpoint(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
     await services(request).endpoints.request_delete(who, endpoint_name)
     return {"deleted": True}
-
-
-# -- tasks --------------------------------------------------------------------------------------------------
-@router.post("/task_sync/{endpoint_name}", responses=errors(401, 404, 408, 409, 502), openapi_extra=_TASK_BODY)
-async def sync_task(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
-    try:
-        body = await services(request).predictions.sync(who, endpoint_name, await request.body())
-    except PredictionTimeout as exc:
-        raise SyncTimeout(exc.detail) from None
-    return task_object(orjson.loads(body))
-
-
-@router.post("/task_async/{endpoint_name}", responses=errors(401, 404, 409, 429), openapi_extra=_TASK_BODY)
-async def async_task(endpoint_name: str, request: Request, who: str = Depends(owner)) -> dict[str, str]:
-    return {"task_id": await services(request).predictions.submit(who, endpoint_name, await request.body())}
-
-
-@router.get("/task/result/{task_id}", responses=errors(401, 404))
-async def task_result(task_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
-    return task_object(await services(request).predictions.task_view(who, task_id))
 
 
 # -- batch jobs ---------------------------------------------------------------------------------------------

@@ -1,26 +1,26 @@
-"""The native HTTP API under /v1 (resource names after Launch's v1 API), documented by FastAPI's OpenAPI."""
+"""The native HTTP API under /v1 (resource names after Launch's v1 API), documented by FastAPI's OpenAPI.
+The prediction routes (sync and async tasks) are in ``prediction_routes``, served by the fast path."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import ORJSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from launch.server.api.auth import key_from_header
-from launch.server.api.fast_path import endpoint_ref
 from launch.server.api.openapi import basic_auth, bearer_auth, errors
 from launch.server.api.strict_json import StrictJsonRoute
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
 from launch.server.domain import endpoints as endpoint_rules
+from launch.server.domain import schemas
 from launch.server.domain.bundles import MAX_REQUIREMENT_CHARS, MAX_REQUIREMENTS, NewBundle
 from launch.server.domain.endpoints import Endpoint, EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
 from launch.server.domain.results import RESULT_PURPOSE
 from launch.server.domain.uploads import MAX_LOCATION_CHARS
-from launch.server.predictions import MAX_WAIT_SECONDS
 from launch.server.signing import verify
 
 RESULT_REDIRECT_TTL = 300  # the signed gateway URL is the lasting one; each visit presigns anew
@@ -62,11 +62,15 @@ class CreateBundle(BaseModel):
     model_config = FINITE
     name: Name
     location: Location
-    packaging_type: Literal["cloudpickle", "zip"] = "cloudpickle"
+    packaging_type: Literal["cloudpickle", "zip", "command"] = "cloudpickle"
     metadata: dict[str, Any] = Field(default_factory=dict)
     requirements: Requirements = Field(default_factory=list)
     env_params: dict[str, Any] = Field(default_factory=dict)
     app_config: Any = None
+    cloudpickle_version: str | None = Field(None, max_length=64, description="the cloudpickle that pickled it")
+    python_version: str | None = Field(None, max_length=16, description="the Python minor that pickled it: '3.11'")
+    request_schema: dict[str, Any] | None = Field(None, description="JSON Schema of a request's args")
+    response_schema: dict[str, Any] | None = Field(None, description="JSON Schema of a result")
 
 
 class CloneBundle(BaseModel):
@@ -121,16 +125,6 @@ class EditEndpoint(BaseModel):
         return data
 
 
-def task_endpoint(
-    model_endpoint_name: Annotated[str | None, Query(min_length=1, max_length=128,
-                                                     description="The endpoint, by name")] = None,
-    model_endpoint_id: Annotated[str | None, Query(min_length=1, max_length=128,
-                                                   description="The endpoint, by id (instead of its name)")] = None,
-) -> str:
-    """The endpoint a task is for: one of the two query parameters is required."""
-    return endpoint_ref(model_endpoint_name, model_endpoint_id)
-
-
 @router.get("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -144,22 +138,6 @@ class CreateBatchJob(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     labels: dict[str, Any] = Field(default_factory=dict)
 
-
-# The task routes are served by api.fast_path (no FastAPI on the hot path); these entries document them.
-_TASK_SCHEMA = {
-    "title": "TaskRequest", "type": "object",
-    "description": "One prediction: keyword `args` for the predict function, or a `url` whose bytes it gets "
-                   "(`url` wins when both are sent).",
-    "properties": {
-        "args": {"type": "object", "description": "Keyword arguments of the predict function"},
-        "url": {"type": "string", "minLength": 1, "description": "A file whose bytes the predict function gets"},
-        "return_pickled": {"type": "boolean", "default": True,
-                           "description": "Answer a `result_url` to the pickled output instead of `result`"},
-    },
-    "anyOf": [{"required": ["args"]}, {"required": ["url"]}],
-}
-_TASK_BODY: dict[str, Any] = {"requestBody": {"required": True,
-                                              "content": {"application/json": {"schema": _TASK_SCHEMA}}}}
 
 
 @router.post("/v1/uploads", tags=["uploads"], responses=errors(401))
@@ -234,10 +212,13 @@ async def create_endpoint(body: CreateEndpoint, request: Request, who: str = Dep
     return endpoint_view(endpoint, svc.pools.get(endpoint.id))
 
 
-@router.get("/v1/model-endpoints", tags=["model endpoints"], responses=errors(401))
-async def list_endpoints(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+@router.get("/v1/model-endpoints", tags=["model endpoints"], responses=errors(401), response_model=dict[str, Any])
+async def list_endpoints(request: Request, who: str = Depends(owner)) -> ORJSONResponse:
+    """Serialised directly (no response model validation): a list of 1,000 endpoints stays a few ms."""
     svc = services(request)
-    return {"endpoints": [endpoint_view(e, svc.pools.get(e.id)) for e in await svc.endpoints.list(who)]}
+    return ORJSONResponse(
+        {"endpoints": [endpoint_view(e, svc.pools.get(e.id)) for e in await svc.endpoints.list(who)]}
+    )
 
 
 @router.get("/v1/model-endpoints/{name}", tags=["model endpoints"], responses=errors(401, 404))
@@ -270,36 +251,21 @@ async def endpoint_logs(name: str, request: Request, who: str = Depends(owner)) 
             "failed_rollout": endpoint.failed_rollout.to_dict() if endpoint.failed_rollout else None}
 
 
+@router.get("/v1/model-endpoints/{name}/openapi.json", tags=["model endpoints"], responses=errors(401, 404))
+async def endpoint_openapi(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
+    """The endpoint's own OpenAPI document: its prediction route with its bundle's request and response
+    schemas."""
+    endpoint = await services(request).endpoints.get(who, name)
+    return schemas.endpoint_openapi(endpoint.name, endpoint.endpoint_type, endpoint.request_schema,
+                                    endpoint.response_schema)
+
+
 def endpoint_creation_logs(svc: Services, endpoint: Endpoint) -> str:
     """Rollout timeline, environment build output and worker logs; the reason of a failure last."""
     content = svc.reconciler.creation_logs(endpoint.id)
     if endpoint.status_reason:
         content += f"==> status {endpoint.status.value} <==\n{endpoint.status_reason}\n"
     return content
-
-
-@router.post("/v1/sync-tasks", tags=["tasks"], response_class=ORJSONResponse, openapi_extra=_TASK_BODY,
-             responses=errors(401, 404, 409, 502, 504))
-async def sync_task(request: Request, endpoint: str = Depends(task_endpoint), who: str = Depends(owner)) -> Response:
-    """Run one prediction and wait for it: ``{"args": {...}}`` or ``{"url": "..."}``, ``return_pickled``."""
-    body = await services(request).predictions.sync(who, endpoint, await request.body())
-    return Response(body, media_type="application/json")
-
-
-@router.post("/v1/async-tasks", tags=["tasks"], openapi_extra=_TASK_BODY, responses=errors(401, 404, 409, 429))
-async def async_task(request: Request, endpoint: str = Depends(task_endpoint),
-                     who: str = Depends(owner)) -> dict[str, str]:
-    """Queue one prediction; poll ``GET /v1/async-tasks/{task_id}`` for its result."""
-    task_id = await services(request).predictions.submit(who, endpoint, await request.body())
-    return {"task_id": task_id}
-
-
-@router.get("/v1/async-tasks/{task_id}", tags=["tasks"], responses=errors(401, 404))
-async def get_task(task_id: str, request: Request, wait: float = Query(0.0, ge=0, le=MAX_WAIT_SECONDS),
-                   who: str = Depends(owner)) -> dict[str, Any]:
-    """The task's status (PENDING, SUCCESS or FAILURE) and result. ``wait`` (seconds): answer as soon as the
-    task ends, or after that long (long-poll)."""
-    return await services(request).predictions.task_view(who, task_id, wait)
 
 
 @router.post("/v1/batch-jobs", tags=["batch jobs"], responses=errors(401, 404))

@@ -1,5 +1,9 @@
-"""Runs batch jobs: one private worker per job, items pushed to it with bounded concurrency, each
-outcome committed as it lands. Unfinished jobs are resumed at start-up (finished items are skipped)."""
+"""Runs batch jobs: items pushed to workers with bounded concurrency, each outcome committed as it lands.
+Unfinished jobs are resumed at start-up (finished items are skipped).
+
+Where a READY endpoint serves the job's bundle, its warm workers take items while they have spare capacity
+(``per_worker`` minus what they run): no worker to start, first results at once. What they cannot take goes
+to a private worker of the job, started from the bundle's environment (built once, cached)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from launch.net_guard import FetchPolicy
+from launch.server.control.pool import EndpointPool, WorkerRef
 from launch.server.control.workers import BundleUnavailable, WorkerFactory
 from launch.server.domain.batch_jobs import BatchJob, BatchJobs
 from launch.server.domain.bundles import Bundles
@@ -28,7 +33,8 @@ WORKER_RESTARTS = 3
 class BatchRunner:
     def __init__(self, jobs: BatchJobs, bundles: Bundles, factory: WorkerFactory, placement: Placement,
                  client: WorkerClient, objects: ObjectStore, logs_root: Path, concurrency: int = 4,
-                 item_timeout: float = 3600.0, fetch_policy: FetchPolicy | None = None) -> None:
+                 item_timeout: float = 3600.0, fetch_policy: FetchPolicy | None = None,
+                 warm_pools: Callable[[str], list[EndpointPool]] = lambda bundle_id: []) -> None:
         self.jobs = jobs
         self.bundles = bundles
         self.factory = factory
@@ -39,6 +45,7 @@ class BatchRunner:
         self.concurrency = concurrency
         self.item_timeout = item_timeout
         self.fetch_policy = fetch_policy or FetchPolicy()
+        self.warm_pools = warm_pools
         self.wakeup = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._loop: asyncio.Task[None] | None = None
@@ -78,7 +85,10 @@ class BatchRunner:
     async def _run(self, job: BatchJob) -> None:
         await self.jobs.mark_running(job.id)
         items = await self.jobs.pending_items(job.id)
+        items = await self._process_on_warm_workers(job, items)
         for restart in range(WORKER_RESTARTS + 1):
+            if not items:
+                break
             try:
                 handle = await self._start_worker(job)
             except (WorkerStartError, EnvironmentBuildError, BundleUnavailable) as exc:
@@ -97,6 +107,44 @@ class BatchRunner:
             await self.jobs.finish(job, error=f"the job's worker died {WORKER_RESTARTS + 1} times; giving up")
             return
         await self.jobs.finish(job)
+
+    async def _process_on_warm_workers(self, job: BatchJob, items: list[tuple[str, dict[str, Any]]]
+                                       ) -> list[tuple[str, dict[str, Any]]]:
+        """Run items on the spare capacity of endpoints serving the job's bundle; returns what is left (all
+        of it when none has spare capacity, or when a worker fails under an item)."""
+        pools = self.warm_pools(job.bundle_id)
+        if not items or not any(pool.pick_with_capacity() for pool in pools):
+            return items
+        queue = list(reversed(items))
+        leftover: list[tuple[str, dict[str, Any]]] = []
+
+        def spare() -> WorkerRef | None:
+            best: WorkerRef | None = None
+            for pool in pools:
+                worker = pool.pick_with_capacity()
+                if worker is not None and (best is None or worker.capacity - worker.inflight >
+                                           best.capacity - best.inflight):
+                    best = worker
+            return best
+
+        async def consume() -> None:
+            while queue and not leftover:
+                worker = spare()
+                if worker is None:  # the endpoints' own traffic comes first: the rest goes to a job worker
+                    return
+                item = queue.pop()
+                worker.inflight += 1
+                try:
+                    await self._run_item(job, worker.address, *item)
+                except (WorkerUnreachable, TimeoutError):
+                    leftover.append(item)
+                finally:
+                    worker.inflight -= 1
+
+        await asyncio.gather(*(consume() for _ in range(self.concurrency)))
+        log.info("batch job %s: %d items ran on warm endpoint workers", job.id, len(items) - len(queue) -
+                 len(leftover))
+        return leftover + list(reversed(queue))
 
     async def _start_worker(self, job: BatchJob) -> WorkerHandle:
         bundle = await self.bundles.get_by_id(job.bundle_id)
@@ -120,19 +168,19 @@ class BatchRunner:
                     leftover.append(item)
                     continue
                 try:
-                    await self._run_item(job, handle, *item)
+                    await self._run_item(job, handle.address, *item)
                 except (WorkerUnreachable, TimeoutError):
                     leftover.append(item)
 
         await asyncio.gather(*(consume() for _ in range(self.concurrency)))
         return leftover
 
-    async def _run_item(self, job: BatchJob, handle: WorkerHandle, item_id: str, request: dict[str, Any]) -> None:
+    async def _run_item(self, job: BatchJob, address: str, item_id: str, request: dict[str, Any]) -> None:
         prepared = await prepare(request, self.fetch_policy)
         if prepared.failure is not None:
             await self.jobs.record_item(job.id, item_id, ok=False, traceback=prepared.failure)
             return
-        reply = await self.client.predict(handle.address, prepared.payload, self.item_timeout, prepared.kind)
+        reply = await self.client.predict(address, prepared.payload, self.item_timeout, prepared.kind)
         if reply.rejected:
             raise WorkerUnreachable(f"worker refused the item: {reply.detail}", sent=False)
         if reply.pickled:

@@ -4,6 +4,12 @@ It starts workers (building the bundle's environment first), rolls out new gener
 old ones, drains and stops surplus workers, restarts crashed ones with backoff, marks endpoints READY or
 UPDATE_FAILED with a readable reason, and tears deleted endpoints down (failing their unfinished tasks).
 A generation that cannot start is rolled back (``domain.rollouts``): the serving one stays.
+
+Its cost follows what changes, not what exists: each pass reads only the endpoints named in
+``Endpoints.dirty`` (changed records, or woken by demand or a broken worker) and looks at those plus the
+*live* ones (``is_live``: workers, starts, waiters, retries, a generation still to prove). An idle endpoint
+costs nothing until something happens to it; comparing every record's ``updated_at`` every
+``FULL_RESYNC_SECONDS`` is the safety net.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ from launch.stores.placement import Placement, WorkerSpec, WorkerStartError, log
 
 log = logging.getLogger("launch.reconciler")
 MAX_BACKOFF = 30.0
+FULL_RESYNC_SECONDS = 30.0
+REAP_EVERY_SECONDS = 5.0
+BULK_READ = 50  # more changed endpoints than this are read with one query
 LOAD_FAILED_MARKER = "bundle failed to load"  # what launch.worker.main prints before exiting with code 3
 ROLLOUT_LOG = "rollouts.log"
 
@@ -61,6 +70,29 @@ class EndpointRuntime:
     dispatcher: Dispatcher | None = None
     tearing_down: bool = False
     unplaced: str | None = None  # why its last worker did not fit on the host (shown as status_reason)
+
+
+def is_live(rt: EndpointRuntime) -> bool:
+    """Whether an endpoint needs a look at every pass although nothing about it was reported: it has
+    workers (health, autoscaling, scale-down timers), starts under way, requests waiting, a restart
+    backoff running, no room on the host yet, is being torn down, or has a generation still to prove (or
+    must keep ``min_workers``)."""
+    if rt.pool.workers or rt.starting or rt.pool.waiting or rt.tearing_down or rt.failures:
+        return True
+    if rt.unplaced is not None:  # waiting for room on the host
+        return True
+    endpoint = rt.endpoint
+    if not endpoint.usable:
+        return False
+    return (endpoint.status is not EndpointStatus.READY or endpoint.needs_proof
+            or endpoint.settings.min_workers > 0)
+
+
+def proof_key(endpoint: Endpoint) -> tuple[object, ...]:
+    """What a worker start proves loads: the bundle under the resources it ran with. An endpoint with
+    ``min_workers=0`` whose key is proven is READY without starting a worker just to stop it again."""
+    s = endpoint.settings
+    return endpoint.bundle_id, s.cpus, s.memory, s.storage, s.gpus, s.gpu_type
 
 
 class Reconciler:
@@ -87,6 +119,9 @@ class Reconciler:
         self._jobs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._last_reap = 0.0
+        self._next_resync = 0.0
+        self.live: set[str] = set()  # ids of the live endpoints (is_live) after the last pass
+        self.proven: set[tuple[object, ...]] = set()  # proof_key of every worker that started
 
     def log_dir(self, endpoint_id: str) -> Path:
         return self.logs_root / "endpoints" / endpoint_id
@@ -105,6 +140,13 @@ class Reconciler:
         files = sorted(self.log_dir(endpoint_id).glob("*.log"), key=lambda p: p.stat().st_mtime)
         text = "".join(f"==> {p.name} <==\n{log_tail(str(p), limit)}\n" for p in files)
         return text[-limit:]
+
+    def serving_pools(self, bundle_id: str) -> list[EndpointPool]:
+        """The worker pools of READY endpoints that serve ``bundle_id`` (batch jobs borrow their spare
+        capacity)."""
+        return [rt.pool for rt in self.runtimes.values()
+                if rt.endpoint.bundle_id == bundle_id and rt.endpoint.status is EndpointStatus.READY
+                and not rt.tearing_down]
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -141,31 +183,89 @@ class Reconciler:
     async def _run(self) -> None:
         while True:
             try:
-                await self.reconcile_all()
+                if time.monotonic() >= self._next_resync:
+                    await self.reconcile_all()
+                else:
+                    await self.reconcile_changed()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("reconcile pass failed")
             self.endpoints.changed.clear()
+            if self.endpoints.dirty:  # reported during the pass
+                continue
+            # nothing live: sleep until something is reported (or the next full re-read)
+            timeout = (self.settings.reconcile_interval_seconds if self.live
+                       else max(0.0, self._next_resync - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.endpoints.changed.wait(), self.settings.reconcile_interval_seconds)
+                await asyncio.wait_for(self.endpoints.changed.wait(), timeout)
 
     async def reconcile_all(self) -> None:
-        records = {e.id: e for e in await self.endpoints.list()}
+        """The safety net (at start-up, then every ``FULL_RESYNC_SECONDS``): compare every endpoint's
+        ``updated_at`` with what the reconciler holds, read the ones that differ, and pass over them plus
+        the dirty and live ones."""
+        self._next_resync = time.monotonic() + FULL_RESYNC_SECONDS
+        dirty = self.endpoints.take_dirty()
+        stamps = await self.endpoints.stamps()
         for endpoint_id in list(self.runtimes):
-            if endpoint_id not in records:
+            if endpoint_id not in stamps:
                 await self._forget(endpoint_id)
-        for endpoint in records.values():
-            runtime = self.runtimes.get(endpoint.id)
+        dirty |= {endpoint_id for endpoint_id, stamp in stamps.items()
+                  if (rt := self.runtimes.get(endpoint_id)) is None or rt.endpoint.updated_at != stamp}
+        await self._read(dirty)
+        await self._pass(dirty, reap=True)
+
+    async def reconcile_changed(self) -> None:
+        """Read the endpoints reported since the last pass, then a pass over them and the live ones."""
+        dirty = self.endpoints.take_dirty()
+        await self._read(dirty)
+        await self._pass(dirty, reap=False)
+
+    async def _read(self, endpoint_ids: set[str]) -> None:
+        """Bring the runtimes of these endpoints up to date with their records (forget deleted ones)."""
+        if len(endpoint_ids) > BULK_READ:
+            records = {e.id: e for e in await self.endpoints.list()}
+            found: dict[str, Endpoint | None] = {i: records.get(i) for i in endpoint_ids}
+        else:
+            found = {i: await self.endpoints.get_by_id(i) for i in endpoint_ids}
+        for endpoint_id, endpoint in found.items():
+            if endpoint is None:
+                await self._forget(endpoint_id)
+            else:
+                self._apply(endpoint)
+
+    def _apply(self, endpoint: Endpoint) -> EndpointRuntime:
+        runtime = self.runtimes.get(endpoint.id)
+        if runtime is None:
+            runtime = self.runtimes[endpoint.id] = EndpointRuntime(endpoint, self.pools.get(endpoint.id))
+        if runtime.endpoint.generation != endpoint.generation:
+            runtime.failures, runtime.retry_at = 0, 0.0
+        runtime.endpoint = endpoint
+        return runtime
+
+    async def _pass(self, dirty: set[str], reap: bool) -> None:
+        for endpoint_id in sorted(dirty | self.live):
+            runtime = self.runtimes.get(endpoint_id)
             if runtime is None:
-                runtime = self.runtimes[endpoint.id] = EndpointRuntime(endpoint, self.pools.get(endpoint.id))
-            if runtime.endpoint.generation != endpoint.generation:
-                runtime.failures, runtime.retry_at = 0, 0.0
-            runtime.endpoint = endpoint
+                self.live.discard(endpoint_id)
+                continue
             await self._reconcile(runtime)
-        if time.monotonic() - self._last_reap > 5:
+            if is_live(runtime):
+                self.live.add(endpoint_id)
+            else:
+                self.live.discard(endpoint_id)
+                if runtime.dispatcher is not None:  # no worker to dispatch to: no loop to keep running
+                    await runtime.dispatcher.stop()
+                    runtime.dispatcher = None
+        # the jobs this pass spawned take their first step (a start claims its place in rt.starting) before
+        # the next pass counts them: passes can follow each other without any other await in between
+        await asyncio.sleep(0)
+        async_live = any(self.runtimes[i].endpoint.endpoint_type == "async" for i in self.live if i in self.runtimes)
+        if (reap or async_live) and time.monotonic() - self._last_reap > REAP_EVERY_SECONDS:
             self._last_reap = time.monotonic()
-            await self.tasks.reap_expired({e.id: e.queue for e in records.values() if e.endpoint_type == "async"})
+            await self.tasks.reap_expired(
+                {i: rt.endpoint.queue for i, rt in self.runtimes.items() if rt.endpoint.endpoint_type == "async"}
+            )
 
     # -- one endpoint ----------------------------------------------------------------------------------
     async def _reconcile(self, rt: EndpointRuntime) -> None:
@@ -191,6 +291,10 @@ class Reconciler:
         starting = sum(1 for g in rt.starting.values() if g == endpoint.generation)
         desired = await self._desired(rt, len(current) + starting)
         if endpoint.needs_proof and not current and desired == 0:
+            if proof_key(endpoint) in self.proven and not starting:  # this bundle already loaded here
+                self.note(endpoint, "ready: its bundle already loaded on this server (no worker until traffic)")
+                await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
+                return
             desired = 1  # prove the new generation loads before it takes traffic (and before READY)
         if len(current) + starting < desired and time.monotonic() >= rt.retry_at:
             for _ in range(desired - len(current) - starting):
@@ -229,12 +333,16 @@ class Reconciler:
         return autoscaler.decide(load, self.policy)
 
     def _ensure_dispatcher(self, rt: EndpointRuntime) -> None:
+        """A dispatcher runs while the endpoint has (or starts) workers; queued tasks wait in the broker."""
         if rt.endpoint.endpoint_type != "async" or rt.dispatcher is not None:
             return
+        if not (rt.pool.workers or rt.starting):
+            return
+        endpoint_id = rt.endpoint.id
         rt.dispatcher = Dispatcher(
-            rt.endpoint.id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
+            endpoint_id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
             objects=self.objects, client=self.client, task_timeout=self.settings.task_timeout_seconds,
-            on_broken_worker=self.endpoints.changed.set, fetch_policy=self.settings.fetch_policy(),
+            on_broken_worker=lambda: self.endpoints.wake(endpoint_id), fetch_policy=self.settings.fetch_policy(),
             exit_reason=self.placement.exit_reason,
         )
         rt.dispatcher.start()
@@ -306,11 +414,12 @@ class Reconciler:
             except Exception:  # the others' sync paths miss it until the next start; this gateway serves it
                 log.exception("could not publish worker %s", ref.worker_id)
         rt.failures = 0
+        self.proven.add(proof_key(endpoint))
         await rt.pool.notify()
         if endpoint.needs_proof:
             self.note(endpoint, "ready: this generation serves now")
         await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
-        self.endpoints.changed.set()
+        self.endpoints.wake(endpoint.id)
 
     async def _place(self, rt: EndpointRuntime, endpoint: Endpoint, worker_id: str) -> bool:
         """Reserve the host capacity a new worker needs (before any await: the decision and the reservation

@@ -26,7 +26,8 @@ class WorkerFactory:
         """A worker spec for ``bundle``; builds the bundle's environment first if it needs one. ``cpus`` and
         ``memory`` are the limits placement enforces (a batch job's worker gets the server's defaults)."""
         s = self.settings
-        python = await self.environments.python_for(bundle.requirements, log_dir / "environment.log")
+        python = await self.environments.python_for(bundle.environment_requirements, log_dir / "environment.log",
+                                                     bundle.python_version)
         runtime = {
             "packaging_type": bundle.packaging_type, "metadata": bundle.metadata, "app_config": bundle.app_config,
             "threads": threads, "drain_seconds": s.worker_drain_seconds, "max_result_bytes": s.max_result_bytes,

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from launch.server.domain import schemas
 from launch.server.domain.bundles import Bundles
 from launch.server.domain.errors import InvalidRequest, NotFound
 from launch.server.domain.uploads import key_from_location
@@ -138,6 +139,13 @@ class BatchJobs:
         except UnicodeDecodeError:
             raise InvalidRequest("batch input must be UTF-8 text") from None
         items = parse_batch_csv(text, return_pickled=serialization_format == "pickle")
+        compiled = schemas.validator(bundle.request_schema)
+        for number, (item_id, request) in enumerate(items, start=1):
+            if compiled is not None and "args" in request:
+                try:
+                    schemas.validate_args(compiled, request["args"])
+                except InvalidRequest as exc:
+                    raise InvalidRequest(f"batch input item {item_id!r} (row {number}): {exc.detail}") from None
         job_id = uuid.uuid4().hex
 
         def insert(conn: sa.Connection) -> None:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from packaging.requirements import InvalidRequirement, Requirement
 from sqlalchemy.exc import IntegrityError
 
+from launch.server.domain import pickler, schemas
 from launch.server.domain.endpoint_states import EndpointStatus
 from launch.server.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from launch.server.domain.names import validate_name
@@ -20,7 +21,7 @@ from launch.stores.database import Database
 from launch.stores.objects import ObjectStore
 from launch.stores.schema import batch_jobs, bundles, endpoints
 
-PACKAGING_TYPES = ("cloudpickle", "zip")
+PACKAGING_TYPES = ("cloudpickle", "zip", "command")
 UNFINISHED_BATCH_STATES = ("PENDING", "RUNNING")
 MAX_REQUIREMENTS = 500
 MAX_REQUIREMENT_CHARS = 1000
@@ -39,13 +40,25 @@ class Bundle:
     env_params: dict[str, Any]
     app_config: Any
     created_at: float
+    cloudpickle_version: str | None = None  # the cloudpickle that pickled it (its environment gets the same)
+    python_version: str | None = None  # the Python minor that pickled it ("3.11")
+    request_schema: dict[str, Any] | None = None  # JSON Schema of a request's ``args``
+    response_schema: dict[str, Any] | None = None  # JSON Schema of a result
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "name": self.name, "packaging_type": self.packaging_type,
             "location": self.location, "metadata": self.metadata, "requirements": self.requirements,
             "env_params": self.env_params, "app_config": self.app_config, "created_at": self.created_at,
+            "cloudpickle_version": self.cloudpickle_version, "python_version": self.python_version,
+            "request_schema": self.request_schema, "response_schema": self.response_schema,
         }
+
+    @property
+    def environment_requirements(self) -> list[str]:
+        """What its environment is built from: its requirements plus the cloudpickle that pickled it."""
+        pinned = self.cloudpickle_version if self.packaging_type == "cloudpickle" else None
+        return pickler.environment_requirements(self.requirements, pinned)
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,10 @@ class NewBundle:
     requirements: list[str] | None = None
     env_params: dict[str, Any] | None = None
     app_config: Any = None
+    cloudpickle_version: str | None = None
+    python_version: str | None = None
+    request_schema: dict[str, Any] | None = None
+    response_schema: dict[str, Any] | None = None
 
 
 def _row_to_bundle(row: Any) -> Bundle:
@@ -64,6 +81,8 @@ def _row_to_bundle(row: Any) -> Bundle:
         id=row.id, owner=row.owner, name=row.name, packaging_type=row.packaging_type, location=row.location,
         object_key=row.object_key, metadata=row.metadata or {}, requirements=row.requirements or [],
         env_params=row.env_params or {}, app_config=row.app_config, created_at=row.created_at,
+        cloudpickle_version=row.cloudpickle_version, python_version=row.python_version,
+        request_schema=row.request_schema, response_schema=row.response_schema,
     )
 
 
@@ -85,12 +104,31 @@ def clean_requirements(lines: list[str] | None) -> list[str]:
     return cleaned
 
 
+def check_command(metadata: dict[str, Any]) -> None:
+    """A command bundle's metadata: the command that starts the user's HTTP server, its port and routes."""
+    command = metadata.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(x, str) and x for x in command):
+        raise InvalidRequest("command bundles need metadata.command, a non-empty list of strings (argv)")
+    port = metadata.get("port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
+        raise InvalidRequest("metadata.port must be the port the command listens on, between 1024 and 65535")
+    for route in ("predict_route", "healthcheck_route"):
+        value = metadata.get(route)
+        if not isinstance(value, str) or not value.startswith("/"):
+            raise InvalidRequest(f"metadata.{route} must be a path starting with '/'")
+    env = metadata.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise InvalidRequest("metadata.env must map names to strings")
+
+
 class Bundles:
     def __init__(self, db: Database, objects: ObjectStore,
-                 check_requirements: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
+                 check_requirements: Callable[[list[str]], Awaitable[None]] | None = None,
+                 python_problem: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self.db = db
         self.objects = objects
         self.check_requirements = check_requirements  # raises InvalidRequest for a set that cannot install
+        self.python_problem = python_problem  # a Python minor → why this server cannot run it, or None
 
     async def create(self, owner: str, new: NewBundle) -> Bundle:
         validate_name("bundle", new.name)
@@ -105,14 +143,26 @@ class Bundles:
             raise InvalidRequest(f"nothing was uploaded to {new.location!r}; PUT the bundle to its upload URL first")
         if new.packaging_type == "zip" and not (new.metadata or {}).get("load_predict_fn_module_path"):
             raise InvalidRequest("zip bundles need metadata.load_predict_fn_module_path")
+        if new.packaging_type == "command":
+            check_command(new.metadata or {})
         requirements = clean_requirements(new.requirements)
-        if self.check_requirements is not None:
-            await self.check_requirements(requirements)
+        pickled = new.packaging_type == "cloudpickle"
+        cloudpickle_version = new.cloudpickle_version if pickled else None
+        python_version = new.python_version if pickled else None
+        pickler.check_versions(cloudpickle_version, python_version, requirements)
+        if python_version is not None and self.python_problem is not None and (
+                why := await self.python_problem(python_version)) is not None:
+            raise InvalidRequest(why)
+        if self.check_requirements is not None:  # what the environment is built from: with the pickler's pin
+            await self.check_requirements(pickler.environment_requirements(requirements, cloudpickle_version))
         bundle = Bundle(
             id=uuid.uuid4().hex, owner=owner, name=new.name, packaging_type=new.packaging_type,
             location=str(new.location), object_key=key, metadata=dict(new.metadata or {}),
             requirements=requirements, env_params=dict(new.env_params or {}),
             app_config=new.app_config, created_at=time.time(),
+            cloudpickle_version=cloudpickle_version, python_version=python_version,
+            request_schema=schemas.checked(new.request_schema, "request_schema"),
+            response_schema=schemas.checked(new.response_schema, "response_schema"),
         )
         await self._insert(bundle)
         return bundle

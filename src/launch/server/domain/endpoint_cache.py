@@ -10,19 +10,21 @@ class EndpointCache:
     def __init__(self, endpoints: Endpoints) -> None:
         self.endpoints = endpoints
         self._by_name: dict[tuple[str, str], Endpoint] = {}
+        self._keys: dict[str, set[tuple[str, str]]] = {}  # endpoint id -> its keys (by name and by id)
         endpoints.listeners.append(self.invalidate)
 
     def invalidate(self, endpoint_id: str) -> None:
         if endpoint_id == "*":
             self._by_name.clear()
+            self._keys.clear()
             return
-        for key, endpoint in list(self._by_name.items()):
-            if endpoint.id == endpoint_id:
-                del self._by_name[key]
+        for key in self._keys.pop(endpoint_id, ()):
+            self._by_name.pop(key, None)
 
     async def get(self, owner: str, name: str) -> Endpoint:
         endpoint = self._by_name.get((owner, name))
         if endpoint is None:
             endpoint = await self.endpoints.get(owner, name)
             self._by_name[(owner, name)] = endpoint
+            self._keys.setdefault(endpoint.id, set()).add((owner, name))
         return endpoint

@@ -107,6 +107,8 @@ class Endpoint:
     serving_generation: int | None = None
     serving_bundle_name: str | None = None
     failed_rollout: FailedRollout | None = None
+    request_schema: dict[str, Any] | None = None  # the bundle's, applied to requests at the gateway
+    response_schema: dict[str, Any] | None = None
 
     @property
     def queue(self) -> str:
@@ -131,6 +133,7 @@ def _row_to_endpoint(row: Any) -> Endpoint:
         status_reason=row.status_reason, generation=row.generation, created_at=row.created_at,
         updated_at=row.updated_at, serving_generation=row.serving_generation,
         serving_bundle_name=row.serving_bundle_name, failed_rollout=FailedRollout.from_dict(row.failed_rollout),
+        request_schema=row.request_schema, response_schema=row.response_schema,
     )
 
 
@@ -144,7 +147,9 @@ def _record(row: Any) -> Record:
 
 
 def _select() -> sa.Select[Any]:
-    return sa.select(endpoints)
+    # the schemas of the bundle it is asked to serve (the gateway checks requests against them)
+    return sa.select(endpoints, bundles.c.request_schema, bundles.c.response_schema).outerjoin(
+        bundles, bundles.c.id == endpoints.c.bundle_id)
 
 
 def _require_bundle(conn: sa.Connection, bundle_id: str, bundle_name: str) -> None:
@@ -153,33 +158,126 @@ def _require_bundle(conn: sa.Connection, bundle_id: str, bundle_name: str) -> No
         raise NotFound(f"no bundle named {bundle_name!r}")
 
 
-def _live_settings(conn: sa.Connection, owner: str, except_id: str | None = None) -> list[EndpointSettings]:
-    """The settings of ``owner``'s endpoints that are not being deleted (what quotas count)."""
-    query = sa.select(endpoints.c.settings).where(
+def _written(conn: sa.Connection, statement: Any) -> Endpoint:
+    """Run an insert or update of one endpoint; the record as written, read in the same transaction (the
+    in-memory view takes it as is, without another round trip)."""
+    endpoint_id = conn.execute(statement.returning(endpoints.c.id)).scalar_one()
+    return _row_to_endpoint(conn.execute(_select().where(endpoints.c.id == endpoint_id)).one())
+
+
+@dataclass(frozen=True, slots=True)
+class _Share:
+    """What quotas count of another endpoint."""
+
+    max_workers: int
+
+
+def _live_settings(conn: sa.Connection, owner: str, except_id: str | None = None) -> list[_Share]:
+    """``max_workers`` of ``owner``'s endpoints that are not being deleted (what quotas count), extracted by
+    the database: no settings document is decoded here, so a create stays cheap with 1,000 endpoints."""
+    query = sa.select(endpoints.c.settings["max_workers"].as_integer()).where(
         endpoints.c.owner == owner, endpoints.c.status != EndpointStatus.DELETE_IN_PROGRESS.value)
     if except_id is not None:
         query = query.where(endpoints.c.id != except_id)
-    return [EndpointSettings.from_dict(row.settings) for row in conn.execute(query)]
+    return [_Share(value or 0) for (value,) in conn.execute(query)]
 
 
 class Endpoints:
-    """Endpoint records. Every change wakes the reconciler through ``changed``."""
+    """Endpoint records. Every change wakes the reconciler through ``changed`` and names the endpoint in
+    ``dirty``, so the reconciler looks at that endpoint only.
 
-    def __init__(self, db: Database, bundles_service: Bundles, quotas: Quotas | None = None) -> None:
+    With ``view=True`` (this process alone writes endpoints: the embedded broker) every endpoint is also
+    held in memory, loaded once and updated after each committed change, so listing 1,000 endpoints costs no
+    query and no decoding of 3,000 JSON columns. Every write of a record ends with ``_committed``.
+    """
+
+    def __init__(self, db: Database, bundles_service: Bundles, quotas: Quotas | None = None,
+                 view: bool = False) -> None:
         self.db = db
         self.bundles = bundles_service
         self.quotas = quotas or Quotas()
         self.changed = asyncio.Event()
+        self.dirty: set[str] = set()
         self.listeners: list[Any] = []
+        self._use_view = view
+        self._view: dict[str, Endpoint] | None = None  # every endpoint by id, once loaded
+        self._names: dict[tuple[str, str], str] = {}  # (owner, name) -> id of the endpoints in the view
+        self._versions: dict[str, int] = {}  # changes per endpoint id, so an older read never wins
         self.announce: Callable[[str], None] = lambda endpoint_id: None  # tells the other gateways
 
-    def _notify(self, endpoint_id: str) -> None:
-        self.changed_elsewhere(endpoint_id)
-        self.announce(endpoint_id)
+    async def _load_view(self) -> dict[str, Endpoint]:
+        while self._view is None:
+            before = dict(self._versions)
+            async with self.db.connect() as conn:
+                rows = await conn.execute(_select())
+                loaded = {e.id: e for e in map(_row_to_endpoint, rows)}
+            if self._versions == before:  # nothing changed meanwhile: the load is current
+                self._view = loaded
+                self._names = {(e.owner, e.name): e.id for e in loaded.values()}
+        return self._view
+
+    async def _refresh(self, endpoint_id: str, known: Endpoint | None = None) -> None:
+        """Bring the in-memory view of one endpoint up to date after a committed change."""
+        if self._view is None:
+            return
+        while True:
+            version = self._versions.get(endpoint_id, 0)
+            endpoint = known if known is not None else await self._read_by_id(endpoint_id)
+            known = None
+            if self._view is None:
+                return
+            if self._versions.get(endpoint_id, 0) == version:
+                if endpoint is None:
+                    gone = self._view.pop(endpoint_id, None)
+                    if gone is not None:
+                        self._names.pop((gone.owner, gone.name), None)
+                else:
+                    self._view[endpoint_id] = endpoint
+                    self._names[(endpoint.owner, endpoint.name)] = endpoint_id
+                return
+
+    def wake(self, endpoint_id: str) -> None:
+        """Ask the reconciler to look at one endpoint now (demand from zero workers, a broken worker, ...);
+        its record did not change."""
+        self.dirty.add(endpoint_id)
+        self.changed.set()
+
+    def take_dirty(self) -> set[str]:
+        """The endpoints changed or woken since the last call."""
+        dirty, self.dirty = self.dirty, set()
+        return dirty
+
+    async def _committed(self, endpoint_id: str, known: Endpoint | None = None) -> None:
+        """After every committed write of an endpoint record: update the in-memory view (from ``known``, or
+        by reading the record), then tell the reconciler and the caches (which read the view)."""
+        self._versions[endpoint_id] = self._versions.get(endpoint_id, 0) + 1
+        try:
+            await self._refresh(endpoint_id, known)
+        except BaseException:
+            self._view = None  # unsure of it now: reloaded from the database when next needed
+            raise
+        finally:
+            self._tell(endpoint_id)
+            self.announce(endpoint_id)
 
     def changed_elsewhere(self, endpoint_id: str) -> None:
-        """``endpoint_id`` changed (``*``: any may have): drop what is cached, wake the control loop."""
-        self.changed.set()
+        """Another gateway changed ``endpoint_id`` (``*``: any may have): drop what is cached here, wake the
+        control loop."""
+        if endpoint_id == "*":
+            self._view = None
+            self.changed.set()
+            for listener in self.listeners:
+                listener("*")
+            return
+        self._view = None  # reloaded when next needed (only a lone gateway keeps a view)
+        self._notify(endpoint_id)
+
+    def _notify(self, endpoint_id: str) -> None:
+        self._versions[endpoint_id] = self._versions.get(endpoint_id, 0) + 1
+        self._tell(endpoint_id)
+
+    def _tell(self, endpoint_id: str) -> None:
+        self.wake(endpoint_id)
         for listener in self.listeners:
             listener(endpoint_id)
 
@@ -206,21 +304,26 @@ class Endpoints:
             created_at=now, updated_at=now,
         )
 
-        def insert(conn: sa.Connection) -> None:
+        def insert(conn: sa.Connection) -> Endpoint:
             _require_bundle(conn, bundle.id, bundle.name)
             # checked in the write itself: the single writer makes count-then-insert atomic
             self.quotas.check_endpoint(settings, _live_settings(conn, owner))
-            conn.execute(statement)
+            return _written(conn, statement)
 
         try:
-            await self.db.write(insert)
+            written = await self.db.write(insert)
         except IntegrityError:
             raise AlreadyExists(f"an endpoint named {name!r} already exists") from None
-        self._notify(endpoint.id)
+        await self._committed(endpoint.id, written)
         return endpoint
 
     async def get(self, owner: str, name: str) -> Endpoint:
         """One of ``owner``'s endpoints by name, or by id (as Launch's v1 API addresses them)."""
+        if self._view is not None:
+            found = self._view.get(self._names.get((owner, name), name))
+            if found is None or found.owner != owner or (found.name != name and found.id != name):
+                raise NotFound(f"no endpoint named {name!r}")
+            return found
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(_select().where(endpoints.c.owner == owner, endpoints.c.name == name))
@@ -234,11 +337,20 @@ class Endpoints:
         return _row_to_endpoint(row)
 
     async def get_by_id(self, endpoint_id: str) -> Endpoint | None:
+        if self._view is not None:
+            return self._view.get(endpoint_id)
+        return await self._read_by_id(endpoint_id)
+
+    async def _read_by_id(self, endpoint_id: str) -> Endpoint | None:
         async with self.db.connect() as conn:
             row = (await conn.execute(_select().where(endpoints.c.id == endpoint_id))).first()
         return None if row is None else _row_to_endpoint(row)
 
     async def list(self, owner: str | None = None) -> list[Endpoint]:
+        if self._use_view:
+            view = await self._load_view()
+            found = [e for e in view.values() if owner is None or e.owner == owner]
+            return sorted(found, key=lambda e: e.created_at)
         query = _select().order_by(endpoints.c.created_at)
         if owner is not None:
             query = query.where(endpoints.c.owner == owner)
@@ -276,19 +388,19 @@ class Endpoints:
         if metadata is not None:
             values["metadata"] = metadata
 
-        def update(conn: sa.Connection) -> None:
+        def update(conn: sa.Connection) -> Endpoint:
             row = conn.execute(sa.select(endpoints).where(endpoints.c.id == current.id).with_for_update()).first()
             if row is None or row.status == EndpointStatus.DELETE_IN_PROGRESS.value:
                 raise Conflict(f"endpoint {name!r} is being deleted")
             _require_bundle(conn, bundle_id, new_bundle_name)
             self.quotas.check_endpoint(settings, _live_settings(conn, owner, current.id), current.settings)
             generation = next_generation(_record(row)) if rollout else row.generation
-            conn.execute(endpoints.update().where(endpoints.c.id == current.id).values(**values,
-                                                                                     generation=generation))
+            return _written(conn, endpoints.update().where(endpoints.c.id == current.id).values(
+                **values, generation=generation))
 
-        await self.db.write(update)
-        self._notify(current.id)
-        return await self.get(owner, name)
+        edited = await self.db.write(update)
+        await self._committed(current.id, edited)
+        return edited
 
     async def request_delete(self, owner: str, name: str) -> Endpoint:
         current = await self.get(owner, name)
@@ -300,52 +412,56 @@ class Endpoints:
                          generation: int | None = None) -> EndpointStatus | None:
         """Apply ``event`` (only to ``generation`` if given); returns the new status, None if not applied."""
 
-        def apply(conn: sa.Connection) -> tuple[EndpointStatus | None, bool]:
-            row = conn.execute(  # row lock on PostgreSQL: the status moves from what another gateway wrote
-                sa.select(endpoints).where(endpoints.c.id == endpoint_id).with_for_update()).first()
+        def apply(conn: sa.Connection) -> tuple[EndpointStatus | None, Endpoint | None]:
+            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id).with_for_update()).first()
             if row is None or (generation is not None and row.generation != generation):
-                return None, False
+                return None, None
             try:
                 new = transition(EndpointStatus(row.status), event)
             except IllegalTransition:
-                return None, False
+                return None, None
             if new.value == row.status and reason is None and event not in (Event.WORKER_READY, Event.WAITING):
-                return new, False  # nothing changes: no write
+                return new, None  # nothing changes: no write
             values: dict[str, Any] = {"status": new.value, "updated_at": time.time()}
             if event in (Event.FAILED, Event.WORKER_READY, Event.WAITING) or reason is not None:
                 values["status_reason"] = reason
             if event is Event.WORKER_READY:
                 values.update(on_ready(_record(row), row.generation))
-            conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id).values(**values))
-            return new, True
+            return new, _written(conn, endpoints.update().where(endpoints.c.id == endpoint_id).values(**values))
 
-        new, changed = await self.db.write(apply)
-        if changed:
-            self._notify(endpoint_id)
+        new, written = await self.db.write(apply)
+        if written is not None:
+            await self._committed(endpoint_id, written)
         return new
 
     async def fail_rollout(self, endpoint_id: str, generation: int, reason: str) -> bool:
         """``generation`` cannot start: roll back to the serving generation if there is one (see
         ``rollouts.on_failure``), recording the failed rollout; False if a newer edit superseded it."""
 
-        def apply(conn: sa.Connection) -> bool:
+        def apply(conn: sa.Connection) -> Endpoint | None:
             row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id).with_for_update()).first()
             if row is None or row.generation != generation:
-                return False
+                return None
             try:
                 status = transition(EndpointStatus(row.status), Event.FAILED)
             except IllegalTransition:
-                return False
+                return None
             values = on_failure(_record(row), generation, reason, time.time())
-            conn.execute(endpoints.update().where(endpoints.c.id == endpoint_id).values(
+            return _written(conn, endpoints.update().where(endpoints.c.id == endpoint_id).values(
                 **values, status=status.value, updated_at=time.time()))
-            return True
 
-        changed = await self.db.write(apply)
-        if changed:
-            self._notify(endpoint_id)
-        return changed
+        written = await self.db.write(apply)
+        if written is not None:
+            await self._committed(endpoint_id, written)
+        return written is not None
 
     async def remove(self, endpoint_id: str) -> None:
         await self.db.write(lambda conn: conn.execute(endpoints.delete().where(endpoints.c.id == endpoint_id)))
-        self._notify(endpoint_id)
+        await self._committed(endpoint_id)
+
+    async def stamps(self) -> dict[str, float]:
+        """``updated_at`` of every endpoint, by id: what changed since it was last read, without reading
+        (and decoding) every record."""
+        async with self.db.connect() as conn:
+            rows = await conn.execute(sa.select(endpoints.c.id, endpoints.c.updated_at))
+            return {row.id: row.updated_at for row in rows}

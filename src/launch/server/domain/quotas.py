@@ -10,12 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from launch.server.domain.errors import Conflict, InvalidRequest, TooManyRequests
 
 if TYPE_CHECKING:
     from launch.server.domain.endpoints import EndpointSettings
+
+
+class Share(Protocol):
+    """What the caps count of an owner's other endpoints."""
+
+    @property
+    def max_workers(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class Quotas:
                    max_endpoints_per_owner=settings.max_endpoints_per_owner,
                    max_queued_tasks_per_owner=settings.max_queued_tasks_per_owner)
 
-    def check_endpoint(self, wanted: EndpointSettings, others: Sequence[EndpointSettings],
+    def check_endpoint(self, wanted: EndpointSettings, others: Sequence[Share],
                        previous: EndpointSettings | None = None) -> None:
         """Refuse a new endpoint (``previous`` None) or an edit of one whose settings break a cap, given the
         owner's ``others`` live endpoints."""

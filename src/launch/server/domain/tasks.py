@@ -63,15 +63,21 @@ def validate_task_request(body: Any) -> dict[str, Any]:
     return_pickled = body.get("return_pickled", True)
     if not isinstance(return_pickled, bool):
         raise InvalidRequest("return_pickled must be true or false")
+    options: dict[str, Any] = {"return_pickled": return_pickled}
+    protocol = body.get("pickle_protocol")  # the asking client's highest pickle protocol
+    if protocol is not None:
+        if not isinstance(protocol, int) or isinstance(protocol, bool) or not 2 <= protocol <= 5:
+            raise InvalidRequest("pickle_protocol must be an integer from 2 to 5")
+        options["pickle_protocol"] = protocol
     if url is not None:
         if not isinstance(url, str) or not url:
             raise InvalidRequest("url must be a non-empty string")
-        return {"url": url, "return_pickled": return_pickled}
+        return {"url": url, **options}
     if args is None:
         raise InvalidRequest("exactly one of 'url' or 'args' must be given")
     if not isinstance(args, dict):
         raise InvalidRequest("args must be a JSON object whose keys are the predict function's parameter names")
-    return {"args": args, "return_pickled": return_pickled}
+    return {"args": args, **options}
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,10 @@ def import_paths(python: str, hidden: Path) -> tuple[str, ...]:
     install's source tree). Nothing that is, holds or lies in ``hidden`` (the data directory) is included,
     except the bundle's own environment."""
     env_root = Path(python).parent.parent.resolve()
+    base_root = Path(python).resolve().parent.parent  # the interpreter a venv links to (another minor's too)
     hidden = hidden.resolve()
     chosen: list[Path] = []
-    for entry in [sys.base_prefix, sys.prefix, sys.exec_prefix, str(env_root), *sys.path]:
+    for entry in [sys.base_prefix, sys.prefix, sys.exec_prefix, str(env_root), str(base_root), *sys.path]:
         path = Path(entry).resolve() if entry else None
         if path is None or not path.is_dir() or path == Path("/") or hidden.is_relative_to(path):
             continue
