@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.engines import engine_env
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = str(Path(sys.executable).with_name("launch"))
@@ -25,9 +27,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def create_key(data_dir: Path, user: str) -> str:
+def create_key(data_dir: Path, user: str, engines: dict[str, str] | None = None) -> str:
     out = subprocess.run([LAUNCH, "api-keys", "create", "--user", user, "--data-dir", str(data_dir)],
-                         check=True, capture_output=True, text=True)
+                         check=True, capture_output=True, text=True,
+                         env={**os.environ, **(engine_env(data_dir) if engines is None else engines)})
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -38,9 +41,10 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     extra_args: tuple[str, ...] = ()
+    engines: dict[str, str] = field(default_factory=dict)
 
     def key(self, user: str) -> str:
-        return create_key(self.data_dir, user)
+        return create_key(self.data_dir, user, self.engines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         self.process.send_signal(sig)
@@ -57,16 +61,18 @@ ROOMY = {"LAUNCH_HOST_CPUS": "64", "LAUNCH_HOST_MEMORY": "256Gi", "LAUNCH_MAX_EN
 
 
 def start_server(data_dir: Path, port: int | None = None, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 30) -> RunningServer:
-    """Start ``launch server`` and wait until ``/healthz`` answers 200."""
+                 timeout: float = 90, engines: dict[str, str] | None = None) -> RunningServer:
+    """Start ``launch server`` and wait until ``/healthz`` answers 200. It runs on the engines of
+    ``tests.engines`` for ``data_dir`` unless ``engines`` are given."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
+    engines = engine_env(data_dir) if engines is None else engines
     log_path = data_dir / f"server-{port}.log"
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [LAUNCH, "server", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
              "--allow-private-fetch", "--log-level", "warning", *args],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ROOMY, **(env or {})},
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ROOMY, **engines, **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -75,7 +81,7 @@ def start_server(data_dir: Path, port: int | None = None, *args: str, env: dict[
             raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return RunningServer(url, data_dir, process, log_path, args)
+                return RunningServer(url, data_dir, process, log_path, args, engines)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

@@ -37,6 +37,21 @@ ApiKeyOption = typer.Option(None, "--api-key", envvar="LAUNCH_API_KEY", help="AP
 EndpointOption = typer.Option(None, "--endpoint", envvar="LAUNCH_ENDPOINT",
                               help="Server URL (or LAUNCH_ENDPOINT), default http://127.0.0.1:8000.")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+DatabaseOption = typer.Option(None, "--database", envvar="LAUNCH_DATABASE_URL",
+                              help="sqlite:///path (default: in the data dir) or postgresql://user@host/db.")
+BrokerOption = typer.Option(None, "--broker", envvar="LAUNCH_BROKER_URL",
+                            help="embedded:// (default; one gateway) or redis://host:port/db (several gateways).")
+ObjectsOption = typer.Option(None, "--objects", envvar="LAUNCH_OBJECTS_URL",
+                             help="file:///dir (default: in the data dir) or s3://bucket/prefix (AWS_* variables).")
+PlacementOption = typer.Option(None, "--placement", envvar="LAUNCH_PLACEMENT_URL",
+                               help="Where workers run: local:// (default).")
+
+
+def _engines(database: str | None, broker: str | None, objects: str | None,
+             placement: str | None = None) -> dict[str, Any]:
+    """Settings overrides for the engines given on the command line (or in LAUNCH_*_URL)."""
+    chosen = {"database_url": database, "broker_url": broker, "objects_url": objects, "placement_url": placement}
+    return {name: value for name, value in chosen.items() if value}
 
 
 def _version(value: bool) -> None:
@@ -80,6 +95,10 @@ def server(
         None, help="Worker sandbox: auto (where the host can; default), required (refuse to start without), off."),
     cancel_stops_worker: bool = typer.Option(
         False, help="Cancelling a running task recycles its worker process (otherwise its result is dropped)."),
+    database: str = DatabaseOption,
+    broker: str = BrokerOption,
+    objects: str = ObjectsOption,
+    placement: str = PlacementOption,
     log_level: str = typer.Option("info", help="Log level."),
     log_format: str = typer.Option("text", help="Server and access log lines as 'text' or 'json'."),
     access_log: str = typer.Option(
@@ -96,7 +115,7 @@ def server(
         console.print("[red]--log-format must be 'text' or 'json'[/red]")
         raise typer.Exit(2)
     overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir, "log_format": log_format,
-                                 "access_log": access_log}
+                                 "access_log": access_log, **_engines(database, broker, objects, placement)}
     if public_url:
         overrides["public_url"] = public_url
     if allow_private_fetch:
@@ -122,14 +141,18 @@ def api_keys_create(
     user: str = typer.Option(..., help="The owner the key authenticates as."),
     data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
     admin: bool = typer.Option(False, "--admin", help="Operator key: the dashboard shows every owner's resources."),
+    database: str = DatabaseOption,
+    broker: str = BrokerOption,
 ) -> None:
     """Create an API key for USER; the key is the last line printed (shown once, stored hashed)."""
     from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key, shown_prefix
 
-    secret = _key_store_secret(data_dir)  # creates the data directory on first use
+    settings = _key_settings(data_dir, database, broker)
+    secret = settings.secret_key()  # creates the data directory on first use
     key = new_api_key()
-    with _key_store(data_dir) as conn:
+    with _key_store(settings) as conn:
         conn.execute(insert_key_statement(user, key_digest(secret, key), shown_prefix(key), admin=admin))
+    _keys_changed(settings)
     kind = "an admin API key" if admin else "an API key"
     print(f"Created {kind} for {user} (store it now; it is not shown again):", file=sys.stderr)
     print(key)
@@ -140,11 +163,12 @@ def api_keys_list(
     data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
     user: str = typer.Option(None, help="Only the keys of this owner."),
     as_json: bool = JsonOption,
+    database: str = DatabaseOption,
 ) -> None:
     """List API keys: id, prefix, owner, when created, last used and revoked (never the keys themselves)."""
     from launch.server.domain.owners import list_keys
 
-    with _key_store(data_dir) as conn:
+    with _key_store(_key_settings(data_dir, database, None)) as conn:
         records = list_keys(conn, user)
     if as_json:
         print(json.dumps([{"id": r.id, "prefix": r.prefix, "owner": r.owner, "created_at": r.created_at,
@@ -159,37 +183,39 @@ def api_keys_list(
 def api_keys_revoke(
     key: str = typer.Argument(..., help="The key itself, the prefix `list` shows, or the start of its id."),
     data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
+    database: str = DatabaseOption,
+    broker: str = BrokerOption,
 ) -> None:
     """Revoke an API key; a running server refuses it within a second, without a restart."""
     from launch.server.domain.errors import LaunchError
     from launch.server.domain.owners import revoke_key
 
-    secret = _key_store_secret(data_dir)
+    settings = _key_settings(data_dir, database, broker)
+    secret = settings.secret_key()
     try:
-        with _key_store(data_dir) as conn:
+        with _key_store(settings) as conn:
             record = revoke_key(conn, secret, key)
     except LaunchError as exc:
         console.print(f"[red]{exc.detail}[/red]")
         raise typer.Exit(1) from None
+    _keys_changed(settings)  # gateways on a shared broker drop the key at once
     console.print(f"revoked key {record.id} ({record.prefix or 'no prefix'}) of {record.owner} "
                   f"at {_when(record.revoked_at)} UTC")
 
 
-def _key_store_secret(data_dir: Path) -> bytes:
+def _key_settings(data_dir: Path, database: str | None, broker: str | None) -> Any:
     _require_server()
     from launch.server.settings import Settings
 
-    return Settings(data_dir=data_dir).secret_key()
+    return Settings(data_dir=data_dir, **_engines(database, broker, None))
 
 
 @contextlib.contextmanager
-def _key_store(data_dir: Path) -> Iterator[Any]:
-    """A transaction on the data directory's database, migrated to the newest schema first."""
-    _require_server()
-    from launch.server.settings import Settings
+def _key_store(settings: Any) -> Iterator[Any]:
+    """A transaction on the server's database, migrated to the newest schema first."""
     from launch.stores.database import create_sync_engine, migrate
 
-    url = Settings(data_dir=data_dir).resolved_database_url
+    url = settings.resolved_database_url
     migrate(url)
     engine = create_sync_engine(url)
     try:
@@ -197,6 +223,13 @@ def _key_store(data_dir: Path) -> Iterator[Any]:
             yield conn
     finally:
         engine.dispose()
+
+
+def _keys_changed(settings: Any) -> None:
+    """Tell running gateways (through a shared broker's notifications) that keys changed."""
+    from launch.stores.changes import KEYS, publish_once
+
+    publish_once(settings.broker_url, KEYS, "*")
 
 
 def _when(timestamp: float | None) -> str | None:

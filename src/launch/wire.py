@@ -32,6 +32,9 @@ CREDIT = 13  # gateway → worker: ``CREDIT_FORMAT``: the gateway takes that man
 CANCEL = 14  # gateway → worker: the client went away: close the generator (its ``finally`` runs)
 CREDIT_FORMAT = struct.Struct("!I")
 STATS = 15  # gateway → worker (empty) and back: JSON {"compute": histogram, "inflight"} for /metrics
+# gateway → worker, the first frame on a connection to a worker listening on TCP: its secret token (a worker
+# socket open on a network serves only who knows it). Addresses carry the token as ``tcp://host:port#token``.
+HELLO = 16
 _INPUT_HEAD = struct.Struct("!I")
 
 
@@ -149,3 +152,9 @@ class FrameProtocol(asyncio.Protocol):
     def send(self, request_id: int, kind: int, payload: bytes) -> None:
         if self.transport is not None:
             self.writer.write(request_id, kind, payload)
+
+
+def split_address(address: str) -> tuple[str, bytes | None]:
+    """(address to connect to, token to present in HELLO) of a worker address."""
+    where, sep, token = address.partition("#")
+    return where, token.encode() if sep else None

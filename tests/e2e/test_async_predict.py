@@ -38,7 +38,7 @@ def test_future_json_success(async_toolbox: AsyncEndpoint) -> None:
 def test_future_pickled_success(async_toolbox: AsyncEndpoint) -> None:
     response = async_toolbox.predict(EndpointRequest(args={"op": "set", "x": 1})).get(timeout=30)
     assert response.status == "SUCCESS" and response.result is None
-    assert cloudpickle.loads(httpx.get(response.result_url, timeout=10).content) == {1, 2}
+    assert cloudpickle.loads(httpx.get(response.result_url, timeout=10, follow_redirects=True).content) == {1, 2}
 
 
 def test_future_failure_has_traceback(async_toolbox: AsyncEndpoint) -> None:
@@ -111,7 +111,8 @@ def test_predict_batch(async_toolbox: AsyncEndpoint) -> None:
         response = responses[f"d{i}"]
         assert response.status == "SUCCESS"
         if i % 2:
-            assert cloudpickle.loads(httpx.get(response.result_url, timeout=10).content) == {"y": 2 * i}
+            downloaded = httpx.get(response.result_url, timeout=10, follow_redirects=True)
+            assert cloudpickle.loads(downloaded.content) == {"y": 2 * i}
         else:
             assert json.loads(response.result) == {"y": 2 * i}
     assert all(json.loads(responses[f"r{i}"].result)["slept"] == 1.0 for i in range(4))

@@ -18,6 +18,7 @@ from launch import APIError, LaunchClient
 from tests.conftest import start_server
 from tests.e2e import models
 from tests.e2e.helpers import file_server, unique, wait_until
+from tests.engines import local_workers_only
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -30,7 +31,7 @@ def finished(client: LaunchClient, job_id: str, timeout: float = 90) -> dict[str
 
 
 def results(job: dict[str, Any]) -> list[dict[str, Any]]:
-    return httpx.get(job["result"], timeout=30, trust_env=False).json()  # type: ignore[no-any-return]
+    return httpx.get(job["result"], timeout=30, trust_env=False, follow_redirects=True).json()  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,8 @@ def test_urls_with_pickled_results(alice: LaunchClient, bundle: Any) -> None:
                                            serialization_format="pickle", labels={"team": "x"})
         job = finished(alice, job_id)
     assert job["status"] == "SUCCESS" and job["labels"] == {"team": "x"}
-    outputs = [cloudpickle.loads(httpx.get(row["result_url"], trust_env=False).content) for row in results(job)]
+    outputs = [cloudpickle.loads(httpx.get(row["result_url"], trust_env=False, follow_redirects=True).content)
+               for row in results(job)]
     assert [o["received_len"] for o in outputs] == [5, 6]
 
 
@@ -81,6 +83,7 @@ def test_errors_and_isolation(alice: LaunchClient, bob: LaunchClient, bundle: An
     assert job["status"] == "SUCCESS" and job["bundle_name"] == bundle.name
 
 
+@local_workers_only  # counts runs in the workers' logs, which stay on the Ray nodes
 def test_runner_killed_halfway_resumes_without_recomputing(tmp_path: Path) -> None:
     data_dir, journal = tmp_path / "data", unique("journal")
     server = start_server(data_dir)

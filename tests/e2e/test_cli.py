@@ -24,9 +24,15 @@ def launch(*args: str, key: str | None, server: RunningServer) -> subprocess.Com
     return subprocess.run([LAUNCH, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
+def engine_flags(server: RunningServer) -> list[str]:
+    """The server's engines as `launch api-keys` flags (none on the embedded defaults)."""
+    flags = {"LAUNCH_DATABASE_URL": "--database", "LAUNCH_BROKER_URL": "--broker"}
+    return [part for name, value in server.engines.items() if name in flags for part in (flags[name], value)]
+
+
 def test_api_keys_create_prints_the_key_last(server: RunningServer) -> None:
-    out = subprocess.run([LAUNCH, "api-keys", "create", "--user", "erin", "--data-dir", str(server.data_dir)],
-                         capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run([LAUNCH, "api-keys", "create", "--user", "erin", "--data-dir", str(server.data_dir),
+                          *engine_flags(server)], capture_output=True, text=True, timeout=60, check=True)
     key = out.stdout.strip().splitlines()[-1]
     assert key.startswith("lk_") and len(key) > 30
     assert key not in out.stderr
@@ -35,7 +41,7 @@ def test_api_keys_create_prints_the_key_last(server: RunningServer) -> None:
 
 def test_api_keys_create_refuses_a_bad_user_name(server: RunningServer) -> None:
     out = subprocess.run([LAUNCH, "api-keys", "create", "--user", "not a name", "--data-dir",
-                          str(server.data_dir)], capture_output=True, text=True, timeout=60)
+                          str(server.data_dir), *engine_flags(server)], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "lk_" not in out.stdout
 

@@ -20,8 +20,10 @@ from launch.errors import APIError
 from tests.conftest import RunningServer, start_server
 from tests.e2e import models
 from tests.e2e.helpers import deployed, record, unique, wait_until, worker_pids
+from tests.engines import local_workers_only
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed"),
+              local_workers_only]
 RESULT_CAP = 10 * 2**20
 
 

@@ -13,6 +13,7 @@ from launch import APIError, AsyncEndpoint, EndpointRequest, LaunchClient, Model
 from tests.conftest import RunningServer
 from tests.e2e import models
 from tests.e2e.helpers import gone, record, unique, wait_status, wait_until, worker_pids
+from tests.engines import local_workers_only
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -174,11 +175,13 @@ def test_update_if_exists_edits_and_returns_none(alice: LaunchClient, pair: dict
     alice.delete_model_endpoint(created)
 
 
+@local_workers_only
 def test_creation_logs(alice: LaunchClient, pair: dict[str, Any]) -> None:
     logs = alice.read_endpoint_creation_logs(pair["sync"])
     assert "loading bundle" in logs and "ready on" in logs
 
 
+@local_workers_only
 def test_delete_stops_workers_and_forgets_the_endpoint(alice: LaunchClient, server: RunningServer,
                                                       pair: dict[str, Any], constant_bundles: dict[str, Any]) -> None:
     for endpoint in pair.values():

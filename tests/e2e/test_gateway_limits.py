@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import LAUNCH, RunningServer, start_server
 from tests.e2e.helpers import http, unique, wait_until
+from tests.engines import engine_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -34,7 +35,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
 
 def keys_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([LAUNCH, "api-keys", *args, "--data-dir", str(data_dir)], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+                          text=True, timeout=60, env={**os.environ, **engine_env(data_dir), "COLUMNS": "200"})
 
 
 def listed(data_dir: Path) -> dict[str, dict[str, object]]:

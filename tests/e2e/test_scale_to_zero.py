@@ -12,8 +12,9 @@ from launch import EndpointRequest, LaunchClient
 from tests.conftest import RunningServer, start_server
 from tests.e2e import models
 from tests.e2e.helpers import SMALL, record, unique, wait_status, wait_until, worker_pids
+from tests.engines import local_workers_only
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120), local_workers_only]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from launch import EndpointRequest, LaunchClient
 from tests.conftest import LAUNCH, RunningServer, free_port, start_server
 from tests.e2e import models
 from tests.e2e.helpers import SMALL, gone, parent_of, record, task, unique, wait_status, wait_until, worker_pids
+from tests.engines import SCALE_OUT, local_workers_only
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -75,19 +76,23 @@ def terminated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminated]
             server.process.kill()
 
 
+@local_workers_only
 def test_sigterm_stops_within_a_few_seconds(terminated: Terminated) -> None:
     assert terminated.seconds < 10, terminated.server.log()[-2000:]
 
 
+@local_workers_only
 def test_sigterm_stops_every_worker(terminated: Terminated) -> None:
     still_running = [pid for pid in terminated.workers if not gone(pid)]
     assert not still_running
 
 
+@local_workers_only
 def test_sigterm_exit_code_is_zero(terminated: Terminated) -> None:
     assert terminated.exit_code == 0
 
 
+@local_workers_only
 def test_sigterm_then_restart_completes_every_accepted_task(terminated: Terminated) -> None:
     server = terminated.server
     restarted = start_server(server.data_dir, int(server.url.rsplit(":", 1)[1]), env=FAST_LEASES)
@@ -143,6 +148,7 @@ def worker_socket(pid: int) -> Path:
     return path
 
 
+@local_workers_only
 def test_sigterm_on_an_idle_server_removes_its_worker_sockets(tmp_path: Path) -> None:
     server = start_server(tmp_path / "idle")
     client = LaunchClient(api_key=server.key("heidi"), endpoint=server.url)
@@ -155,6 +161,7 @@ def test_sigterm_on_an_idle_server_removes_its_worker_sockets(tmp_path: Path) ->
     assert not socket.exists() and not socket.parent.exists()
 
 
+@pytest.mark.skipif(SCALE_OUT, reason="with a shared broker, several gateways on one deployment are the point")
 def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
     first = start_server(tmp_path / "data")
     try:

@@ -31,7 +31,7 @@ def test_pickled_result_downloads_as_cloudpickle(sync_toolbox: SyncEndpoint, ali
     assert response.status == "SUCCESS"
     assert response.result is None and response.traceback is None
     assert response.result_url and response.result_url.startswith("http://127.0.0.1:")
-    downloaded = httpx.get(response.result_url, timeout=10)  # a signed URL: no API key needed
+    downloaded = httpx.get(response.result_url, timeout=10, follow_redirects=True)  # a signed URL: no API key needed
     assert downloaded.status_code == 200
     assert cloudpickle.loads(downloaded.content) == {5, 6}
     assert alice.download_result(response.result_url) == {5, 6}
@@ -45,7 +45,8 @@ def test_pickled_is_the_default(sync_toolbox: SyncEndpoint) -> None:
 def test_each_pickled_result_has_its_own_url(sync_toolbox: SyncEndpoint) -> None:
     urls = {sync_toolbox.predict(EndpointRequest(args={"x": i})).result_url for i in range(3)}
     assert len(urls) == 3
-    assert sorted(cloudpickle.loads(httpx.get(u, timeout=10).content)["y"] for u in urls) == [0, 2, 4]
+    downloads = [httpx.get(u, timeout=10, follow_redirects=True).content for u in urls]
+    assert sorted(cloudpickle.loads(d)["y"] for d in downloads) == [0, 2, 4]
 
 
 def test_raising_predict_fn_is_a_failure_with_traceback(sync_toolbox: SyncEndpoint) -> None:

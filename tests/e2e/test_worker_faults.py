@@ -16,8 +16,9 @@ from launch import APIError, EndpointRequest, LaunchClient
 from tests.conftest import RunningServer
 from tests.e2e import models
 from tests.e2e.helpers import deployed, process_identity, record, task, unique, wait_until, worker_pids
+from tests.engines import local_workers_only
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180), local_workers_only]
 
 
 @pytest.fixture(scope="module")

@@ -26,3 +26,13 @@ def test_unavailable_database_is_503() -> None:
 def test_other_errors_are_not_storage_errors() -> None:
     assert storage_error(ValueError("boom")) is None
     assert storage_error(OSError(errno.EACCES, "denied")) is None
+
+
+def test_text_postgresql_cannot_hold_is_422_not_503() -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from launch.server.domain.errors import InvalidRequest
+
+    nul = DBAPIError("SELECT", {}, Exception('invalid byte sequence for encoding "UTF8": 0x00'))
+    error = storage_error(nul)
+    assert isinstance(error, InvalidRequest) and error.status_code == 422

@@ -6,13 +6,18 @@ import contextlib
 import dataclasses
 import fcntl
 import gc
+import inspect
 import logging
+import os
+import socket
 import sys
+import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -26,6 +31,8 @@ from launch.server.api.limits import BodySizeLimit
 from launch.server.api.openapi import install_docs
 from launch.server.control.batch_runner import BatchRunner
 from launch.server.control.callbacks import CallbackDelivery
+from launch.server.control.directory import WorkerDirectory
+from launch.server.control.leadership import Leadership
 from launch.server.control.pool import Pools
 from launch.server.control.reconciler import Reconciler
 from launch.server.control.task_sweeper import TaskSweeper
@@ -46,10 +53,12 @@ from launch.server.settings import Settings
 from launch.server.status import PlatformStatus
 from launch.server.streams import Streams
 from launch.server.worker_client import WorkerClient
+from launch.stores import changes as topics
 from launch.stores.broker import Broker, open_broker
+from launch.stores.changes import Changes, open_changes
 from launch.stores.database import Database, migrate
 from launch.stores.objects import ObjectStore, open_object_store
-from launch.stores.placement import open_placement
+from launch.stores.placement import Placement, open_placement
 from launch.stores.placement.local import LocalOptions
 
 log = logging.getLogger("launch.server")
@@ -81,6 +90,8 @@ class Services:
     activity: Activity
     status: PlatformStatus
     access_log: AccessLog | None
+    scale_out: ScaleOut
+    placement: Placement
 
 
 class DataDirInUse(Exception):
@@ -99,12 +110,92 @@ def lock_data_dir(data_dir: Path) -> IO[bytes]:
     return handle
 
 
+class ScaleOut:
+    """What lets several gateways share one database and broker: change notifications between them, the
+    control-loop lease, and the published ready workers (README: "Scale out")."""
+
+    def __init__(self, settings: Settings, db: Database, changes: Changes, pools: Pools) -> None:
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.changes = changes
+        self.directory = None if settings.single_gateway else WorkerDirectory(db, pools, changes, self.holder)
+        self.pools = pools
+        self.control: list[Any] = []  # the control loop's parts (started when elected, in this order)
+        self.closing = False
+        self.leadership = Leadership(db, self.holder, settings.control_lease_seconds, on_elected=self._elected,
+                                     on_deposed=self._deposed, always=settings.single_gateway)
+        self._demand_sent: dict[str, float] = {}
+
+    async def _elected(self) -> None:
+        if self.directory is not None:
+            await self.directory.take_over()
+        for part in self.control:
+            started = part.start()
+            if inspect.isawaitable(started):
+                await started
+
+    async def _deposed(self) -> None:
+        for part in reversed(self.control):
+            await part.stop()
+        if self.directory is not None:
+            await self.directory.hand_over()
+            if self.closing:
+                await self.directory.close()
+
+    def demand(self, endpoint_id: str) -> None:
+        """A request waits for a worker of ``endpoint_id``: tell the control loop, here or elsewhere (at most
+        twice a second per endpoint)."""
+        if self.leadership.leading:
+            return
+        now = time.monotonic()
+        if now - self._demand_sent.get(endpoint_id, 0.0) > 0.5:
+            self._demand_sent[endpoint_id] = now
+            self.changes.publish(topics.DEMAND, endpoint_id)
+
+    def demanded_elsewhere(self, endpoint_id: str) -> None:
+        if self.leadership.leading:
+            self.pools.get(endpoint_id).remote_demand_until = time.monotonic() + 3.0
+
+    async def start(self) -> None:
+        await self.changes.start()
+        await self.leadership.start()
+        if self.directory is not None and not self.leadership.leading:
+            self.directory.start_mirroring()
+
+    async def stop(self) -> None:
+        self.closing = True
+        await self.leadership.stop()
+        if self.directory is not None:
+            await self.directory.close()
+        await self.changes.close()
+
+
+def wire_notifications(services: Services) -> None:
+    """Changes made here are told to the other gateways; changes told by them drop what is cached here."""
+    changes, scale_out = services.scale_out.changes, services.scale_out
+    services.endpoints.announce = lambda endpoint_id: changes.publish(topics.ENDPOINTS, endpoint_id)
+    services.tasks.announce = lambda task_id: changes.publish(topics.TASKS, task_id)
+    services.batch_jobs.listeners.append(lambda job_id: changes.publish(topics.BATCH_JOBS, job_id))
+    changes.subscribe(topics.KEYS, lambda _key: services.api_keys.forget())
+    changes.subscribe(topics.ENDPOINTS, services.endpoints.changed_elsewhere)
+    changes.subscribe(topics.TASKS, services.tasks.ended_elsewhere)
+    changes.subscribe(topics.BATCH_JOBS, lambda _job_id: services.batch_runner.wakeup.set())
+    changes.subscribe(topics.DEMAND, scale_out.demanded_elsewhere)
+    changes.subscribe(topics.DEMAND, services.endpoints.wake)
+    local_demand = services.predictions.demand
+
+    def demand(endpoint_id: str) -> None:
+        local_demand(endpoint_id)
+        scale_out.demand(endpoint_id)
+
+    services.predictions.demand = demand
+
+
 def build_services(settings: Settings) -> Services:
     # The database writer thread and the event loop hand the GIL to each other on every write: the default
     # 5 ms switch interval would add up to 5 ms to each hand-over.
     sys.setswitchinterval(0.0002)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = lock_data_dir(settings.data_dir) if settings.broker_url.startswith("embedded:") else None
+    lock = lock_data_dir(settings.data_dir) if settings.single_gateway else None
     secret = settings.secret_key()
     database_url = settings.resolved_database_url
     migrate(database_url)
@@ -120,7 +211,7 @@ def build_services(settings: Settings) -> Services:
     # with the embedded broker this process alone writes endpoints: it can hold all of them in memory
     endpoints = Endpoints(db, bundles, quotas, view=settings.broker_url.startswith("embedded:"))
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
-    task_cache = TaskCache(authoritative=settings.broker_url.startswith("embedded:"))
+    task_cache = TaskCache(authoritative=settings.single_gateway)
     tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache,
                   retention=settings.task_retention_seconds, objects=objects)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
@@ -132,24 +223,30 @@ def build_services(settings: Settings) -> Services:
     )
     cache = EndpointCache(endpoints)
     metrics, activity = Metrics(), Activity()
-    factory = WorkerFactory(settings, objects, environments, metrics)
-    placement = open_placement(settings.placement_url, LocalOptions(
+    factory = WorkerFactory(settings, environments, metrics)
+    placement = open_placement(settings.placement_url, objects, LocalOptions(
         hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
         uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,
-        pids_limit=settings.worker_pids_limit,
+        pids_limit=settings.worker_pids_limit, bundle_cache=settings.data_dir / "bundle-cache",
     ))
+    scale_out = ScaleOut(settings, db, open_changes(settings.broker_url), pools)
     for line in placement.describe():
         log.info("workers: %s", line)
     reconciler = Reconciler(
         settings, endpoints=endpoints, bundles=bundles, tasks=tasks, broker=broker, objects=objects,
         placement=placement, pools=pools, factory=factory, client=client, metrics=metrics, activity=activity,
+        directory=scale_out.directory,
     )
     target = settings.access_log_target
     access_log = AccessLog(target, as_json=settings.log_format == "json") if target else None
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
     batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
                                fetch_policy=settings.fetch_policy(), warm_pools=reconciler.serving_pools)
-    return Services(
+    task_sweeper = TaskSweeper(tasks)
+    # the control loop's parts, started on the elected gateway in this order (callbacks first: they hear the
+    # endings that recovery and the dispatchers make)
+    scale_out.control = [callbacks, reconciler, task_sweeper, batch_runner]
+    services = Services(
         settings=settings, secret=secret, bundles=bundles,
         api_keys=ApiKeys(db, secret, recheck_seconds=settings.api_key_recheck_seconds,
                          last_used_seconds=settings.api_key_last_used_seconds),
@@ -164,11 +261,13 @@ def build_services(settings: Settings) -> Services:
                         item_timeout=settings.sync_timeout_seconds, fetch_policy=settings.fetch_policy()),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
-        task_sweeper=TaskSweeper(tasks), callbacks=callbacks, metrics=metrics, activity=activity,
+        task_sweeper=task_sweeper, callbacks=callbacks, metrics=metrics, activity=activity,
         status=PlatformStatus(db=db, endpoints=endpoints, reconciler=reconciler, broker=broker, client=client,
                               metrics=metrics, activity=activity),
-        access_log=access_log,
+        access_log=access_log, scale_out=scale_out, placement=placement,
     )
+    wire_notifications(services)
+    return services
 
 
 def build_app(settings: Settings) -> FastPath:
@@ -182,21 +281,17 @@ def build_app(settings: Settings) -> FastPath:
         if services.access_log is not None:
             services.access_log.start()
         await services.api_keys.start()
-        services.callbacks.start()  # before recovery: it hears the endings recovery and the dispatchers make
-        await services.reconciler.start()
-        services.task_sweeper.start()
-        await services.batch_runner.start()
+        await services.scale_out.start()  # the control loop starts here if this gateway is elected
         # start-up objects (framework, models, metadata) leave the collector's working set: full collections
         # stay short, which keeps their pauses out of the request path's tail latency
         gc.freeze()
-        log.info("Launch is ready on %s (data in %s)", settings.resolved_public_url, settings.data_dir)
+        log.info("Launch is ready on %s (data in %s; %s)", settings.resolved_public_url, settings.data_dir,
+                 "runs the control loop" if services.scale_out.leadership.leading else "control loop elsewhere")
         try:
             yield
         finally:
-            await services.batch_runner.stop()
-            await services.task_sweeper.stop()
-            await services.reconciler.stop()
-            await services.callbacks.stop()
+            await services.scale_out.stop()
+            await services.placement.close()
             await services.api_keys.stop()
             await services.predictions.client.close()
             await services.broker.close()

@@ -113,6 +113,8 @@ class Predictions:
         self.quotas = quotas or Quotas()
         self.callback_policy = callback_policy or FetchPolicy()
         self._defaults: dict[str, tuple[Endpoint, TaskOptions]] = {}
+        # demand for an endpoint with no serving worker: wakes the control loop, wherever it runs
+        self.demand: Callable[[str], None] = self.endpoints.wake
 
     async def sync(self, owner: str, endpoint_name: str, body: bytes, trace: RequestTrace | None = None) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
@@ -173,12 +175,13 @@ class Predictions:
                                deadline: float) -> WorkerRef:
         """Wait for a serving worker (scale from zero, start-up), failing fast if the endpoint fails."""
         pool.waiting += 1
-        self.endpoints.wake(endpoint.id)  # wake the reconciler: demand from zero workers
+        self.demand(endpoint.id)  # wake the reconciler: demand from zero workers
         worker = None
         try:
             while worker is None and (remaining := deadline - time.monotonic()) > 0:
                 worker = await pool.wait_for(min(1.0, remaining))
                 if worker is None:
+                    self.demand(endpoint.id)  # still waiting (another gateway's control loop counts it)
                     endpoint = await self.cache.get(owner, endpoint.id)
                     _usable(endpoint, "sync")
         finally:
@@ -206,6 +209,9 @@ class Predictions:
         _usable(endpoint, "async")
         data = _json(body)
         request = checked_request(data, endpoint)
+        if b"\\u0000" in body and _holds_nul(request):
+            raise InvalidRequest("the request holds a NUL character (\\u0000), which async tasks cannot store; "
+                                 "send binary data base64-encoded or by url")
         options = task_options(data, self._endpoint_defaults(endpoint), self.callback_policy, idempotency_key)
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
             retry_after = 1 if self.pools.get(endpoint.id).serving else 5
@@ -214,7 +220,7 @@ class Predictions:
         self.quotas.check_queued(self.tasks.unfinished.get(owner))  # no await until submit counts it
         task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request, options)
         if not self.pools.get(endpoint.id).serving:
-            self.endpoints.wake(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
+            self.demand(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
 
     async def task_view(self, owner: str, task_id: str, wait: float = 0.0,
@@ -251,3 +257,13 @@ class Predictions:
         tasks = await self.tasks.list_for(owner, endpoint.id, wanted, since, limit)
         return {"tasks": [task_summary(t) for t in tasks]}
 
+def _holds_nul(value: Any) -> bool:
+    """Whether a JSON value holds U+0000 in a key or string (PostgreSQL's JSON cannot store it; refused on every
+    engine alike)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False

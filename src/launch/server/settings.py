@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     objects_url: str | None = None
     broker_url: str = "embedded://"
     placement_url: str = "local://"
+    # shared by every gateway of one deployment (hex, 64 characters); default: data_dir/secret.key
+    secret: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$", repr=False)
+    control_lease_seconds: float = Field(default=6.0, gt=0.5)  # a dead leader's control loop moves this fast
 
     max_request_bytes: int = 10 * 1024 * 1024
     max_bundle_bytes: int = 1024 * 1024 * 1024  # uploads (bundles, batch inputs); a larger declared length gets 413
@@ -114,6 +117,11 @@ class Settings(BaseSettings):
         return self.objects_url or f"file://{self.data_dir.resolve() / 'objects'}"
 
     @property
+    def single_gateway(self) -> bool:
+        """With the embedded broker this process is the only gateway: it alone queues and dispatches."""
+        return self.broker_url.startswith("embedded:")
+
+    @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
@@ -124,7 +132,10 @@ class Settings(BaseSettings):
         return str(self.data_dir / "logs" / "access.log") if self.access_log == "data" else self.access_log
 
     def secret_key(self) -> bytes:
-        """The server's secret (API key digests, signed URLs), created on first use in the data dir."""
+        """The server's secret (API key digests, signed URLs): ``LAUNCH_SECRET`` when set (several gateways
+        must share it), else created on first use in the data dir."""
+        if self.secret:
+            return bytes.fromhex(self.secret)
         path = self.data_dir / "secret.key"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:  # O_EXCL: when the server and `launch api-keys create` start at once, exactly one writes it

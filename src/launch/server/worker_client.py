@@ -203,16 +203,19 @@ class WorkerClient:
 
     async def _connect(self, address: str) -> _Connection:
         loop = asyncio.get_running_loop()
+        where, token = wire.split_address(address)
         try:
-            if address.startswith("unix:"):
-                _, conn = await loop.create_unix_connection(lambda: _Connection(address, self.max_frame_bytes),
-                                                            address[5:])
+            if where.startswith("unix:"):
+                _, conn = await loop.create_unix_connection(lambda: _Connection(where, self.max_frame_bytes),
+                                                            where[5:])
             else:
-                host, _, port = address.removeprefix("tcp://").rpartition(":")
-                _, conn = await loop.create_connection(lambda: _Connection(address, self.max_frame_bytes),
+                host, _, port = where.removeprefix("tcp://").rpartition(":")
+                _, conn = await loop.create_connection(lambda: _Connection(where, self.max_frame_bytes),
                                                        host, int(port))
         except OSError as exc:
-            raise WorkerUnreachable(f"cannot connect to worker {address}: {exc}", sent=False) from exc
+            raise WorkerUnreachable(f"cannot connect to worker {where}: {exc}", sent=False) from exc
+        if token is not None:
+            conn.send(0, wire.HELLO, token)  # coalesced with, and always before, the first request
         return conn
 
     async def call(self, address: str, kind: int, payload: bytes, timeout: float) -> WorkerReply:

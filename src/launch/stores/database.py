@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+_SYNC_DRIVERS = {"postgresql": "postgresql+psycopg"}
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -41,7 +42,7 @@ def async_url(url: str) -> str:
 def sync_url(url: str) -> str:
     """Map a user-facing database URL to a sync driver (migrations, CLI)."""
     scheme, rest = _split_scheme(url)
-    return f"{scheme}://{rest}"
+    return f"{_SYNC_DRIVERS.get(scheme, scheme)}://{rest}"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -95,6 +96,8 @@ def migrate(url: str) -> None:
                 connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
                 connection.commit()
             with connection.begin():
+                if connection.dialect.name == "postgresql":  # gateways starting together migrate one at a time
+                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(7301)"))
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
     finally:

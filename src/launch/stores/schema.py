@@ -146,3 +146,25 @@ batch_items = sa.Table(
     sa.Column("output_key", sa.Text, nullable=True),
     sa.Column("traceback", sa.Text, nullable=True),
 )
+
+# Several gateways on one database: the one control loop's lease, and the ready workers every gateway's sync
+# path sends to (published by the control loop's holder).
+control_lease = sa.Table(
+    "control_lease",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+ready_workers = sa.Table(
+    "ready_workers",
+    metadata,
+    sa.Column("worker_id", sa.String(64), primary_key=True),
+    sa.Column("endpoint_id", sa.String(32), nullable=False, index=True),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("capacity", sa.Integer, nullable=False),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

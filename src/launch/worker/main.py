@@ -2,9 +2,10 @@
 
 Loads the bundle once, listens where the spec says (``unix:/path`` or ``tcp://host:port``), reports
 ``LAUNCH_WORKER_READY <address> <cold-start timestamps as JSON>`` on the original stdout (then closed; later
-output goes to the log on stderr, each line timestamped) and serves until SIGTERM: it then rejects new work
-at once, lets running predictions finish (up to ``drain_seconds``) and exits 0. A bundle that fails to load
-exits with code 3 and its traceback in the log.
+output goes to the log on stderr, each line timestamped) and serves until SIGTERM (on TCP, only connections
+that first present ``LAUNCH_WORKER_TOKEN`` in a HELLO frame): it then rejects new work at once, lets running
+predictions finish (up to ``drain_seconds``) and exits 0. A bundle that fails to load exits with code 3 and
+its traceback in the log.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from launch.worker.server import WorkerServer
 IMPORTED = time.time()
 
 LOAD_FAILED_EXIT = 3
+TOKEN_VARIABLE = "LAUNCH_WORKER_TOKEN"  # set by placements whose workers listen on TCP
 
 
 async def serve(worker: WorkerServer, listen: str, drain_seconds: float, announce: Any) -> None:
@@ -57,6 +59,8 @@ async def serve(worker: WorkerServer, listen: str, drain_seconds: float, announc
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
+    token_text = os.environ.pop(TOKEN_VARIABLE, "")  # not left for user code's subprocesses to inherit
+    token = token_text.encode() if token_text else None
     runtime_config: dict[str, Any] = spec.get("runtime", {})
     ready = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # user prints go to the worker log, never into the ready pipe
@@ -76,7 +80,7 @@ def main(argv: list[str]) -> int:
 
     worker = WorkerServer(Runtime(predict_fn, runtime_config.get("memory_limit")),
                           int(runtime_config.get("threads", 1)),
-                          int(runtime_config.get("max_result_bytes", wire.MAX_PAYLOAD)))
+                          int(runtime_config.get("max_result_bytes", wire.MAX_PAYLOAD)), token)
     gc.freeze()  # the loaded model lives as long as the worker: keep it out of every garbage collection
     # a stream's generator thread hands items to the event loop: the default 5 ms switch interval would add up
     # to 5 ms to each hand-over (the first item's above all)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +50,10 @@ def outcome_frame(outcome: Outcome, max_result_bytes: int = wire.MAX_PAYLOAD) ->
 
 
 class WorkerServer:
-    def __init__(self, runtime: Runtime, threads: int, max_result_bytes: int = wire.MAX_PAYLOAD) -> None:
+    def __init__(self, runtime: Runtime, threads: int, max_result_bytes: int = wire.MAX_PAYLOAD,
+                 token: bytes | None = None) -> None:
         self.runtime = runtime
+        self.token = token  # connections must present it first (HELLO) when set
         self.max_result_bytes = max_result_bytes
         self.executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="predict")
         self.inflight = 0
@@ -163,8 +166,16 @@ class WorkerProtocol(wire.FrameProtocol):
     def __init__(self, server: WorkerServer) -> None:
         super().__init__()
         self.server = server
+        self.authenticated = server.token is None
 
     def frame_received(self, request_id: int, kind: int, payload: bytes) -> None:
+        if not self.authenticated:
+            token = self.server.token
+            if kind == wire.HELLO and token is not None and hmac.compare_digest(payload, token):
+                self.authenticated = True
+            elif self.transport is not None:  # anything else first: not a gateway of ours
+                self.transport.abort()
+            return
         self.server.handle(self, request_id, kind, payload)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect
 from launch.server.api.methods import allowed_methods, not_allowed_detail
 from launch.server.domain.errors import (
     InsufficientStorage,
+    InvalidRequest,
     LaunchError,
     TooManyRequests,
     Unauthenticated,
@@ -35,6 +36,8 @@ def _validation_detail(exc: RequestValidationError) -> str:
 def storage_error(exc: Exception) -> LaunchError | None:
     """The domain error for a failure of the database or the disk (nothing was committed: safe to retry)."""
     if isinstance(exc, DBAPIError):
+        if "0x00" in str(exc.orig) or "NUL (0x00)" in str(exc.orig):  # PostgreSQL stores no U+0000 in text
+            return InvalidRequest("text holding a NUL character (\\u0000) is not accepted")
         if "disk is full" in str(exc.orig) or "No space left" in str(exc.orig):
             return InsufficientStorage("the server's disk is full, nothing was stored; retry later")
         return Unavailable(f"the database is unavailable, nothing was changed; retry later ({type(exc.orig).__name__})")

@@ -8,7 +8,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Security
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import ORJSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from launch.server.api.auth import key_from_header
@@ -26,6 +26,8 @@ from launch.server.domain.results import RESULT_PURPOSE
 from launch.server.domain.uploads import MAX_LOCATION_CHARS
 from launch.server.endpoint_logs import parse_cursor, read_logs
 from launch.server.signing import verify
+
+RESULT_REDIRECT_TTL = 300  # the signed gateway URL is the lasting one; each visit presigns anew
 
 router = APIRouter(route_class=StrictJsonRoute)
 
@@ -167,6 +169,10 @@ async def download_result(token: str, request: Request) -> Response:
     key = verify(svc.secret, RESULT_PURPOSE, token)
     if key is None:
         raise Unauthenticated("result URL is invalid or expired")
+    if svc.objects.presigns:  # the bytes go from the bucket to the client, not through the gateway
+        url = svc.objects.presigned_get(key, RESULT_REDIRECT_TTL)
+        if url is not None:
+            return RedirectResponse(url, status_code=307)
     try:
         data = await svc.objects.get(key)
     except KeyError:

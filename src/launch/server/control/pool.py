@@ -33,10 +33,12 @@ class EndpointPool:
     waiters: int = 0  # coroutines blocked in wait_for (whom notify must wake)
     last_busy: float = field(default_factory=time.monotonic)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    remote_demand_until: float = 0.0  # another gateway waits for a worker of this endpoint until then
 
     @property
     def inflight(self) -> int:
-        return sum(w.inflight for w in self.workers) + self.waiting
+        remote = 1 if self.remote_demand_until > time.monotonic() else 0
+        return sum(w.inflight for w in self.workers) + self.waiting + remote
 
     @property
     def serving(self) -> list[WorkerRef]:
@@ -105,3 +107,11 @@ class Pools:
 
     def drop(self, endpoint_id: str) -> None:
         self._pools.pop(endpoint_id, None)
+
+    def ids(self) -> list[str]:
+        return list(self._pools)
+
+    def clear_workers(self) -> None:
+        """Forget every worker (the control loop changed hands)."""
+        for pool in self._pools.values():
+            pool.workers = []

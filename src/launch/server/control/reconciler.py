@@ -28,6 +28,7 @@ from typing import Any
 from launch.server import cold_start
 from launch.server.activity import Activity
 from launch.server.control import autoscaler, capacity
+from launch.server.control.directory import WorkerDirectory
 from launch.server.control.dispatcher import Dispatcher
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
 from launch.server.control.workers import BundleUnavailable, WorkerFactory
@@ -101,7 +102,7 @@ class Reconciler:
     def __init__(self, settings: Settings, *, endpoints: Endpoints, bundles: Bundles, tasks: Tasks,
                  broker: Broker, objects: ObjectStore, placement: Placement, pools: Pools,
                  factory: WorkerFactory, client: WorkerClient, metrics: Metrics | None = None,
-                 activity: Activity | None = None) -> None:
+                 activity: Activity | None = None, directory: WorkerDirectory | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.activity = activity or Activity()
@@ -114,6 +115,7 @@ class Reconciler:
         self.pools = pools
         self.factory = factory
         self.client = client
+        self.directory = directory  # publishes ready workers to the other gateways
         self.policy = autoscaler.Policy(scale_to_zero_after=settings.scale_to_zero_after_seconds)
         self.host = capacity.Host(cpus=settings.host_cpus, memory=capacity.parse_quantity(settings.host_memory),
                                   cpu_overcommit=settings.cpu_overcommit)
@@ -158,7 +160,9 @@ class Reconciler:
                  "memory (LAUNCH_HOST_MEMORY)", host.schedulable_cpus, host.cpus, host.cpu_overcommit,
                  capacity.format_bytes(host.memory))
         records = await self.endpoints.list()
-        await self.tasks.recover({e.id for e in records if e.endpoint_type == "async"})
+        await self.tasks.recover({e.id for e in records if e.endpoint_type == "async"},
+                                 drop_queues=[] if self.settings.single_gateway
+                                 else [e.queue for e in records if e.endpoint_type == "async"])
         self._loop = asyncio.create_task(self._run(), name="reconciler")
 
     async def stop(self) -> None:
@@ -171,7 +175,16 @@ class Reconciler:
         for runtime in self.runtimes.values():
             if runtime.dispatcher is not None:
                 await runtime.dispatcher.stop()
-        await self.placement.close()
+        # the control loop may move to another gateway and back: stop this one's workers, keep placement open
+        workers = [w for rt in self.runtimes.values() for w in rt.pool.workers]
+        await asyncio.gather(*(self.placement.stop(w.worker_id, grace=5.0) for w in workers),
+                             return_exceptions=True)
+        for worker in workers:
+            self.client.forget(worker.address)
+        for runtime in self.runtimes.values():
+            runtime.pool.workers = []
+        self.runtimes.clear()
+        self._loop = None
 
     async def _run(self) -> None:
         while True:
@@ -268,7 +281,7 @@ class Reconciler:
         if not endpoint.usable:  # nothing can serve it (a rolled-back endpoint still serves: it is usable)
             await self._fail_stranded_tasks(rt)
             return
-        if endpoint.settings.gpus > 0:
+        if endpoint.settings.gpus > 0 and not self.placement.gpus:
             reason = (f"this server has no GPUs; the endpoint asks for {endpoint.settings.gpus} "
                       f"{endpoint.settings.gpu_type or ''} GPU(s). Edit it with gpus=0 to run on CPU.")
             await self._fail(endpoint, reason)
@@ -349,6 +362,7 @@ class Reconciler:
                 self._note_failure(rt)
             rt.pool.workers.remove(worker)
             self.ledger.release(worker.worker_id)
+            self._withdraw(rt, worker)
             self._spawn(self.placement.stop(worker.worker_id, grace=1.0))
             self.client.forget(worker.address)
             await rt.pool.notify()
@@ -397,8 +411,13 @@ class Reconciler:
             await self.placement.stop(handle.worker_id, grace=1.0)
             self.ledger.release(worker_id)
             return
-        rt.pool.workers.append(WorkerRef(handle.worker_id, handle.address, endpoint.generation,
-                                         capacity=endpoint.settings.per_worker))
+        ref = WorkerRef(handle.worker_id, handle.address, endpoint.generation, capacity=endpoint.settings.per_worker)
+        rt.pool.workers.append(ref)
+        if self.directory is not None:
+            try:
+                await self.directory.publish(endpoint.id, ref)
+            except Exception:  # the others' sync paths miss it until the next start; this gateway serves it
+                log.exception("could not publish worker %s", ref.worker_id)
         rt.failures = 0
         self._record_start(endpoint, spec, handle.timeline)
         self.proven.add(proof_key(endpoint))
@@ -450,7 +469,7 @@ class Reconciler:
         return await self.factory.spec(bundle, owner_id=endpoint.id, worker_id=worker_id,
                                        generation=endpoint.generation, threads=endpoint.settings.per_worker,
                                        log_dir=self.log_dir(endpoint.id), cpus=endpoint.settings.cpus,
-                                       memory=endpoint.settings.memory)
+                                       memory=endpoint.settings.memory, gpus=endpoint.settings.gpus)
 
     def _drain(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
         if worker.draining:
@@ -458,7 +477,13 @@ class Reconciler:
         worker.draining = True
         self._spawn(self._stop_worker(rt, worker))
 
+    def _withdraw(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
+        """Tell the other gateways to stop sending to ``worker``."""
+        if self.directory is not None:
+            self._spawn(self.directory.withdraw(rt.endpoint.id, worker.worker_id))
+
     async def _stop_worker(self, rt: EndpointRuntime, worker: WorkerRef) -> None:
+        self._withdraw(rt, worker)
         deadline = time.monotonic() + self.settings.worker_drain_seconds
         while worker.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -1,4 +1,4 @@
-"""Turning a bundle into a running worker: its environment, its bytes on local disk, its runtime config.
+"""Turning a bundle into a worker spec: its environment, its bundle's object key, its runtime config.
 Shared by the reconciler (endpoint workers) and the batch job runner (job workers)."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from launch.server.domain.bundles import Bundle
 from launch.server.environments import EnvironmentBuildError, Environments
 from launch.server.metrics import Metrics
 from launch.server.settings import Settings
-from launch.stores.objects import ObjectStore
 from launch.stores.placement import WorkerSpec
 
 
@@ -19,15 +18,14 @@ class BundleUnavailable(Exception):
 
 
 class WorkerFactory:
-    def __init__(self, settings: Settings, objects: ObjectStore, environments: Environments,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, environments: Environments, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.objects = objects
         self.environments = environments
         self.metrics = metrics or Metrics()
 
     async def spec(self, bundle: Bundle, *, owner_id: str, worker_id: str, generation: int, threads: int,
-                   log_dir: Path, cpus: float | None = None, memory: str | None = None) -> WorkerSpec:
+                   log_dir: Path, cpus: float | None = None, memory: str | None = None,
+                   gpus: int = 0) -> WorkerSpec:
         """A worker spec for ``bundle``; builds the bundle's environment first if it needs one. ``cpus`` and
         ``memory`` are the limits placement enforces (a batch job's worker gets the server's defaults)."""
         s = self.settings
@@ -48,24 +46,17 @@ class WorkerFactory:
         }
         return WorkerSpec(
             worker_id=worker_id, endpoint_id=owner_id, generation=generation, python=python,
-            bundle_path=await self.bundle_path(bundle), runtime=runtime,
+            bundle_key=self.bundle_key(bundle), runtime=runtime,
             log_path=str(log_dir / f"worker-{worker_id}.log"), start_timeout=s.worker_start_timeout_seconds,
-            cpus=cpus or s.batch_worker_cpus, memory=memory or s.batch_worker_memory,
+            cpus=cpus or s.batch_worker_cpus, memory=memory or s.batch_worker_memory, gpus=gpus,
             environment=environment, environment_seconds=environment_seconds,
         )
 
-    async def bundle_path(self, bundle: Bundle) -> str:
-        """A local file with the bundle's bytes (in place for a local store, else a cached download)."""
+    def bundle_key(self, bundle: Bundle) -> str:
+        """The object key of the bundle's bytes (placement ships them to the worker)."""
         if bundle.object_key is None:
             raise BundleUnavailable(
                 f"bundle {bundle.name!r} points at {bundle.location!r}, which is not in this server's object "
                 "store; upload the bundle through the server's upload URL"
             )
-        path = self.objects.local_path(bundle.object_key)
-        if path is None:
-            cache = self.settings.data_dir / "bundle-cache" / bundle.id
-            if not cache.exists():
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                cache.write_bytes(await self.objects.get(bundle.object_key))
-            path = str(cache)
-        return path
+        return bundle.object_key

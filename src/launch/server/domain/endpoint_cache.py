@@ -15,6 +15,10 @@ class EndpointCache:
         endpoints.listeners.append(self.invalidate)
 
     def invalidate(self, endpoint_id: str) -> None:
+        if endpoint_id == "*":
+            self._by_name.clear()
+            self._keys.clear()
+            return
         for key in self._keys.pop(endpoint_id, ()):
             self._by_name.pop(key, None)
 

@@ -7,6 +7,7 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -212,6 +213,7 @@ class Endpoints:
         self._view: dict[str, Endpoint] | None = None  # every endpoint by id, once loaded
         self._names: dict[tuple[str, str], str] = {}  # (owner, name) -> id of the endpoints in the view
         self._versions: dict[str, int] = {}  # changes per endpoint id, so an older read never wins
+        self.announce: Callable[[str], None] = lambda endpoint_id: None  # tells the other gateways
 
     async def _load_view(self) -> dict[str, Endpoint]:
         while self._view is None:
@@ -266,6 +268,19 @@ class Endpoints:
             raise
         finally:
             self._tell(endpoint_id)
+            self.announce(endpoint_id)
+
+    def changed_elsewhere(self, endpoint_id: str) -> None:
+        """Another gateway changed ``endpoint_id`` (``*``: any may have): drop what is cached here, wake the
+        control loop."""
+        if endpoint_id == "*":
+            self._view = None
+            self.changed.set()
+            for listener in self.listeners:
+                listener("*")
+            return
+        self._view = None  # reloaded when next needed (only a lone gateway keeps a view)
+        self._notify(endpoint_id)
 
     def _notify(self, endpoint_id: str) -> None:
         self._versions[endpoint_id] = self._versions.get(endpoint_id, 0) + 1
@@ -389,7 +404,7 @@ class Endpoints:
             values["metadata"] = metadata
 
         def update(conn: sa.Connection) -> Endpoint:
-            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == current.id)).first()
+            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == current.id).with_for_update()).first()
             if row is None or row.status == EndpointStatus.DELETE_IN_PROGRESS.value:
                 raise Conflict(f"endpoint {name!r} is being deleted")
             _require_bundle(conn, bundle_id, new_bundle_name)
@@ -413,7 +428,7 @@ class Endpoints:
         """Apply ``event`` (only to ``generation`` if given); returns the new status, None if not applied."""
 
         def apply(conn: sa.Connection) -> tuple[EndpointStatus | None, Endpoint | None]:
-            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id)).first()
+            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id).with_for_update()).first()
             if row is None or (generation is not None and row.generation != generation):
                 return None, None
             try:
@@ -439,7 +454,7 @@ class Endpoints:
         ``rollouts.on_failure``), recording the failed rollout; False if a newer edit superseded it."""
 
         def apply(conn: sa.Connection) -> Endpoint | None:
-            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id)).first()
+            row = conn.execute(sa.select(endpoints).where(endpoints.c.id == endpoint_id).with_for_update()).first()
             if row is None or row.generation != generation:
                 return None
             try:

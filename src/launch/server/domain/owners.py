@@ -194,6 +194,13 @@ class ApiKeys:
         owner = await self.authenticate(key)
         return owner, key in self._admins
 
+    def forget(self) -> None:
+        """Keys were created or revoked elsewhere (a change notification): look every key up again, at once
+        rather than at the next recheck."""
+        self._generation += 1  # a lookup that read before the change must not cache its answer
+        self._owners.clear()
+        self._unknown.clear()
+
     async def create(self, owner: str) -> str:
         key = new_api_key()
         statement = insert_key_statement(owner, key_digest(self.secret, key), shown_prefix(key))

@@ -218,6 +218,16 @@ class Tasks:
         self._callback_batch: list[dict[str, Any]] | None = None
         self._callback_written: Any = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.announce: Callable[[str], None] = lambda task_id: None  # tells other gateways a task ended ("*": many)
+
+    def ended_elsewhere(self, task_id: str) -> None:
+        """Another gateway ended ``task_id`` (``*``: several): forget it and wake its long-polls."""
+        if task_id == "*":
+            self.cache.clear()
+            self._wake()
+        else:
+            self.cache.drop(task_id)
+            self._wake(task_id)
 
     # -- notifications -----------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -233,6 +243,7 @@ class Tasks:
             self.cache.drop(task.id)
         if task.state in TERMINAL:
             self.unfinished.remove(task.owner)
+            self.announce(task.id)  # other gateways' caches and long-polls (scale-out)
         self._wake(task.id)  # long-polls re-check; watchers (task events) see every state
         for listener in self.listeners:
             listener(task)
@@ -504,9 +515,14 @@ class Tasks:
                 requeued += 1
         return requeued
 
-    async def recover(self, endpoint_ids: set[str]) -> int:
+    async def recover(self, endpoint_ids: set[str], drop_queues: list[str] | None = None) -> int:
         """At start-up: reap expired leases and publish every PENDING task of ``endpoint_ids`` again (the
-        embedded broker forgot them; duplicates elsewhere are dropped by ``claim``)."""
+        embedded broker forgot them; duplicates elsewhere are dropped by ``claim``). ``drop_queues``: a shared
+        broker outlived the last control loop; those queues are emptied first, then refilled from the database
+        (a task submitted meanwhile is committed before it is published, so it is either read here or
+        published after the drop)."""
+        for queue in drop_queues or []:
+            await self.broker.drop(queue)
         await self.reap_expired()
         async with self.db.connect() as conn:
             unfinished = (await conn.execute(

@@ -2,8 +2,8 @@
 
 The database is the system of record for tasks (state, attempts, leases); the broker only carries ids, so
 a lost or duplicated message is repaired by the recovery sweep and by the claim's compare-and-set.
-Engines: ``embedded://`` (in-process queues, rebuilt from the database at start-up); later Redis and
-PostgreSQL.
+Engines: ``embedded://`` (in-process queues, rebuilt from the database at start-up; one gateway) and
+``redis://host:port/db`` (shared by several gateways).
 """
 
 from __future__ import annotations
@@ -40,4 +40,8 @@ def open_broker(url: str) -> Broker:
         from launch.stores.broker.embedded import EmbeddedBroker
 
         return EmbeddedBroker()
-    raise ValueError(f"unsupported broker scheme {scheme!r}; use embedded://")
+    if scheme in ("redis", "rediss"):
+        from launch.stores.broker.redis import RedisBroker
+
+        return RedisBroker(url)
+    raise ValueError(f"unsupported broker scheme {scheme!r}; use embedded:// or redis://")

@@ -1,13 +1,18 @@
-"""Object storage for bundles, results and batch files: a local directory (``file://``) or, later, S3."""
+"""Object storage for bundles, results and batch files: a local directory (``file://``) or an S3-compatible
+bucket (``s3://bucket/prefix``). What an engine can do beyond bytes in and out is asked of it
+(``presigns``), never guessed from its URL."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class ObjectStore(Protocol):
     """Opaque bytes under slash-separated keys. Keys are chosen by the server, never by users."""
+
+    presigns: bool
+    """``presigned_get`` gives URLs clients download from without the gateway."""
 
     async def put(self, key: str, data: bytes) -> None: ...
 
@@ -24,9 +29,17 @@ class ObjectStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
-    def local_path(self, key: str) -> str | None:
-        """A filesystem path to the object when the engine has one (lets local workers read it in place)."""
+    def presigned_get(self, key: str, ttl: int) -> str | None:
+        """A URL that serves the object to anyone holding it for ``ttl`` seconds; None if ``presigns`` is
+        false."""
         ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """An engine whose objects are files on this machine (local placement reads bundles in place)."""
+
+    def local_path(self, key: str) -> str: ...
 
 
 def open_object_store(url: str) -> ObjectStore:
@@ -36,4 +49,8 @@ def open_object_store(url: str) -> ObjectStore:
         from launch.stores.objects.local import LocalObjectStore
 
         return LocalObjectStore(url.removeprefix("file://"))
-    raise ValueError(f"unsupported object store scheme {scheme!r}; use file://")
+    if scheme == "s3":
+        from launch.stores.objects.s3 import S3ObjectStore
+
+        return S3ObjectStore(url)
+    raise ValueError(f"unsupported object store scheme {scheme!r}; use file:// or s3://")

@@ -15,6 +15,8 @@ _KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 class LocalObjectStore:
     """Keys map to files under ``root``; keys with ``..`` or absolute paths are refused."""
 
+    presigns = False
+
     def __init__(self, root: str) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -71,5 +73,8 @@ class LocalObjectStore:
     async def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def local_path(self, key: str) -> str | None:
+    def presigned_get(self, key: str, ttl: int) -> str | None:
+        return None
+
+    def local_path(self, key: str) -> str:
         return str(self._path(key))

@@ -1,10 +1,14 @@
-"""Worker placement: where worker processes run. ``local://`` (child processes); later a Ray cluster."""
+"""Worker placement: where worker processes run. ``local://`` (child processes) or ``ray://head:10001``.
+Placement owns getting a bundle to its workers: a spec names the bundle's object key, and each engine ships it
+its own way."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from launch.stores.objects import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -15,7 +19,7 @@ class WorkerSpec:
     endpoint_id: str
     generation: int
     python: str
-    bundle_path: str
+    bundle_key: str  # object key of the bundle's bytes
     runtime: dict[str, Any] = field(default_factory=dict)
     log_path: str = ""
     start_timeout: float = 300.0
@@ -23,6 +27,7 @@ class WorkerSpec:
     memory: str | None = None  # memory limit as the endpoint states it ("512Mi"); None: unbounded
     environment: str = ""  # how its interpreter was had: server, cached, built (for the cold-start timeline)
     environment_seconds: float = 0.0
+    gpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class WorkerStartError(Exception):
 
 
 class Placement(Protocol):
+    gpus: bool
+    """Workers can be given GPUs (the engine places them on hosts that have them free)."""
+
     async def start(self, spec: WorkerSpec) -> WorkerHandle:
         """Start a worker and return once it serves; raises ``WorkerStartError``."""
         ...
@@ -74,11 +82,16 @@ def log_tail(path: str, limit: int = 4000) -> str:
     return data[-limit:].decode("utf-8", "replace")
 
 
-def open_placement(url: str, options: Any = None) -> Placement:
-    """The placement engine for ``url``; ``options`` are the engine's own (``LocalOptions`` for local://)."""
+def open_placement(url: str, objects: ObjectStore, options: Any = None) -> Placement:
+    """The placement engine for ``url``, shipping bundles from ``objects``; ``options`` are the engine's own
+    (``LocalOptions`` for local://)."""
     scheme = url.partition("://")[0]
     if scheme == "local":
         from launch.stores.placement.local import LocalPlacement
 
-        return LocalPlacement(options)
-    raise ValueError(f"unsupported placement scheme {scheme!r}; use local://")
+        return LocalPlacement(options, objects)
+    if scheme == "ray":
+        from launch.stores.placement.ray import RayPlacement
+
+        return RayPlacement(url, objects)
+    raise ValueError(f"unsupported placement scheme {scheme!r}; use local:// or ray://HOST:PORT")

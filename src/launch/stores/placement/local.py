@@ -25,8 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from launch.stores.objects import ObjectStore
 from launch.stores.placement import WorkerHandle, WorkerSpec, WorkerStartError, log_tail
 from launch.stores.placement import limits as limits_mod
+from launch.stores.placement.bundles import BundleFiles
 from launch.stores.placement.limits import Limits, ResourceLimiter, WorkerCgroup
 from launch.stores.placement.sandbox import (
     INSIDE_SCRATCH,
@@ -58,6 +60,7 @@ class LocalOptions:
     uid_base: int = 524288
     uid_count: int = 65536
     pids_limit: int = 512
+    bundle_cache: Path | None = None  # where bundles of a remote object store are downloaded to
 
 
 @dataclass
@@ -75,8 +78,12 @@ class SandboxUnavailable(RuntimeError):
 
 
 class LocalPlacement:
-    def __init__(self, options: LocalOptions | None = None) -> None:
+    gpus = False  # no GPU scheduling on this host (yet)
+
+    def __init__(self, options: LocalOptions | None = None, objects: ObjectStore | None = None) -> None:
         self.options = options or LocalOptions(hidden=Path(tempfile.gettempdir()) / "launch-no-data-dir")
+        cache = self.options.bundle_cache or self.options.hidden / "bundle-cache"
+        self.bundles = BundleFiles(objects, cache) if objects is not None else None
         self._workers: dict[str, _Worker] = {}
         self._reasons: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._uids = UidPool(self.options.uid_base, self.options.uid_count)
@@ -109,6 +116,13 @@ class LocalPlacement:
 
     async def start(self, spec: WorkerSpec) -> WorkerHandle:
         Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
+        if self.bundles is None:
+            raise WorkerStartError("this placement was built without an object store to read bundles from")
+        try:
+            bundle_path = await self.bundles.path(spec.bundle_key)
+        except KeyError:
+            raise WorkerStartError(f"the bundle's object {spec.bundle_key!r} is missing from the object store"
+                                   ) from None
         socket_dir = self._socket_root / spec.worker_id
         socket_dir.mkdir(mode=0o700)
         memory = limits_mod.parse_memory(spec.memory)
@@ -133,7 +147,7 @@ class LocalPlacement:
                 os.write(fd, str(WORKER_OOM_SCORE).encode())
                 os.close(fd)
 
-        bundle_fd = os.open(spec.bundle_path, os.O_RDONLY | os.O_CLOEXEC)
+        bundle_fd = os.open(bundle_path, os.O_RDONLY | os.O_CLOEXEC)
         spawned = time.time()
         config["bundle_path"] = f"fd:{bundle_fd}"
         try:

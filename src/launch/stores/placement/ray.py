@@ -1,0 +1,179 @@
+"""Workers on a Ray cluster (``ray://head:10001``): each worker is a process started by a Ray actor
+(``ray_host.WorkerHost``) that Ray places on a node with the worker's ``cpus``, ``memory`` and ``gpus`` free;
+the reconciler's autoscaling decisions are the same as for local workers.
+
+Workers listen on TCP on their node and serve only the gateway connections that present their per-worker token
+first (``launch.wire.HELLO``; the address handed back carries it as ``tcp://host:port#token``). Bundles are
+shipped as bytes (read from the object store, carried by Ray's object store). Workers run on the nodes'
+interpreter, which must have Launch installed (the cluster's image); they are contained by what the nodes are
+(containers), not by the local sandbox. Bundles whose requirements need an environment of their own are
+refused with a reason (the environments are built on the gateway's machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from launch.stores.objects import ObjectStore
+from launch.stores.placement import WorkerHandle, WorkerSpec, WorkerStartError
+from launch.stores.placement.limits import parse_memory
+
+log = logging.getLogger("launch.placement.ray")
+MONITOR_SECONDS = 1.0
+
+
+class RayPlacement:
+    gpus = True  # GPU endpoints are placed on nodes with free GPUs
+
+    def __init__(self, url: str, objects: ObjectStore) -> None:
+        self.url = url
+        self.objects = objects
+        self._actors: dict[str, Any] = {}  # serving workers' actors
+        self._starting: dict[str, Any] = {}
+        self._dead: set[str] = set()
+        self._reasons: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._connected = asyncio.Lock()
+        self._monitor: asyncio.Task[None] | None = None
+        self._host_class: Any = None
+
+    def describe(self) -> list[str]:
+        return [f"placement: Ray cluster at {self.url}; workers are processes of Ray actors placed by their "
+                "cpus/memory/gpus, on TCP with a per-worker token; containment is the Ray nodes' own (no local "
+                "sandbox)"]
+
+    async def _ray(self) -> Any:
+        import ray
+
+        async with self._connected:
+            if self._host_class is None:
+                if not ray.is_initialized():
+                    await asyncio.to_thread(ray.init, address=self.url, namespace="launch", log_to_driver=False)
+                from launch.stores.placement.ray_host import WorkerHost
+
+                self._host_class = ray.remote(WorkerHost)
+                self._monitor = asyncio.create_task(self._watch(), name="ray-placement-monitor")
+        return ray
+
+    async def start(self, spec: WorkerSpec) -> WorkerHandle:
+        if spec.python != sys.executable:
+            raise WorkerStartError("this bundle's requirements need an environment of its own, which ray:// "
+                                   "placement cannot ship yet; install them in the Ray nodes' image and drop them "
+                                   "from the bundle, or use local:// placement")
+        try:
+            bundle = await self.objects.get(spec.bundle_key)
+        except KeyError:
+            raise WorkerStartError(f"the bundle's object {spec.bundle_key!r} is missing from the object store"
+                                   ) from None
+        ray = await self._ray()
+        memory = parse_memory(spec.memory)
+        await self._fits_somewhere(ray, spec, memory)
+        options: dict[str, Any] = {"num_cpus": spec.cpus or 1, "num_gpus": spec.gpus,
+                                   "name": f"launch-worker-{spec.worker_id}", "max_restarts": 0}
+        if memory:
+            options["memory"] = memory
+        actor = self._host_class.options(**options).remote()
+        self._starting[spec.worker_id] = actor  # watched only once it serves
+        token = secrets.token_urlsafe(32)
+        config = {"worker_id": spec.worker_id, "endpoint_id": spec.endpoint_id, "runtime": dict(spec.runtime)}
+        host_ref = actor.__ray_call__.remote(lambda _self: ray.util.get_node_ip_address())
+        started = time.monotonic()
+        try:
+            host = await asyncio.to_thread(ray.get, host_ref, timeout=spec.start_timeout)
+            remaining = max(1.0, spec.start_timeout - (time.monotonic() - started))
+            ref = actor.start.remote(config, bundle, token, host, remaining)
+            address = await asyncio.to_thread(ray.get, ref, timeout=remaining + 5)
+        except Exception as exc:
+            self._starting.pop(spec.worker_id, None)
+            await self._stop_actor(actor, grace=1.0)
+            cause = getattr(exc, "cause", None) or exc  # Ray wraps what the actor raised
+            message, _, tail = str(cause).partition("\n")
+            if type(exc).__name__ == "GetTimeoutError":
+                message = ("no Ray node had the worker's resources free in time "
+                           f"(cpus={spec.cpus}, memory={spec.memory}, gpus={spec.gpus})")
+            _append_log(spec.log_path, tail)  # the worker's log lives on its node: keep its end here
+            raise WorkerStartError(message, tail) from None
+        self._starting.pop(spec.worker_id, None)
+        self._actors[spec.worker_id] = actor
+        return WorkerHandle(spec.worker_id, f"{address}#{token}")
+
+    async def _fits_somewhere(self, ray: Any, spec: WorkerSpec, memory: int | None) -> None:
+        """Fail at once, with the reason, for a worker no node of the cluster could ever hold (else Ray would
+        keep it pending until the start timeout)."""
+        nodes = [n.get("Resources", {}) for n in await asyncio.to_thread(ray.nodes) if n.get("Alive")]
+        needs = {"CPU": spec.cpus or 1, "GPU": spec.gpus, "memory": memory or 0}
+        if not any(all(node.get(k, 0) >= v for k, v in needs.items() if v) for node in nodes):
+            have = ", ".join(f"{int(n.get('CPU', 0))} CPUs/{int(n.get('GPU', 0))} GPUs/"
+                             f"{int(n.get('memory', 0)) >> 20} MiB" for n in nodes) or "no live nodes"
+            raise WorkerStartError(f"no node of the Ray cluster can hold this worker (cpus={spec.cpus}, "
+                                   f"memory={spec.memory}, GPUs={spec.gpus}); the nodes have: {have}")
+
+    async def _watch(self) -> None:
+        """Notice workers (and nodes) that died: ``alive`` answers from what this loop saw."""
+        import ray
+
+        while True:
+            await asyncio.sleep(MONITOR_SECONDS)
+            for worker_id, actor in list(self._actors.items()):
+                alive: bool
+                try:
+                    alive = bool(await asyncio.to_thread(ray.get, actor.alive.remote(), timeout=10))
+                except Exception as exc:  # the actor or its node is gone
+                    alive = False
+                    self._remember(worker_id, f"its Ray actor failed: {type(exc).__name__}")
+                if not alive and worker_id in self._actors:
+                    self._dead.add(worker_id)
+
+    def _remember(self, worker_id: str, reason: str) -> None:
+        self._reasons[worker_id] = reason
+        while len(self._reasons) > 1000:
+            self._reasons.popitem(last=False)
+
+    async def stop(self, worker_id: str, grace: float) -> None:
+        actor = self._actors.pop(worker_id, None) or self._starting.pop(worker_id, None)
+        self._dead.discard(worker_id)
+        if actor is not None:
+            await self._stop_actor(actor, grace)
+
+    async def _stop_actor(self, actor: Any, grace: float) -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(ray.get, actor.stop.remote(grace), timeout=grace + 10)
+        with contextlib.suppress(Exception):
+            ray.kill(actor)
+
+    def alive(self, worker_id: str) -> bool:
+        return worker_id in self._actors and worker_id not in self._dead
+
+    def exit_reason(self, worker_id: str) -> str | None:
+        return self._reasons.get(worker_id)
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await asyncio.gather(*(self.stop(w, grace=5.0) for w in [*self._actors, *self._starting]),
+                             return_exceptions=True)
+        if self._host_class is not None:
+            import ray
+
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(ray.shutdown)
+
+
+def _append_log(path: str, text: str) -> None:
+    if not path or not text:
+        return
+    with contextlib.suppress(OSError):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text)
