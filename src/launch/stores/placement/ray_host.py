@@ -51,7 +51,8 @@ class WorkerHost:
                 buffer += chunk
                 for line in buffer.splitlines():
                     if line.startswith(READY_PREFIX):
-                        return line[len(READY_PREFIX):].strip().decode()
+                        # ``<address> [cold-start timestamps]``: the address is the first word
+                        return line[len(READY_PREFIX):].strip().decode().partition(" ")[0]
             elif self.proc.poll() is not None:
                 break
         try:  # its stdout closed: it is exiting (or exited)
