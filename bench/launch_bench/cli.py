@@ -18,7 +18,7 @@ from launch_bench.targets.base import RunContext, Target
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short run: echo at c=1 and c=64, async at c=64")
+    parser.add_argument("--quick", action="store_true", help="short run: echo at c=1 and c=64, async at c=1 and c=64")
     parser.add_argument("--only", default="", help=f"comma-separated targets out of {','.join(ALL)}")
     parser.add_argument("--no-peers", action="store_true", help="skip BentoML, Ray Serve and LitServe")
     parser.add_argument("--rounds", type=int, default=0, help="override the mode's number of rounds")

@@ -92,6 +92,34 @@ def async_vs_f3(get: Lookup) -> Check:
     )
 
 
+def stream_first_item(get: Lookup) -> Check:
+    ours = get(OURS, "stream", "tokens", 1)
+    v = _values((ours, "ttfi_p50_ms"), (ours, "own_first_yield_ms"))
+    observed = "missing"
+    if v:
+        observed = f"{v[0] - v[1]:+.3f} ms (first item {v[0]:.3f} ms; the generator alone {v[1]:.4f} ms"
+        floor = _values((get("F1", "stream", "tokens", 1), "ttfi_p50_ms"))
+        observed += f"; F1's first item {floor[0]:.3f} ms)" if floor else ")"
+    return Check("stream first item, added over the generator's own first yield, c=1", observed, "≤ 2 ms",
+                 _verdict(None if v is None else v[0] - v[1] <= 2.0))
+
+
+def stream_rate(get: Lookup) -> Check:
+    v = _values((get(OURS, "stream", "tokens", 1), "stream_items_per_s_p50"))
+    observed = f"{v[0]:.0f} items/s" if v else "missing"
+    return Check(
+        "stream items/s over one stream", observed, "≥ 10,000", _verdict(None if v is None else v[0] >= 10_000)
+    )
+
+
+def stream_vs_litserve(get: Lookup) -> Check:
+    v = _values((get(OURS, "stream", "tokens", 1), "stream_items_per_s_p50"),
+                (get("litserve", "stream", "tokens", 1), "stream_items_per_s_p50"))
+    observed = f"{v[0] / v[1]:.1f}x ({v[0]:.0f} vs {v[1]:.0f} items/s)" if v else "missing"
+    return Check("stream items/s over one stream vs LitServe", observed, "≥ 5x",
+                 _verdict(None if v is None else v[0] >= 5 * v[1]))
+
+
 # -- every route as fast as the fastest, real work, control plane, memory, start -------------------------------
 ROUTE_NAMES = {"echo": "native sync", "echo@legacy": "legacy sync", "submit": "native async submit",
                "submit@legacy": "legacy async submit", "poll": "native task poll",
@@ -210,10 +238,35 @@ def start_checks(get: Lookup, summaries: list[Summary]) -> list[Check]:
     return checks
 
 
+TASKS = "launch-tasks"  # the async path with callbacks and retention on
+
+
+def tasks_vs_f3(get: Lookup) -> Check:
+    """Completed tasks/s with every task's callback delivered and retention sweeping, against the floor."""
+    name = "async completions with callbacks + retention vs F3"
+    levels = sorted({c for c in (8, 64) if get(TASKS, "async", "noop", c) and get("F3", "async", "noop", c)})
+    if not levels:
+        return Check(name, "missing", "≥ 1.0x", "N/A")
+    c = levels[-1]
+    v = _values((get(TASKS, "async", "noop", c), "completed_per_s"), (get("F3", "async", "noop", c), "completed_per_s"))
+    observed = f"{v[0] / v[1]:.2f}x at c={c} ({v[0]:.0f} vs {v[1]:.0f} tasks/s)" if v else "missing"
+    return Check(name, observed, "≥ 1.0x", _verdict(None if v is None else v[0] >= v[1]))
+
+
+def idle_p50_vs_f3(get: Lookup, target: str) -> Check:
+    """Submit-to-result p50 of one client at a time (no backlog), against the floor's."""
+    v = _values((get(target, "async", "noop", 1), "p50_ms"), (get("F3", "async", "noop", 1), "p50_ms"))
+    observed = f"{v[0] - v[1]:+.2f} ms ({v[0]:.2f} vs {v[1]:.2f} ms)" if v else "missing"
+    return Check(f"async idle submit→result p50 vs F3 ({target})", observed, "≤ +0.5 ms",
+                 _verdict(None if v is None else v[0] - v[1] <= 0.5))
+
+
 def evaluate(summaries: list[Summary], peers: list[str]) -> list[Check]:
     get = _lookup(summaries)
     return [
         p50_overhead(get), rps_vs_f1(get), rps_vs_peers(get, peers), p99_vs_f2(get), async_vs_f3(get),
+        tasks_vs_f3(get), idle_p50_vs_f3(get, OURS), idle_p50_vs_f3(get, TASKS),
         *route_checks(get), *payload_checks(get), *real_work_checks(get, peers), *control_plane_checks(get),
         *memory_checks(get), *start_checks(get, summaries),
+        stream_first_item(get), stream_rate(get), stream_vs_litserve(get),
     ]

@@ -24,6 +24,7 @@ FUNCTIONS = {
     "matmul": models.matmul,
     "noop": models.async_noop,
     "park": models.park,
+    "tokens": models.tokens,
 }
 WAIT_STATES = {"PENDING", "UPDATE_PENDING", "UPDATE_IN_PROGRESS", "CREATING", "STARTING", "SCALING"}
 
@@ -40,6 +41,7 @@ def create(client: LaunchClient, spec: dict[str, Any]) -> Any:
         per_worker=spec["per_worker"],
         cpus=1,
         memory="1Gi",
+        default_callback_url=spec.get("default_callback_url"),
     )
 
 

@@ -126,7 +126,10 @@ def run_script(module: str, args: list[str], timeout_s: float) -> dict[str, Any]
 
 def measure_stream(target: Target, sc: Scenario, mode: Mode) -> dict[str, Any]:
     call = target.stream_call(sc.model)
-    base = ["--url", call.url, "--body", call.body.decode(), "--concurrency", str(sc.concurrency)]
+    base = ["--url", call.url, "--body", call.body.decode(), "--concurrency", str(sc.concurrency),
+            "--format", target.stream_format]
+    if call.authorization:
+        base += ["--authorization", call.authorization]
     run_script("launch_bench.streamload", [*base, "--duration", str(mode.warmup_s)], 120)
     wait_quiet(target.pids, mode.quiet_max_wait_s)
     with CpuWindow(target.pids) as window:

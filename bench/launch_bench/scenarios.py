@@ -61,10 +61,11 @@ QUICK = Mode(
         *_grid("sync", ("echo", "sleep", "matmul"), (64,)),
         *_grid("sync", ROUTES, (1, 64), only=("launch",)),
         *_grid("sync", PAYLOADS, (PAYLOAD_CONCURRENCY,), only=("F2", "launch")),
-        Scenario("async", "noop", 64),
+        Scenario("stream", "tokens", 1, ("F1", "launch", "litserve")),
+        *_grid("async", ("noop",), (1, 64)),
     ),
     quiet_max_wait_s=5.0,
-    async_only=("F3", "launch"),  # the async target compares these two; peers' async is full-mode only
+    async_only=("F3", "launch", "launch-tasks"),  # peers' async is full-mode only
     control_plane=True,
 )
 FULL = Mode(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from launch.client import LaunchClient
-    from launch.errors import APIError, EndpointFailed, LaunchClientError, NoLaunchServer
+    from launch.errors import APIError, EndpointFailed, LaunchClientError, NoLaunchServer, StreamError
     from launch.model_bundle import ModelBundle
     from launch.model_endpoint import (
         AsyncEndpoint,
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         EndpointResponse,
         EndpointResponseFuture,
         ModelEndpoint,
+        StreamingEndpoint,
         SyncEndpoint,
     )
 
@@ -33,10 +34,11 @@ _HOMES = {
     "LaunchClientError": "launch.errors",
     "NoLaunchServer": "launch.errors",
     "EndpointFailed": "launch.errors",
+    "StreamError": "launch.errors",
     "ModelBundle": "launch.model_bundle",
     **{name: "launch.model_endpoint" for name in (
         "AsyncEndpoint", "AsyncEndpointBatchResponse", "Endpoint", "EndpointRequest", "EndpointResponse",
-        "EndpointResponseFuture", "ModelEndpoint", "SyncEndpoint",
+        "EndpointResponseFuture", "ModelEndpoint", "StreamingEndpoint", "SyncEndpoint",
     )},
 }
 
@@ -54,6 +56,8 @@ __all__ = [
     "ModelBundle",
     "ModelEndpoint",
     "NoLaunchServer",
+    "StreamError",
+    "StreamingEndpoint",
     "SyncEndpoint",
     "__version__",
 ]

@@ -4,11 +4,14 @@ Retries: connection failures before a request was sent, and 429/503 answers, are
 every request; the server answers those only when it did nothing (no task accepted, no prediction started).
 Until the server has answered once, a refused connection is not retried: it is a wrong address far more
 often than a restarting server, and the user should hear so at once (``NoLaunchServer``).
+A ``Retry-After`` header (seconds) sets the wait instead of the backoff.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
 import httpx
@@ -17,6 +20,7 @@ from launch.errors import APIError, NoLaunchServer
 
 RETRY_STATUSES = (429, 503)  # the server answers these only when it did nothing
 DEFAULT_TIMEOUT = 120.0
+MAX_RETRY_AFTER = 60.0
 CONNECT_TIMEOUT = 5.0
 
 
@@ -31,8 +35,8 @@ class Transport:
         )
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                content: bytes | None = None) -> Any:
-        response = self._send(method, path, json=json, params=params, content=content)
+                content: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+        response = self._send(method, path, json=json, params=params, content=content, headers=headers)
         if response.status_code >= 400:
             if not _is_json(response):  # every answer of a Launch server is JSON
                 raise NoLaunchServer(
@@ -44,12 +48,13 @@ class Transport:
         self.reached = True
         return response.json() if response.content else None
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, stream: bool = False, **kwargs: Any) -> httpx.Response:
         delay = 0.5
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                response = self._client.request(method, path, **kwargs)
+                request = self._client.build_request(method, path, **kwargs)
+                response = self._client.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if not self.reached:
                     raise NoLaunchServer(
@@ -60,9 +65,47 @@ class Transport:
             else:
                 if response.status_code not in RETRY_STATUSES or last:
                     return response
+                wait = retry_after(response)
+                response.close()
+                if wait is not None:
+                    time.sleep(wait)
+                    continue
             time.sleep(delay)
             delay = min(delay * 3, 10.0)
         raise AssertionError("unreachable")
+
+    def stream_lines(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                     headers: dict[str, str] | None = None) -> Generator[str, None, None]:
+        """The response's lines as they arrive (retried like ``request`` until the response starts); closing
+        the iterator closes the connection."""
+        response = self._send(method, path, stream=True, json=json, params=params, headers=headers)
+        self.reached = True
+        try:
+            if response.status_code >= 400:
+                response.read()
+                raise APIError(method, str(response.url), response.status_code, _detail(response))
+            yield from response.iter_lines()
+        finally:
+            response.close()
+
+    async def astream_lines(self, method: str, path: str, *, json: Any = None,
+                            params: dict[str, Any] | None = None) -> AsyncGenerator[str, None]:
+        """``stream_lines`` for asyncio (its own connection; 429/503 retried the same way)."""
+        async with httpx.AsyncClient(base_url=self.base_url, auth=self._client.auth, timeout=self._client.timeout,
+                                     trust_env=False, headers=self._client.headers) as client:
+            delay = 0.5
+            for attempt in range(self.retries + 1):
+                async with client.stream(method, path, json=json, params=params) as response:
+                    if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 3, 10.0)
+                        continue
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise APIError(method, str(response.url), response.status_code, _detail(response))
+                    async for line in response.aiter_lines():
+                        yield line
+                    return
 
     def put_bytes(self, url: str, data: bytes) -> None:
         """PUT raw bytes to a signed URL (authorised by the URL itself)."""
@@ -78,6 +121,18 @@ class Transport:
 
     def close(self) -> None:
         self._client.close()
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The server's ``Retry-After`` in seconds (capped at a minute), or None when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _is_json(response: httpx.Response) -> bool:

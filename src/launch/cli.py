@@ -6,8 +6,10 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -72,20 +74,29 @@ def server(
     data_dir: Path = typer.Option(Path("launch-data"), help="Where the database, objects and logs live."),
     public_url: str = typer.Option(None, help="Base URL clients use to reach this server (for signed URLs)."),
     allow_private_fetch: bool = typer.Option(
-        False, help="Let the gateway fetch `url` inputs from loopback and private addresses (tests, trusted LANs)."),
+        False, help="Let the gateway fetch `url` inputs, and send callbacks, to loopback and private addresses "
+                    "(tests, trusted LANs)."),
     sandbox: str = typer.Option(
         None, help="Worker sandbox: auto (where the host can; default), required (refuse to start without), off."),
+    cancel_stops_worker: bool = typer.Option(
+        False, help="Cancelling a running task recycles its worker process (otherwise its result is dropped)."),
     log_level: str = typer.Option("info", help="Log level."),
+    log_format: str = typer.Option("text", help="Server and access log lines as 'text' or 'json'."),
+    access_log: str = typer.Option(
+        "data", help="Access log: 'data' (<data-dir>/logs/access.log), '-' (stderr), 'off', or a file path."),
 ) -> None:
     """Start the platform: gateway, control loop, database, object store, broker and workers."""
-    import logging
-
     _require_server()
+    from launch.server import logs
     from launch.server.app import DataDirInUse, serve
     from launch.server.settings import Settings
     from launch.stores.placement.local import SandboxUnavailable
 
-    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    if log_format not in ("text", "json"):
+        console.print("[red]--log-format must be 'text' or 'json'[/red]")
+        raise typer.Exit(2)
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir, "log_format": log_format,
+                                 "access_log": access_log}
     if public_url:
         overrides["public_url"] = public_url
     if allow_private_fetch:
@@ -95,8 +106,10 @@ def server(
             console.print(f"[red]--sandbox must be auto, required or off, not {sandbox!r}[/red]")
             raise typer.Exit(2)
         overrides["sandbox"] = sandbox
+    if cancel_stops_worker:
+        overrides["task_cancel_stops_worker"] = True
     settings = Settings(**overrides)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(log_level, log_format)
     try:
         serve(settings, log_level)
     except (DataDirInUse, SandboxUnavailable) as exc:
@@ -108,6 +121,7 @@ def server(
 def api_keys_create(
     user: str = typer.Option(..., help="The owner the key authenticates as."),
     data_dir: Path = typer.Option(Path("launch-data"), help="The server's data directory."),
+    admin: bool = typer.Option(False, "--admin", help="Operator key: the dashboard shows every owner's resources."),
 ) -> None:
     """Create an API key for USER; the key is the last line printed (shown once, stored hashed)."""
     from launch.server.domain.owners import insert_key_statement, key_digest, new_api_key, shown_prefix
@@ -115,8 +129,9 @@ def api_keys_create(
     secret = _key_store_secret(data_dir)  # creates the data directory on first use
     key = new_api_key()
     with _key_store(data_dir) as conn:
-        conn.execute(insert_key_statement(user, key_digest(secret, key), shown_prefix(key)))
-    print(f"Created an API key for {user} (store it now; it is not shown again):", file=sys.stderr)
+        conn.execute(insert_key_statement(user, key_digest(secret, key), shown_prefix(key), admin=admin))
+    kind = "an admin API key" if admin else "an API key"
+    print(f"Created {kind} for {user} (store it now; it is not shown again):", file=sys.stderr)
     print(key)
 
 
@@ -302,11 +317,117 @@ def endpoints_delete(name: str, api_key: str = ApiKeyOption, endpoint: str = End
     console.print(f"deleting endpoint {name}")
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+
+
+def _seconds(text: str) -> float:
+    """``90``, ``30s``, ``5m``, ``2h`` or ``1d`` as seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        console.print(f"[red]not a duration: {text!r} (use e.g. 30s, 5m, 2h, 1d)[/red]")
+        raise typer.Exit(2)
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
 @endpoints_app.command("logs")
-def endpoints_logs(name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
-    """Print an endpoint's creation logs."""
+def endpoints_logs(
+    name: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until Ctrl-C."),
+    since: str = typer.Option(None, "--since", help="Only lines of the last 30s, 5m, 2h, 1d, ..."),
+) -> None:
+    """Print an endpoint's logs: environment builds, cold starts and its workers' timestamped output."""
     client = _client(api_key, endpoint)
-    print(_run(lambda: client.read_endpoint_creation_logs(name)))
+    path = f"/v1/model-endpoints/{name}/logs"
+    params = {"since_seconds": _seconds(since)} if since else None
+    answer = _run(lambda: client.connection.request("GET", path, params=params))
+    sys.stdout.write(answer["content"] if answer["content"].endswith("\n") or not answer["content"]
+                     else answer["content"] + "\n")
+    sys.stdout.flush()
+    cursor = answer.get("cursor")
+    try:
+        while follow:
+            time.sleep(1.0)
+            answer = _run(lambda c=cursor: client.connection.request("GET", path, params={"cursor": c}))
+            cursor = answer.get("cursor", cursor)
+            if answer["content"]:
+                sys.stdout.write(answer["content"])
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+@app.command()
+def status(api_key: str = ApiKeyOption, endpoint: str = EndpointOption, as_json: bool = JsonOption) -> None:
+    """One screen: your endpoints (status, workers, load, latency), batch jobs and recent failures (everyone's
+    with an admin key). The same data, live, at /dashboard."""
+    client = _client(api_key, endpoint)
+    data = _run(lambda: client.connection.request("GET", "/v1/status"))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    scope = "every owner (admin key)" if data["admin"] else data["owner"]
+    table = Table(title=f"Endpoints of {scope}")
+    for column in ("endpoint", "type", "status", "workers", "in flight", "queued", "requests", "failed", "p50",
+                   "p99"):
+        table.add_column(column, justify="right" if column in ("in flight", "queued", "requests", "failed", "p50",
+                                                                "p99") else "left")
+    for e in data["endpoints"]:
+        requests = e["requests"]
+        failed = sum(requests.get(k, 0) for k in ("failure", "task_failure", "server_error", "timeout"))
+        workers = e["workers"]
+        name = f"{e['owner']}/{e['name']}" if data["admin"] else e["name"]
+        color = {"READY": "green", "UPDATE_FAILED": "red"}.get(e["status"], "yellow")
+        table.add_row(name, e["type"], f"[{color}]{e['status']}[/{color}]",
+                      f"{workers['serving']}/{e['desired_workers'] if e['desired_workers'] is not None else '-'}",
+                      str(e["in_flight"]), str(e["queued"]), str(sum(requests.values())), str(failed),
+                      _ms(e["latency"]["p50"]), _ms(e["latency"]["p99"]))
+    console.print(table)
+    jobs = [j for j in data["batch_jobs"] if j["status"] in ("PENDING", "RUNNING")] or data["batch_jobs"][:5]
+    if jobs:
+        jobs_table = Table(title="Batch jobs")
+        for column in ("job", "bundle", "status", "progress", "failed"):
+            jobs_table.add_column(column)
+        for j in jobs:
+            jobs_table.add_row(j["id"][:12], j["bundle"], j["status"], f"{j['done'] + j['failed']}/{j['total']}",
+                               str(j["failed"]))
+        console.print(jobs_table)
+    for failure in data["failures"][:5]:
+        last = (failure["traceback"] or "").strip().splitlines()[-1:] or ["(no traceback)"]
+        when = time.strftime("%H:%M:%S", time.localtime(failure["at"]))
+        console.print(f"[red]failure[/red] {when} {failure['kind']} {failure['request_id'] or ''}: {last[0]}")
+    console.print(f"[dim]live: {client.connection.base_url}/dashboard[/dim]")
+
+
+@endpoints_app.command("stream")
+def endpoints_stream(name: str, args: str = typer.Option(None, "--args", help="Keyword arguments as a JSON object."),
+                     url: str = typer.Option(None, "--url", help="A URL whose bytes are the input."),
+                     api_key: str = ApiKeyOption, endpoint: str = EndpointOption) -> None:
+    """Run one prediction on a streaming endpoint and print each item (one JSON line) as it arrives."""
+    from launch.errors import StreamError
+
+    if (args is None) == (url is None):
+        console.print("[red]give exactly one of --args and --url[/red]")
+        raise typer.Exit(2)
+    try:
+        parsed = json.loads(args) if args is not None else None
+    except json.JSONDecodeError as exc:
+        console.print(f"[red]--args is not valid JSON: {exc}[/red]")
+        raise typer.Exit(2) from None
+    client = _client(api_key, endpoint)
+
+    def relay() -> None:
+        try:
+            for item in client._stream_request(name, url=url, args=parsed):
+                print(json.dumps(item), flush=True)
+        except StreamError as exc:  # on stderr: stdout carries only items
+            print(str(exc), file=sys.stderr)
+            raise typer.Exit(1) from None
+
+    _run(relay)
 
 
 @endpoints_app.command("wait")
@@ -355,7 +476,36 @@ def tasks_get(task_id: str, api_key: str = ApiKeyOption, endpoint: str = Endpoin
     """Show an async task's status and result."""
     client = _client(api_key, endpoint)
     record = _run(lambda: client.connection.request("GET", f"/v1/async-tasks/{task_id}"))
-    _show([record], ["task_id", "status", "attempts", "result", "result_url", "traceback"], as_json, "Task")
+    _show([record], ["task_id", "status", "attempt", "queue_position", "result", "result_url", "reason"],
+          as_json, "Task")
+
+
+@tasks_app.command("list")
+def tasks_list(
+    model_endpoint: str = typer.Argument(..., metavar="ENDPOINT_NAME", help="The async endpoint (name or id)."),
+    state: list[str] = typer.Option([], "--state", "-s", help="Only these states (repeatable): PENDING, "
+                                    "STARTED, SUCCESS, FAILURE, CANCELLED, EXPIRED."),
+    since: float = typer.Option(None, help="Only tasks submitted since this many seconds ago."),
+    limit: int = typer.Option(100, help="At most this many tasks (newest first, up to 1000)."),
+    api_key: str = ApiKeyOption, endpoint: str = EndpointOption, as_json: bool = JsonOption,
+) -> None:
+    """List an endpoint's async tasks, newest first."""
+    import time
+
+    client = _client(api_key, endpoint)
+    rows = _run(lambda: client.list_tasks(model_endpoint, states=state or None,
+                                          since=time.time() - since if since is not None else None, limit=limit))
+    _show(rows, ["task_id", "status", "attempt", "priority", "created_at", "finished_at", "callback_state",
+                 "reason"], as_json, f"Tasks of {model_endpoint}")
+
+
+@tasks_app.command("cancel")
+def tasks_cancel(task_id: str, api_key: str = ApiKeyOption, endpoint: str = EndpointOption,
+                 as_json: bool = JsonOption) -> None:
+    """Cancel an async task (a pending one never runs; a running one's result is dropped)."""
+    client = _client(api_key, endpoint)
+    record = _run(lambda: client.cancel_task(task_id))
+    _show([record], ["task_id", "status", "cancelled", "reason"], as_json, "Task")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

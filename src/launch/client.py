@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import inspect
 import io
+import json
 import os
 import pickle
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import cloudpickle
 
+from launch import _streams
 from launch._transport import Transport
 from launch.errors import APIError, LaunchClientError
 from launch.model_bundle import ModelBundle
-from launch.model_endpoint import AsyncEndpoint, Endpoint, ModelEndpoint, SyncEndpoint
+from launch.model_endpoint import AsyncEndpoint, Endpoint, ModelEndpoint, StreamingEndpoint, SyncEndpoint
 
 LaunchModel_T = TypeVar("LaunchModel_T")
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
@@ -64,13 +66,19 @@ def _pickler() -> dict[str, str]:
             "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"}
 
 
-def _endpoint_object(record: dict[str, Any], client: LaunchClient) -> SyncEndpoint | AsyncEndpoint:
+AnyEndpoint = SyncEndpoint | AsyncEndpoint | StreamingEndpoint
+ENDPOINT_TYPES = ("sync", "async", "streaming")
+
+
+def _endpoint_object(record: dict[str, Any], client: LaunchClient) -> AnyEndpoint:
     model_endpoint = ModelEndpoint.from_dict(record)
     if record["endpoint_type"] == "async":
         return AsyncEndpoint(model_endpoint, client)
     if record["endpoint_type"] == "sync":
         return SyncEndpoint(model_endpoint, client)
-    raise ValueError("Endpoint should be one of the types 'sync' or 'async'")
+    if record["endpoint_type"] == "streaming":
+        return StreamingEndpoint(model_endpoint, client)
+    raise ValueError("Endpoint should be one of the types 'sync', 'async' or 'streaming'")
 
 
 class LaunchClient:
@@ -279,25 +287,33 @@ class LaunchClient:
         update_if_exists: bool = False,
         labels: dict[str, str] | None = None,
         metadata: dict[str, Any] | None = None,
+        default_callback_url: str | None = None,
+        default_callback_auth: dict[str, str] | None = None,
+        public_inference: bool | None = None,
     ) -> Endpoint | None:
         """Create an endpoint serving ``model_bundle`` and return it at once (it becomes READY when its
         workers serve; poll ``status()``). With ``update_if_exists`` an existing endpoint is edited
         instead and None is returned. ``per_worker`` is the number of concurrent requests one worker takes
         before the autoscaler adds another (between ``min_workers`` and ``max_workers``; 0 min scales to
-        zero when idle)."""
+        zero when idle). ``default_callback_url`` / ``default_callback_auth``: where every task's outcome is
+        POSTed unless the request names its own. ``public_inference``: other owners may send tasks to it
+        (by its id); their queued tasks share its workers fairly with yours."""
         if update_if_exists and self.get_model_endpoint(endpoint_name) is not None:
             self.edit_model_endpoint(endpoint_name, model_bundle=model_bundle, cpus=cpus, memory=memory,
                                      storage=storage, gpus=gpus, min_workers=min_workers, max_workers=max_workers,
                                      per_worker=per_worker, gpu_type=gpu_type)
             return None
-        if endpoint_type not in ("sync", "async"):
-            raise ValueError("endpoint_type must be 'sync' or 'async'")
+        if endpoint_type not in ENDPOINT_TYPES:
+            raise ValueError("endpoint_type must be 'sync', 'async' or 'streaming'")
         payload = self.endpoint_auth_decorator_fn({
             "name": endpoint_name, "bundle_name": _name(model_bundle), "endpoint_type": endpoint_type,
             "cpus": cpus, "memory": memory, "storage": storage, "gpus": gpus, "gpu_type": gpu_type,
             "min_workers": min_workers, "max_workers": max_workers, "per_worker": per_worker,
             "post_inference_hooks": [str(getattr(h, "value", h)) for h in post_inference_hooks or []] or None,
             "labels": labels or {}, "metadata": metadata or {},
+            **{k: v for k, v in (("default_callback_url", default_callback_url),
+                                 ("default_callback_auth", default_callback_auth),
+                                 ("public_inference", public_inference)) if v is not None},
         })
         return _endpoint_object(self.connection.request("POST", "/v1/model-endpoints", json=payload), self)
 
@@ -330,7 +346,7 @@ class LaunchClient:
     def _get_model_endpoint_record(self, endpoint_name: str) -> ModelEndpoint:
         return ModelEndpoint.from_dict(self.connection.request("GET", f"/v1/model-endpoints/{endpoint_name}"))
 
-    def get_model_endpoint(self, endpoint_name: str) -> SyncEndpoint | AsyncEndpoint | None:
+    def get_model_endpoint(self, endpoint_name: str) -> AnyEndpoint | None:
         """The endpoint named ``endpoint_name``, or None if you have none by that name."""
         try:
             record = self.connection.request("GET", f"/v1/model-endpoints/{endpoint_name}")
@@ -341,12 +357,11 @@ class LaunchClient:
         return _endpoint_object(record, self)
 
     def list_model_endpoints(self) -> list[Endpoint]:
-        """Your endpoints: async ones first, then sync ones."""
+        """Your endpoints: async ones first, then sync ones, then streaming ones."""
         records = self.connection.request("GET", "/v1/model-endpoints")["endpoints"]
-        endpoints = [_endpoint_object(r, self) for r in records if r["endpoint_type"] in ("sync", "async")]
-        return [e for e in endpoints if isinstance(e, AsyncEndpoint)] + [
-            e for e in endpoints if isinstance(e, SyncEndpoint)
-        ]
+        endpoints = [_endpoint_object(r, self) for r in records if r["endpoint_type"] in ENDPOINT_TYPES]
+        return [e for kind in (AsyncEndpoint, SyncEndpoint, StreamingEndpoint) for e in endpoints
+                if isinstance(e, kind)]
 
     def delete_model_endpoint(self, model_endpoint: ModelEndpoint | Endpoint | str) -> bool:
         """Delete an endpoint: its workers drain and stop; unfinished tasks fail with a reason."""
@@ -377,15 +392,65 @@ class LaunchClient:
         ))
 
     def _async_request(self, endpoint_name: str, url: str | None = None, args: dict | None = None,
-                       return_pickled: bool = True) -> str:
+                       return_pickled: bool = True, options: dict[str, Any] | None = None,
+                       idempotency_key: str | None = None) -> str:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         record = self.connection.request("POST", "/v1/async-tasks", params={"model_endpoint_name": endpoint_name},
-                                         json=self._task_body(url, args, return_pickled))
+                                         json={**self._task_body(url, args, return_pickled), **(options or {})},
+                                         headers=headers)
         return str(record["task_id"])
+
+    def cancel_task(self, async_task_id: str) -> dict[str, Any]:
+        """Cancel an async task; returns its view (``cancelled``: whether this call cancelled it)."""
+        return dict(self.connection.request("DELETE", f"/v1/async-tasks/{async_task_id}"))
+
+    def list_tasks(self, endpoint_name: str, states: list[str] | None = None, since: float | None = None,
+                   limit: int = 100) -> list[dict[str, Any]]:
+        """Your async tasks of an endpoint, newest first, filtered by state and submission time (unix)."""
+        params: dict[str, Any] = {"model_endpoint_name": endpoint_name, "limit": limit}
+        if states:
+            params["state"] = states
+        if since is not None:
+            params["since"] = since
+        return list(self.connection.request("GET", "/v1/async-tasks", params=params)["tasks"])
+
+    def get_callback_signing_key(self) -> str:
+        """The key the server signs your task callbacks with (see the docs for checking a signature)."""
+        return str(self.connection.request("GET", "/v1/callbacks/signing-key")["signing_key"])
 
     def async_request(self, endpoint_name: str, url: str | None = None, args: dict | None = None,
                       return_pickled: bool = True) -> str:
         """(deprecated: use ``AsyncEndpoint.predict``) Queue a prediction; returns its task id."""
         return self._async_request(endpoint_name, url=url, args=args, return_pickled=return_pickled)
+
+    def _stream_request(self, endpoint_name: str, url: str | None = None,
+                        args: dict | None = None) -> Iterator[Any]:
+        """The items of one streaming prediction (JSON lines), as they come."""
+        body = self._task_body(url, args, False)
+        lines = self.connection.stream_lines("POST", "/v1/streaming-tasks", json=body,
+                                             params={"model_endpoint_name": endpoint_name, "format": "ndjson"})
+        return _streams.items(lines)
+
+    def _astream_request(self, endpoint_name: str, url: str | None = None,
+                         args: dict | None = None) -> AsyncIterator[Any]:
+        body = self._task_body(url, args, False)
+        lines = self.connection.astream_lines("POST", "/v1/streaming-tasks", json=body,
+                                              params={"model_endpoint_name": endpoint_name, "format": "ndjson"})
+        return _streams.aitems(lines)
+
+    _task_events_supported = True
+
+    def _task_events(self, async_task_id: str, last_event_id: str | None,
+                     wait: float) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+        """A task's state changes (name, event id, data) for up to ``wait`` seconds, resuming after
+        ``last_event_id``."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        lines = self.connection.stream_lines("GET", f"/v1/async-tasks/{async_task_id}/events",
+                                             params={"wait": wait}, headers=headers)
+        for event in _streams.events(lines, _streams.EventParser()):
+            yield event.name, event.id, json.loads(event.data)
 
     def _get_async_endpoint_response(self, endpoint_name: str, async_task_id: str) -> dict[str, Any]:
         return self.get_async_response(async_task_id)

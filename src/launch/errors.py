@@ -3,7 +3,8 @@
     LaunchClientError
      ├── APIError          the server answered with an error status (``status_code``, ``detail``)
      ├── NoLaunchServer    nothing answers at the address, or what answers is not a Launch server
-     └── EndpointFailed    ``wait_until_ready``: the endpoint failed to start (``reason``)
+     ├── EndpointFailed    ``wait_until_ready``: the endpoint failed to start (``reason``)
+     └── StreamError       a stream ended in failure (``traceback`` of the predict function, or ``detail``)
 """
 
 from __future__ import annotations
@@ -35,3 +36,13 @@ class EndpointFailed(LaunchClientError):
         super().__init__(f"endpoint {name!r} failed to start: {reason or 'no reason given'}")
         self.name = name
         self.reason = reason
+
+
+class StreamError(LaunchClientError):
+    """A streaming prediction failed after it started: the predict function raised (``traceback``), or the
+    platform could not finish it (``detail``), or the connection was cut before the final event."""
+
+    def __init__(self, message: str, traceback: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.traceback = traceback
+        self.detail = detail

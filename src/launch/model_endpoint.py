@@ -7,8 +7,13 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from launch.errors import APIError
 
 if TYPE_CHECKING:
     from launch.client import LaunchClient
@@ -16,7 +21,14 @@ if TYPE_CHECKING:
 TASK_PENDING_STATE = "PENDING"
 TASK_SUCCESS_STATE = "SUCCESS"
 TASK_FAILURE_STATE = "FAILURE"
+TASK_STARTED_STATE = "STARTED"
+TASK_CANCELLED_STATE = "CANCELLED"
+TASK_EXPIRED_STATE = "EXPIRED"
+UNFINISHED_STATES = (TASK_PENDING_STATE, TASK_STARTED_STATE)
+FINISHED_STATES = (TASK_SUCCESS_STATE, TASK_FAILURE_STATE, TASK_CANCELLED_STATE, TASK_EXPIRED_STATE)
 LONG_POLL_SECONDS = 20.0
+EVENTS_SECONDS = 60.0  # one task-events connection at most this long, then a reconnect (bounded reads)
+RECONNECT_FOR_SECONDS = 120.0  # without a timeout, how long get() keeps reconnecting to an unreachable server
 
 __all__ = [
     "AsyncEndpoint",
@@ -26,6 +38,7 @@ __all__ = [
     "EndpointResponse",
     "EndpointResponseFuture",
     "ModelEndpoint",
+    "StreamingEndpoint",
     "SyncEndpoint",
 ]
 
@@ -48,7 +61,7 @@ class ModelEndpoint:
     metadata: dict | None = None
     """Metadata for the endpoint."""
     endpoint_type: str | None = None
-    """The type of the endpoint. Must be ``'async'`` or ``'sync'``."""
+    """The type of the endpoint: ``'async'``, ``'sync'`` or ``'streaming'``."""
     configs: dict | None = None
     """Config for the endpoint."""
     destination: str | None = None
@@ -80,11 +93,14 @@ class EndpointRequest:
     Exactly one of ``url`` (a file whose bytes are passed to the predict function) and ``args`` (keyword
     arguments of the predict function) must be given. ``return_pickled`` asks for a pickled result behind a
     ``result_url`` instead of ``result`` as a JSON string. ``request_id`` (deprecated) names the request in a
-    batch; one is generated when not given.
+    batch; one is generated when not given. ``callback_url`` (and ``callback_auth``: ``{"kind": "basic",
+    "username", "password"}`` or ``{"kind": "mtls", "cert", "key"}``) receive the outcome of an async task
+    when it ends; ``priority`` orders your own queued tasks (higher first).
     """
 
     def __init__(self, url: str | None = None, args: dict | None = None, return_pickled: bool | None = True,
-                 request_id: str | None = None) -> None:
+                 request_id: str | None = None, callback_url: str | None = None,
+                 callback_auth: dict[str, str] | None = None, priority: int | None = None) -> None:
         if (url is None) == (args is None):
             raise ValueError("Exactly one of url and args must be specified")
         if url is not None and not isinstance(url, str):
@@ -95,12 +111,21 @@ class EndpointRequest:
         self.args = args
         self.return_pickled = return_pickled
         self.request_id: str = request_id if request_id is not None else str(uuid.uuid4())
+        self.callback_url = callback_url
+        self.callback_auth = callback_auth
+        self.priority = priority
+
+    def task_options(self) -> dict[str, Any]:
+        """The async-only fields of the request body."""
+        options = {"callback_url": self.callback_url, "callback_auth": self.callback_auth, "priority": self.priority}
+        return {k: v for k, v in options.items() if v is not None}
 
 
 class EndpointResponse:
-    """Represents a response received from a Endpoint: ``status`` (``SUCCESS``, ``FAILURE`` or ``PENDING``),
-    then exactly one of ``result_url`` (pickled output) or ``result`` (output as a JSON string), or the
-    ``traceback`` of a predict function that raised."""
+    """Represents a response received from a Endpoint: ``status`` (``SUCCESS``, ``FAILURE``, ``PENDING``,
+    ``STARTED``, ``CANCELLED`` or ``EXPIRED``), then exactly one of ``result_url`` (pickled output) or
+    ``result`` (output as a JSON string), or the ``traceback`` of a predict function that raised (or why the
+    task was cancelled or expired)."""
 
     def __init__(self, client: Any, status: str, result_url: str | None = None, result: str | None = None,
                  traceback: str | None = None) -> None:
@@ -119,6 +144,8 @@ def _response_from(client: Any, raw: dict[str, Any]) -> EndpointResponse:
     status = raw.get("status", raw.get("state"))
     if status == TASK_FAILURE_STATE:
         return EndpointResponse(client, status, traceback=raw.get("traceback"))
+    if status in (TASK_CANCELLED_STATE, TASK_EXPIRED_STATE):
+        return EndpointResponse(client, status, traceback=raw.get("reason"))
     return EndpointResponse(client, status, result_url=raw.get("result_url"), result=raw.get("result"),
                             traceback=raw.get("traceback"))
 
@@ -134,19 +161,60 @@ class EndpointResponseFuture:
 
     def get(self, timeout: float | None = None) -> EndpointResponse:
         """Retrieves the ``EndpointResponse`` for the prediction request after it completes. This method
-        blocks (at most ``timeout`` seconds when given, then raises ``TimeoutError``)."""
+        blocks (at most ``timeout`` seconds when given, then raises ``TimeoutError``).
+
+        It watches the task's events (``GET /v1/async-tasks/{id}/events``) when the server has them, and
+        reconnects if the server restarts meanwhile; otherwise it long-polls."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if getattr(self.client, "_task_events_supported", True):
+            response = self._watch(deadline)
+            if response is not None:
+                return response
+            self.client._task_events_supported = False  # an older server: long-poll from now on
         while True:
             remaining = LONG_POLL_SECONDS if deadline is None else deadline - time.monotonic()
             # the server holds the request until the task ends (or the wait is over): no busy polling
             raw = self.client._wait_async_task(self.async_task_id, max(0.0, min(LONG_POLL_SECONDS, remaining)))
             state = raw.get("status", raw.get("state"))
-            if state in (TASK_SUCCESS_STATE, TASK_FAILURE_STATE):
+            if state in FINISHED_STATES:
                 return _response_from(self.client, raw)
-            if state != TASK_PENDING_STATE:
+            if state not in UNFINISHED_STATES:
                 raise ValueError(f"Unrecognized state: {state}")
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"task {self.async_task_id} did not finish within {timeout} s")
+
+    def _watch(self, deadline: float | None) -> EndpointResponse | None:
+        """The response, from the task's event stream; None if the server has no such stream."""
+        last_event_id: str | None = None
+        unreachable_since: float | None = None
+        while True:
+            remaining = EVENTS_SECONDS if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"task {self.async_task_id} did not finish in time")
+            try:
+                for name, event_id, data in self.client._task_events(self.async_task_id, last_event_id,
+                                                                     min(EVENTS_SECONDS, remaining)):
+                    unreachable_since = None
+                    last_event_id = event_id
+                    if name in (TASK_SUCCESS_STATE, TASK_FAILURE_STATE, TASK_CANCELLED_STATE, TASK_EXPIRED_STATE):
+                        return _response_from(self.client, data)
+                unreachable_since = None
+            except APIError as exc:
+                if exc.status_code == 404 and exc.detail == "Not Found":  # the route, not the task
+                    return None
+                if exc.status_code not in (502, 503):
+                    raise
+                unreachable_since = unreachable_since or time.monotonic()
+            except httpx.TransportError:  # the server restarts or the connection dropped: resume
+                unreachable_since = unreachable_since or time.monotonic()
+            if unreachable_since is not None:
+                if deadline is None and time.monotonic() - unreachable_since > RECONNECT_FOR_SECONDS:
+                    raise ConnectionError(f"the server stayed unreachable for {RECONNECT_FOR_SECONDS:.0f} s")
+                time.sleep(0.2)
+
+    def cancel(self) -> EndpointResponse:
+        """Cancel the task: a pending one never runs; a running one's result is dropped."""
+        return _response_from(self.client, self.client.cancel_task(self.async_task_id))
 
 
 class Endpoint:
@@ -236,11 +304,13 @@ class AsyncEndpoint(Endpoint):
     def __repr__(self) -> str:
         return self._describe("AsyncEndpoint")
 
-    def predict(self, request: EndpointRequest) -> EndpointResponseFuture:
+    def predict(self, request: EndpointRequest, idempotency_key: str | None = None) -> EndpointResponseFuture:
         """Runs an asynchronous prediction request; returns an ``EndpointResponseFuture`` whose ``get()``
-        blocks on completion."""
+        blocks on completion. With ``idempotency_key``, sending the same request again (a retry after a
+        lost answer) returns the same task instead of queueing another."""
         task_id = self.client._async_request(self.model_endpoint.name, url=request.url, args=request.args,
-                                             return_pickled=bool(request.return_pickled))
+                                             return_pickled=bool(request.return_pickled),
+                                             options=request.task_options(), idempotency_key=idempotency_key)
         return EndpointResponseFuture(self.client, self.model_endpoint.name, task_id)
 
     def predict_batch(self, requests: list[EndpointRequest]) -> AsyncEndpointBatchResponse:
@@ -251,12 +321,33 @@ class AsyncEndpoint(Endpoint):
 
         def submit(request: EndpointRequest) -> tuple[str, str]:
             task_id = self.client._async_request(self.model_endpoint.name, url=request.url, args=request.args,
-                                                 return_pickled=bool(request.return_pickled))
+                                                 return_pickled=bool(request.return_pickled),
+                                                 options=request.task_options())
             return request.request_id, task_id
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=20) as executor:
             request_ids = dict(executor.map(submit, requests))
         return AsyncEndpointBatchResponse(self.client, self.model_endpoint.name, request_ids)
+
+
+class StreamingEndpoint(Endpoint):
+    """A streaming model endpoint: its predict function yields items, which arrive as they are produced."""
+
+    def __str__(self) -> str:
+        return f"StreamingEndpoint <endpoint_name:{self.model_endpoint.name}>"
+
+    def __repr__(self) -> str:
+        return self._describe("StreamingEndpoint")
+
+    def predict(self, request: EndpointRequest) -> Iterator[Any]:
+        """The items of one prediction, each a parsed JSON value, in order, as they come. Raises
+        ``StreamError`` if the predict function fails mid-stream (after the items before it). Stopping
+        early (closing the iterator) stops the generator on the worker."""
+        return self.client._stream_request(self.model_endpoint.name, url=request.url, args=request.args)
+
+    def apredict(self, request: EndpointRequest) -> AsyncIterator[Any]:
+        """``predict`` for asyncio: ``async for item in endpoint.apredict(request)``."""
+        return self.client._astream_request(self.model_endpoint.name, url=request.url, args=request.args)
 
 
 class AsyncEndpointBatchResponse:
@@ -272,7 +363,7 @@ class AsyncEndpointBatchResponse:
 
     def poll_endpoints(self) -> None:
         """Runs one round of polling the endpoint for async task results."""
-        pending = [rid for rid, status in self.statuses.items() if status == TASK_PENDING_STATE]
+        pending = [rid for rid, status in self.statuses.items() if status in UNFINISHED_STATES]
 
         def poll(request_id: str) -> tuple[str, dict[str, Any]]:
             return request_id, self.client._get_async_endpoint_response(
@@ -290,7 +381,7 @@ class AsyncEndpointBatchResponse:
         ``poll`` is True)."""
         if poll:
             self.poll_endpoints()
-        return all(status != TASK_PENDING_STATE for status in self.statuses.values())
+        return all(status not in UNFINISHED_STATES for status in self.statuses.values())
 
     def get_responses(self) -> dict[str, EndpointResponse | None]:
         """request_id → ``EndpointResponse`` for every request; raises ``ValueError`` while some are

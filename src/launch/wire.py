@@ -22,6 +22,16 @@ PING = 4
 PONG = 5
 REJECTED = 6  # worker → gateway: not run (draining or malformed); JSON {"detail"}
 PREDICT_INPUT = 7  # gateway → worker: a PREDICT whose input is bytes the gateway fetched (``url`` inputs)
+# Streams (``launch.worker.streams``): one request id per stream, items flow under credit (flow control).
+STREAM = 8  # gateway → worker: JSON {"args", "credit": bytes}: run the predict function as a stream
+STREAM_INPUT = 9  # gateway → worker: a STREAM whose input is fetched bytes (payload as ``pack_input``)
+CHUNK = 10  # worker → gateway: one item, as JSON
+END = 11  # worker → gateway: the stream is complete; JSON {"items": n}
+STREAM_ERROR = 12  # worker → gateway: the predict function raised mid-stream; JSON {"traceback"}
+CREDIT = 13  # gateway → worker: ``CREDIT_FORMAT``: the gateway takes that many more bytes of chunks
+CANCEL = 14  # gateway → worker: the client went away: close the generator (its ``finally`` runs)
+CREDIT_FORMAT = struct.Struct("!I")
+STATS = 15  # gateway → worker (empty) and back: JSON {"compute": histogram, "inflight"} for /metrics
 _INPUT_HEAD = struct.Struct("!I")
 
 

@@ -40,6 +40,9 @@ def toolbox(data: bytes | None = None, op: str = "double", x: Any = 0, **extra: 
         return os.getpid()
     if op == "echo":
         return extra
+    if op == "print":  # a line in the worker's log (timestamped, with the request's id)
+        print(f"printed {x}")
+        return {"printed": x}
     raise KeyError(f"unknown op {op!r}")
 
 
@@ -213,3 +216,47 @@ def json_unfriendly(x: float = 1.0) -> Any:
     import datetime
 
     return {"when": datetime.datetime(2026, 1, 1), "x": x}
+
+
+STREAM_STATE: dict[str, Any] = {"produced": {}, "closed": [], "active": 0, "max_active": 0}
+
+
+def streamer(op: str = "count", n: int = 10, tag: str = "", delay: float = 0.0, size: int = 0,
+             stall: float = 0.0) -> Any:
+    """A streaming (generator) predict function. ``op``: ``count`` yields ``{"i": i}`` (``size`` bytes of
+    padding; ``delay`` before each item, ``stall`` more before the second), ``raise`` fails after ``n``
+    items, ``probe`` yields what this worker process has seen of ``tag``: items produced, whether its
+    generator was closed (``finally`` ran), the most concurrent streams."""
+    if op == "probe":
+        yield {"produced": STREAM_STATE["produced"].get(tag, 0), "closed": tag in STREAM_STATE["closed"],
+               "max_active": STREAM_STATE["max_active"]}
+        return
+    STREAM_STATE["active"] += 1
+    STREAM_STATE["max_active"] = max(STREAM_STATE["max_active"], STREAM_STATE["active"])
+    try:
+        for i in range(n):
+            if delay or (stall and i == 1):
+                time.sleep(delay + (stall if i == 1 else 0.0))
+            STREAM_STATE["produced"][tag] = i + 1
+            yield {"i": i, "pad": "x" * size} if size else {"i": i}
+        if op == "raise":
+            raise ValueError(f"stream-boom-{tag}")
+    finally:
+        STREAM_STATE["active"] -= 1
+        STREAM_STATE["closed"].append(tag)
+
+
+async def astreamer(n: int = 10, delay: float = 0.0) -> Any:
+    """An async generator predict function: yields ``i`` for i < n, awaiting ``delay`` between items."""
+    import asyncio
+
+    for i in range(n):
+        if delay:
+            await asyncio.sleep(delay)
+        yield i
+
+
+def byte_chunks(data: bytes) -> Any:
+    """A streaming predict function for ``url`` inputs: the fetched bytes, four at a time, as text."""
+    for start in range(0, len(data), 4):
+        yield data[start:start + 4].decode()

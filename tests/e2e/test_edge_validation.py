@@ -152,7 +152,7 @@ def test_a_declared_oversize_upload_is_refused_at_once(api: httpx.Client, server
 @pytest.mark.parametrize(("method", "path", "allow"), [
     ("PATCH", "/v1/model-bundles", "GET, POST"), ("PUT", "/v1/model-endpoints", "GET, POST"),
     ("POST", "/v1/model-endpoints/x", "DELETE, GET, PUT"), ("GET", "/v1/sync-tasks", "POST"),
-    ("DELETE", "/v1/async-tasks/abc", "GET"), ("GET", f"{LEGACY}/model_bundle_upload", "POST"),
+    ("PUT", "/v1/async-tasks/abc", "DELETE, GET"), ("GET", f"{LEGACY}/model_bundle_upload", "POST"),
     ("GET", f"{LEGACY}/model_bundle/clone_with_changes", "POST"),
     ("PUT", f"{LEGACY}/batch_job/x", "GET, POST"), ("PATCH", f"{LEGACY}/model_bundle", "GET, POST"),
 ])
@@ -194,7 +194,12 @@ def test_the_document_states_statuses_bodies_parameters_and_security(server: Run
     for path in ("/v1/sync-tasks", "/v1/async-tasks"):
         operation = doc["paths"][path]["post"]
         body = operation["requestBody"]["content"]["application/json"]["schema"]
-        assert set(body["properties"]) == {"args", "url", "return_pickled", "pickle_protocol"}
-        assert {p["name"] for p in operation["parameters"]} == {"model_endpoint_name", "model_endpoint_id"}
+        assert {"args", "url", "return_pickled", "pickle_protocol"} <= set(body["properties"])
+        assert {"model_endpoint_name", "model_endpoint_id"} <= {p["name"] for p in operation["parameters"]}
+    async_submit = doc["paths"]["/v1/async-tasks"]["post"]
+    assert {"priority", "queue_ttl_seconds", "callback_url", "callback_auth"} <= set(
+        async_submit["requestBody"]["content"]["application/json"]["schema"]["properties"])
+    assert "Idempotency-Key" in {p["name"] for p in async_submit["parameters"]}
+    assert {"get", "delete"} <= set(doc["paths"]["/v1/async-tasks/{task_id}"])
     assert {"404", "409", "429"} <= set(doc["paths"]["/v1/async-tasks"]["post"]["responses"])
     assert "413" in doc["paths"]["/v1/model-bundles"]["post"]["responses"]

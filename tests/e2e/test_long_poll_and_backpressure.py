@@ -40,7 +40,7 @@ def test_long_poll_gives_up_after_the_wait(alice_key: str, server: RunningServer
         start = time.monotonic()
         body = api.get(f"/v1/async-tasks/{future.async_task_id}", params={"wait": 0.5}).json()
         elapsed = time.monotonic() - start
-        assert body["status"] == "PENDING"
+        assert body["status"] in ("PENDING", "STARTED")
         assert 0.4 < elapsed < 2.5, elapsed
         for bad in ("-1", "61", "soon"):
             response = api.get(f"/v1/async-tasks/{future.async_task_id}", params={"wait": bad})

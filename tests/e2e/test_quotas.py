@@ -139,8 +139,9 @@ def test_one_owner_at_its_caps_is_refused_while_another_keeps_working(capped: Ru
         # carol's quota frees up as her tasks finish: nothing accepted was lost
         for response in accepted:
             task_id = response.json()["task_id"]
-            done = wait_until(lambda t=task_id: raw.get(f"/v1/async-tasks/{t}").json()["status"] != "PENDING" and
-                              raw.get(f"/v1/async-tasks/{t}").json(), 30, "carol's task to finish")
+            done = wait_until(lambda t=task_id: raw.get(f"/v1/async-tasks/{t}", params={"wait": 5}).json()["status"]
+                              not in ("PENDING", "STARTED") and raw.get(f"/v1/async-tasks/{t}").json(), 30,
+                              "carol's task to finish")
             assert done["status"] == "SUCCESS"
         assert raw.post(submit, json={"args": {"op": "sleep", "x": 0}, "return_pickled": False}).status_code == 200
 

@@ -102,7 +102,7 @@ def test_the_endpoint_cache_drops_only_the_changed_endpoint() -> None:
             self.listeners: list[object] = []
             self.reads = 0
 
-        async def get(self, owner: str, name: str) -> Endpoint:
+        async def get(self, owner: str, name: str, for_inference: bool = False) -> Endpoint:
             self.reads += 1
             return replace(endpoint(), id=name, name=name)
 

@@ -31,6 +31,8 @@ PREDICTION_ROUTES = [
     ("POST", "/v1/async-tasks?model_endpoint_name=nope"),
     ("GET", "/v1/async-tasks/t-1"),
     ("GET", "/v1/async-tasks/t-1?wait=1"),
+    ("POST", "/v1/streaming-tasks?model_endpoint_name=nope"),
+    ("GET", "/v1/async-tasks/t-1/events"),
     ("POST", "/v1/hosted_inference/task_sync/nope"),
     ("POST", "/v1/hosted_inference/task_async/nope"),
     ("GET", "/v1/hosted_inference/endpoints/nope/task_async/t-1"),

@@ -154,3 +154,64 @@ def test_put_stream_stores_all_or_nothing(tmp_path: Path) -> None:
         assert not [p for p in (tmp_path / "uploads" / "a").iterdir() if p.name.startswith(".tmp-")]
 
     asyncio.run(scenario())
+
+
+def test_broker_priority_within_a_group_fifo_among_equals() -> None:
+    async def scenario() -> None:
+        broker = EmbeddedBroker()
+        for message, priority in (("low", 0), ("high", 5), ("low2", 0), ("higher", 9), ("high2", 5)):
+            await broker.publish("q", message, priority, "alice")
+        assert [await broker.consume("q", 0.1) for _ in range(5)] == ["higher", "high", "high2", "low", "low2"]
+
+    run(scenario())
+
+
+def test_broker_groups_take_turns() -> None:
+    """A burst of one group (owner) does not starve another's steady traffic."""
+
+    async def scenario() -> None:
+        broker = EmbeddedBroker()
+        for i in range(100):
+            await broker.publish("q", f"a{i}", 0, "alice")
+        await broker.publish("q", "b0", 0, "bob")
+        first = [await broker.consume("q", 0.1) for _ in range(3)]
+        assert "b0" in first
+        await broker.publish("q", "b1", 0, "bob")
+        assert "b1" in [await broker.consume("q", 0.1) for _ in range(2)]
+        assert await broker.depth("q") == 100 - 3
+
+    run(scenario())
+
+
+def test_broker_position_follows_the_order() -> None:
+    async def scenario() -> None:
+        broker = EmbeddedBroker()
+        for i in range(5):
+            await broker.publish("q", f"a{i}", 0, "alice")
+        await broker.publish("q", "b0", 0, "bob")
+        await broker.publish("q", "urgent", 3, "alice")
+        assert await broker.position("q", "urgent") == 0
+        assert await broker.position("q", "a0") == 2  # after urgent, and bob's turn
+        assert await broker.position("q", "b0") == 1
+        assert await broker.position("q", "unknown") is None
+        assert await broker.position("other", "a0") is None
+        order = [await broker.consume("q", 0.1) for _ in range(7)]
+        assert order[:3] == ["urgent", "b0", "a0"]
+        assert await broker.position("q", "a0") is None
+
+    run(scenario())
+
+
+def test_broker_wakes_one_waiter_per_message() -> None:
+    async def scenario() -> None:
+        broker = EmbeddedBroker()
+        waiters = [asyncio.create_task(broker.consume("q", 2.0)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        await broker.publish("q", "m1")
+        await broker.publish("q", "m2")
+        done, pending = await asyncio.wait(waiters, timeout=0.2)
+        assert sorted(t.result() for t in done) == ["m1", "m2"]
+        await broker.drop("q")
+        assert [await t for t in pending] == [None]
+
+    run(scenario())

@@ -31,6 +31,12 @@ def _launch() -> Target:
     return Launch()
 
 
+def _launch_tasks() -> Target:
+    from launch_bench.targets.launch import LaunchTasks
+
+    return LaunchTasks()
+
+
 def _bentoml() -> Target:
     from launch_bench.targets.peers import BentoML
 
@@ -56,8 +62,9 @@ REGISTRY: dict[str, Callable[[], Target]] = {
     "F2": _f2,
     "F3": _f3,
     "launch": _launch,
+    "launch-tasks": _launch_tasks,
     "bentoml": _bentoml,
     "ray": _ray,
     "litserve": _litserve,
 }
-ALL = (*FLOORS, "launch", *PEERS)
+ALL = (*FLOORS, "launch", "launch-tasks", *PEERS)

@@ -36,6 +36,7 @@ class Target(abc.ABC):
     group: str = ""  # "floor", "ours" or "peer"
     sync_models: frozenset[str] = frozenset()
     stream_models: frozenset[str] = frozenset()
+    stream_format: str = "lines"  # how streamload counts items (see launch_bench.streamload)
     async_models: frozenset[str] = frozenset()
 
     def __init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ from launch_bench import models, procs
 from launch_bench.envs import BENCH_DIR
 from launch_bench.loadgen import HttpCall
 from launch_bench.scenarios import ROUTES
-from launch_bench.server import ServerProcess, free_port
+from launch_bench.server import LOADGEN_CORE, ServerProcess, free_port
 from launch_bench.targets.base import AsyncSpec, RunContext, Target
 from launch_bench.targets.floors import FAILURE_MARKER, LAUNCH_BODY, payload_body
 
@@ -36,6 +37,8 @@ LEGACY = "/v1/hosted_inference"
 
 def endpoint_for(kind: str, model: str) -> tuple[str, str]:
     """(model, endpoint type) of the endpoint a scenario runs on; it is named ``{model}-ep``."""
+    if kind == "stream":
+        return model, "streaming"
     if kind == "async" or model.startswith("poll"):
         return "noop", "async"
     if model.startswith("submit"):
@@ -49,6 +52,8 @@ class Launch(Target):
     name = "launch"
     group = "ours"
     sync_models = frozenset({"echo", "sleep", "matmul", *models.PAYLOADS, *ROUTES})
+    stream_models = frozenset({"tokens"})
+    stream_format = "launch-ndjson"
     async_models = frozenset({"noop"})
 
     def __init__(self) -> None:
@@ -66,6 +71,9 @@ class Launch(Target):
         if numpy.returncode != 0:
             self.sync_models = self.sync_models - {"matmul"}  # matmul needs numpy in Launch's venv
 
+    server_flags: tuple[str, ...] = ()
+    endpoint_extra: dict[str, Any] = {}
+
     def start(self, ctx: RunContext, extra_env: dict[str, str] | None = None) -> dict[str, float]:
         data_dir = self.data_dir = ctx.run_dir / f"launch-data-r{ctx.round_index}"
         self.port = free_port()
@@ -79,11 +87,14 @@ class Launch(Target):
                 str(self.port),
                 "--data-dir",
                 str(data_dir),
+                "--access-log",  # per-request access logging is off for every target
+                "off",
+                *self.server_flags,
             ],
             ctx.log(self.name),
             env={**SERVER_ENV, **(extra_env or {})},
         )
-        self.servers = [server]
+        self.servers = [*self.servers, server]
         startup_s = server.wait_http(self.url("/healthz"), timeout_s=120)
         self.api_key = self._create_key(data_dir)
         specs = self._endpoint_specs(ctx)
@@ -111,7 +122,8 @@ class Launch(Target):
 
     def _endpoint_specs(self, ctx: RunContext) -> list[dict[str, Any]]:
         wanted = sorted({endpoint_for(kind, model) for kind, model in ctx.wanted if self.supports(kind, model)})
-        specs = [{"name": f"{model}-ep", "model": model, "type": kind, **WORKERS} for model, kind in wanted]
+        specs = [{"name": f"{model}-ep", "model": model, "type": kind, **WORKERS,
+                  **(self.endpoint_extra if kind == "async" else {})} for model, kind in wanted]
         for spec in specs:
             if spec["model"] == "park":
                 spec["per_worker"] = 1
@@ -195,6 +207,10 @@ class Launch(Target):
             "worker_pss_mb": max((w[1] for w in workers), default=float("nan")),
         }
 
+    def stream_call(self, model: str) -> HttpCall:
+        url = self.url(f"/v1/streaming-tasks?model_endpoint_name={model}-ep&format=ndjson")
+        return HttpCall(url, b'{"args": {"x": 1}}', self.authorization)
+
     def async_spec(self, model: str) -> AsyncSpec:
         submit = self.url(f"/v1/async-tasks?model_endpoint_name={model}-ep")
         return AsyncSpec(
@@ -242,3 +258,37 @@ def _cmdline(pid: int) -> bytes:
             return fh.read(256)
     except OSError:
         return b""
+
+
+class LaunchTasks(Launch):
+    """Launch's async path with the task features on: every task's outcome is POSTed to a callback receiver
+    (on the load generator's core, standing for the user's system), and finished tasks are deleted by the
+    retention sweep a few seconds after they end."""
+
+    name = "launch-tasks"
+    server_flags = ("--allow-private-fetch",)  # the receiver is on 127.0.0.1
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.sync_models = frozenset()
+
+    def start(self, ctx: RunContext, extra_env: dict[str, str] | None = None) -> dict[str, float]:
+        sink_port = free_port()
+        self._sink = subprocess.Popen(
+            ["taskset", "-c", LOADGEN_CORE, str(BENCH_DIR / ".envs" / "bench" / "bin" / "python"), "-m",
+             "launch_bench.callback_sink", "--port", str(sink_port)],
+            cwd=BENCH_DIR, env={**os.environ, "PYTHONPATH": str(BENCH_DIR)},
+            stdout=ctx.log(f"{self.name}-sink").open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.endpoint_extra = {"default_callback_url": f"http://127.0.0.1:{sink_port}/hook"}
+        return super().start(ctx, {"LAUNCH_TASK_RETENTION_SECONDS": "5", **(extra_env or {})})
+
+    def stop(self) -> None:
+        super().stop()
+        sink = getattr(self, "_sink", None)
+        if sink is not None:
+            sink.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                sink.wait(timeout=10)
+            sink.kill()
+            self._sink = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import gc
 import logging
@@ -15,15 +16,19 @@ from typing import IO
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
 
+from launch.server.activity import Activity
 from launch.server.api.errors import install_error_handlers
 from launch.server.api.fast_path import FastPath
 from launch.server.api.http_guard import guarded_protocol
 from launch.server.api.limits import BodySizeLimit
 from launch.server.api.openapi import install_docs
 from launch.server.control.batch_runner import BatchRunner
+from launch.server.control.callbacks import CallbackDelivery
 from launch.server.control.pool import Pools
 from launch.server.control.reconciler import Reconciler
+from launch.server.control.task_sweeper import TaskSweeper
 from launch.server.control.workers import WorkerFactory
 from launch.server.domain.batch_jobs import BatchJobs
 from launch.server.domain.bundles import Bundles
@@ -34,8 +39,12 @@ from launch.server.domain.quotas import Quotas
 from launch.server.domain.tasks import TaskCache, Tasks
 from launch.server.domain.uploads import Uploads
 from launch.server.environments import Environments
+from launch.server.logs import AccessLog
+from launch.server.metrics import Metrics, registry_for
 from launch.server.predictions import Predictions, ResultLinks
 from launch.server.settings import Settings
+from launch.server.status import PlatformStatus
+from launch.server.streams import Streams
 from launch.server.worker_client import WorkerClient
 from launch.stores.broker import Broker, open_broker
 from launch.stores.database import Database, migrate
@@ -57,6 +66,7 @@ class Services:
     tasks: Tasks
     uploads: Uploads
     predictions: Predictions
+    streams: Streams
     pools: Pools
     objects: ObjectStore
     broker: Broker
@@ -65,6 +75,12 @@ class Services:
     batch_jobs: BatchJobs
     batch_runner: BatchRunner
     data_dir_lock: IO[bytes] | None
+    task_sweeper: TaskSweeper
+    callbacks: CallbackDelivery
+    metrics: Metrics
+    activity: Activity
+    status: PlatformStatus
+    access_log: AccessLog | None
 
 
 class DataDirInUse(Exception):
@@ -105,10 +121,18 @@ def build_services(settings: Settings) -> Services:
     endpoints = Endpoints(db, bundles, quotas, view=settings.broker_url.startswith("embedded:"))
     # with the embedded broker this process alone dispatches its tasks, so it knows their state first-hand
     task_cache = TaskCache(authoritative=settings.broker_url.startswith("embedded:"))
-    tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache)
+    tasks = Tasks(db, broker, settings.task_max_attempts, settings.task_lease_seconds, task_cache,
+                  retention=settings.task_retention_seconds, objects=objects)
     links = ResultLinks(settings.resolved_public_url, secret, settings.result_url_ttl_seconds)
+    callback_policy = dataclasses.replace(settings.fetch_policy(), timeout=settings.callback_timeout_seconds)
+    callbacks = CallbackDelivery(
+        tasks, secret=secret, result_url=links.url, policy=callback_policy,
+        max_attempts=settings.callback_max_attempts, retry_base=settings.callback_retry_base_seconds,
+        timeout=settings.callback_timeout_seconds, ca_file=settings.callback_ca_file,
+    )
     cache = EndpointCache(endpoints)
-    factory = WorkerFactory(settings, objects, environments)
+    metrics, activity = Metrics(), Activity()
+    factory = WorkerFactory(settings, objects, environments, metrics)
     placement = open_placement(settings.placement_url, LocalOptions(
         hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
         uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,
@@ -118,8 +142,10 @@ def build_services(settings: Settings) -> Services:
         log.info("workers: %s", line)
     reconciler = Reconciler(
         settings, endpoints=endpoints, bundles=bundles, tasks=tasks, broker=broker, objects=objects,
-        placement=placement, pools=pools, factory=factory, client=client,
+        placement=placement, pools=pools, factory=factory, client=client, metrics=metrics, activity=activity,
     )
+    target = settings.access_log_target
+    access_log = AccessLog(target, as_json=settings.log_format == "json") if target else None
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
     batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
                                fetch_policy=settings.fetch_policy(), warm_pools=reconciler.serving_pools)
@@ -133,22 +159,32 @@ def build_services(settings: Settings) -> Services:
         predictions=Predictions(cache=cache, endpoints=endpoints, pools=pools, client=client, tasks=tasks,
                                 objects=objects, links=links, sync_timeout=settings.sync_timeout_seconds,
                                 max_queued=settings.max_queued_tasks, fetch_policy=settings.fetch_policy(),
-                                exit_reason=placement.exit_reason, quotas=quotas),
+                                exit_reason=placement.exit_reason, quotas=quotas, callback_policy=callback_policy),
+        streams=Streams(cache=cache, endpoints=endpoints, pools=pools, client=client,
+                        item_timeout=settings.sync_timeout_seconds, fetch_policy=settings.fetch_policy()),
         pools=pools, objects=objects, broker=broker, reconciler=reconciler, links=links,
         batch_jobs=batch_jobs, batch_runner=batch_runner, data_dir_lock=lock,
+        task_sweeper=TaskSweeper(tasks), callbacks=callbacks, metrics=metrics, activity=activity,
+        status=PlatformStatus(db=db, endpoints=endpoints, reconciler=reconciler, broker=broker, client=client,
+                              metrics=metrics, activity=activity),
+        access_log=access_log,
     )
 
 
 def build_app(settings: Settings) -> FastPath:
-    from launch.server.api import legacy, native
+    from launch.server.api import dashboard, legacy, native, observability
     from launch.server.api.prediction_routes import ROUTES
 
     services = build_services(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if services.access_log is not None:
+            services.access_log.start()
         await services.api_keys.start()
+        services.callbacks.start()  # before recovery: it hears the endings recovery and the dispatchers make
         await services.reconciler.start()
+        services.task_sweeper.start()
         await services.batch_runner.start()
         # start-up objects (framework, models, metadata) leave the collector's working set: full collections
         # stay short, which keeps their pauses out of the request path's tail latency
@@ -158,19 +194,26 @@ def build_app(settings: Settings) -> FastPath:
             yield
         finally:
             await services.batch_runner.stop()
+            await services.task_sweeper.stop()
             await services.reconciler.stop()
+            await services.callbacks.stop()
             await services.api_keys.stop()
             await services.predictions.client.close()
             await services.broker.close()
             await services.tasks.db.close()
+            if services.access_log is not None:
+                await services.access_log.stop()
 
     app = FastAPI(title="Launch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Self-hosted model serving: bundles, sync and async endpoints, tasks.")
+                  description="Self-hosted model serving: bundles, sync, async and streaming endpoints, tasks.")
     app.state.services = services
+    app.state.metrics_registry = registry_for(services.metrics, lambda: services.status.snapshot)
     install_error_handlers(app)
     install_docs(app)
     fast_path = FastPath(app, services, ROUTES, settings.max_request_bytes)
     app.include_router(native.router)
+    app.include_router(observability.router)
+    app.include_router(dashboard.router)
     fast_path.document(app)  # the prediction routes, before the legacy API's catch-all
     app.include_router(legacy.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes,
@@ -189,5 +232,7 @@ def serve(settings: Settings, log_level: str = "info") -> None:
     http = guarded_protocol(settings.max_header_bytes, settings.header_timeout_seconds)
     config = uvicorn.Config(build_app(settings), host=settings.host, port=settings.port, loop="uvloop",
                             http=http, log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
-                            backlog=4096, proxy_headers=False, server_header=False)
+                            backlog=4096, proxy_headers=False, server_header=False,
+                            # JSON logs: uvicorn's own lines go through the root logger's JSON formatter too
+                            log_config=None if settings.log_format == "json" else LOGGING_CONFIG)
     _Server(config).run()

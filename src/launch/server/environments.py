@@ -172,9 +172,15 @@ class Environments:
     async def python_for(self, requirements: list[str], log_path: Path, python_minor: str | None = None) -> str:
         """The interpreter a bundle with ``requirements`` (pickled on ``python_minor``) runs on; builds its
         environment if needed."""
+        return (await self.resolve(requirements, log_path, python_minor))[0]
+
+    async def resolve(self, requirements: list[str], log_path: Path,
+                      python_minor: str | None = None) -> tuple[str, str]:
+        """``python_for`` and how the interpreter was had: ``server`` (the server's own), ``cached`` or
+        ``built`` (the cold-start timeline and the metrics say which)."""
         foreign = python_minor is not None and python_minor != SERVER_MINOR
         if not foreign and (not requirements or satisfied_here(requirements) or not self.enabled):
-            return sys.executable
+            return sys.executable, "server"
         base = sys.executable
         if foreign:
             assert python_minor is not None
@@ -190,9 +196,9 @@ class Environments:
             env = self.root / digest
             python = env / "bin" / "python"
             if (env / ".complete").exists():
-                return str(python)
+                return str(python), "cached"
             await self._build(env, requirements, log_path, base)
-            return str(python)
+            return str(python), "built"
 
     async def _build(self, env: Path, requirements: list[str], log_path: Path, base: str) -> None:
         uv = _uv()

@@ -39,6 +39,13 @@ async def prepare(request: dict[str, Any], policy: FetchPolicy, raw: bytes | Non
     return WorkerRequest(wire.PREDICT_INPUT, wire.pack_input(orjson.dumps(head), data))
 
 
+def with_request_id(body: bytes, request_id: str) -> bytes:
+    """A request body (already validated as a JSON object) with its ``request_id`` added in front, without
+    parsing and serialising it again: the worker's log lines for this request carry the id. Request ids are
+    plain (letters, digits, ``._:-``: the fast path's and uuids), so they need no JSON escaping."""
+    return b'{"request_id":"' + request_id.encode() + b'",' + body[body.index(b"{") + 1:]
+
+
 def failure_body(reason: str) -> bytes:
     """The JSON result frame body of a request that failed before it reached a worker."""
     return orjson.dumps({"status": "FAILURE", "traceback": reason})

@@ -27,8 +27,11 @@ from launch.server.domain.errors import (
 )
 from launch.server.domain.quotas import Quotas
 from launch.server.domain.results import result_key, result_url
-from launch.server.domain.tasks import Task, Tasks, TaskState, validate_task_request
-from launch.server.inputs import failure_body, prepare
+from launch.server.domain.task_options import TaskOptions, endpoint_defaults, task_options
+from launch.server.domain.task_policy import TaskState, internal_state
+from launch.server.domain.task_view import task_summary, task_view
+from launch.server.domain.tasks import Tasks, validate_task_request
+from launch.server.inputs import failure_body, prepare, with_request_id
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
@@ -45,16 +48,39 @@ class ResultLinks:
         return result_url(self.public_url, self.secret, key, self.ttl)
 
 
+class RequestTrace:
+    """One request as the metrics and the access log see it: its id (sent to the worker with the request, so
+    the worker's log lines carry it) and, once resolved, its owner and endpoint."""
+
+    __slots__ = ("endpoint_id", "endpoint_name", "owner", "request_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.owner = ""
+        self.endpoint_id = ""
+        self.endpoint_name = ""
+
+    def saw(self, endpoint: Endpoint) -> None:
+        self.owner, self.endpoint_id, self.endpoint_name = endpoint.owner, endpoint.id, endpoint.name
+
+
 def parse_body(body: bytes, endpoint: Endpoint | None = None) -> dict[str, Any]:
     """The validated request; its ``args`` also against the endpoint's request schema, if it has one."""
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    return checked_request(_json(body), endpoint)
+
+
+def checked_request(data: Any, endpoint: Endpoint | None) -> dict[str, Any]:
     request = validate_task_request(data)
     if endpoint is not None and endpoint.request_schema is not None and "args" in request:
         schemas.validate_args(schemas.validator(endpoint.request_schema), request["args"])
     return request
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
 
 
 def _usable(endpoint: Endpoint, kind: str) -> None:
@@ -72,7 +98,7 @@ class Predictions:
                  tasks: Tasks, objects: ObjectStore, links: ResultLinks, sync_timeout: float,
                  max_queued: int = 100_000, fetch_policy: FetchPolicy | None = None,
                  exit_reason: Callable[[str], str | None] = lambda worker_id: None,
-                 quotas: Quotas | None = None) -> None:
+                 quotas: Quotas | None = None, callback_policy: FetchPolicy | None = None) -> None:
         self.cache = cache
         self.endpoints = endpoints
         self.pools = pools
@@ -85,13 +111,21 @@ class Predictions:
         self.fetch_policy = fetch_policy or FetchPolicy()
         self.exit_reason = exit_reason  # why a worker died, where placement knows (its memory limit)
         self.quotas = quotas or Quotas()
+        self.callback_policy = callback_policy or FetchPolicy()
+        self._defaults: dict[str, tuple[Endpoint, TaskOptions]] = {}
 
-    async def sync(self, owner: str, endpoint_name: str, body: bytes) -> bytes:
+    async def sync(self, owner: str, endpoint_name: str, body: bytes, trace: RequestTrace | None = None) -> bytes:
         """Run one prediction and return the native response body (JSON)."""
         endpoint = await self.cache.get(owner, endpoint_name)
+        if trace is not None:
+            trace.saw(endpoint)
         _usable(endpoint, "sync")
         # validated here for a clear 4xx; without a url the worker reads the client's own bytes the same way
-        request = await prepare(parse_body(body, endpoint), self.fetch_policy, raw=body)
+        fields = parse_body(body, endpoint)
+        if trace is not None:  # the worker's log lines for this request carry its id
+            fields["request_id"] = trace.request_id
+            body = with_request_id(body, trace.request_id)
+        request = await prepare(fields, self.fetch_policy, raw=body)
         if request.failure is not None:
             return failure_body(request.failure)
         pool = self.pools.get(endpoint.id)
@@ -145,7 +179,7 @@ class Predictions:
             while worker is None and (remaining := deadline - time.monotonic()) > 0:
                 worker = await pool.wait_for(min(1.0, remaining))
                 if worker is None:
-                    endpoint = await self.cache.get(owner, endpoint.name)
+                    endpoint = await self.cache.get(owner, endpoint.id)
                     _usable(endpoint, "sync")
         finally:
             pool.waiting -= 1
@@ -156,36 +190,64 @@ class Predictions:
             )
         return worker
 
-    async def submit(self, owner: str, endpoint_name: str, body: bytes) -> str:
+    def _endpoint_defaults(self, endpoint: Endpoint) -> TaskOptions:
+        cached = self._defaults.get(endpoint.id)
+        if cached is not None and cached[0] is endpoint:
+            return cached[1]
+        defaults = endpoint_defaults(endpoint.settings.extra, self.callback_policy)
+        self._defaults[endpoint.id] = (endpoint, defaults)
+        return defaults
+
+    async def submit(self, owner: str, endpoint_name: str, body: bytes, idempotency_key: str | None = None,
+                     trace: RequestTrace | None = None) -> str:
         endpoint = await self.cache.get(owner, endpoint_name)
+        if trace is not None:
+            trace.saw(endpoint)
         _usable(endpoint, "async")
-        request = parse_body(body, endpoint)
+        data = _json(body)
+        request = checked_request(data, endpoint)
+        options = task_options(data, self._endpoint_defaults(endpoint), self.callback_policy, idempotency_key)
         if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
-            raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later")
+            retry_after = 1 if self.pools.get(endpoint.id).serving else 5
+            raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later",
+                                  retry_after)
         self.quotas.check_queued(self.tasks.unfinished.get(owner))  # no await until submit counts it
-        task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request)
+        task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request, options)
         if not self.pools.get(endpoint.id).serving:
             self.endpoints.wake(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
         return task_id
 
-    async def task_view(self, owner: str, task_id: str, wait: float = 0.0) -> dict[str, Any]:
+    async def task_view(self, owner: str, task_id: str, wait: float = 0.0,
+                        trace: RequestTrace | None = None) -> dict[str, Any]:
         """The task as the API shows it: status PENDING until it ended, then its result or traceback. With
         ``wait`` > 0, answer as soon as it ends, or after ``wait`` seconds (long-poll)."""
         if wait > 0:
             task = await self.tasks.wait(owner, task_id, min(wait, MAX_WAIT_SECONDS))
         else:
             task = await self.tasks.get(owner, task_id)
-        return task_view(task, self.links)
+        if trace is not None:
+            trace.endpoint_id = task.endpoint_id
+        position = await self.tasks.position(task) if task.state is TaskState.PENDING else None
+        return task_view(task, self.links.url, position)
 
+    async def cancel(self, owner: str, task_id: str) -> dict[str, Any]:
+        """Cancel a task: a pending one never runs; a running one's result is dropped (and its worker
+        recycled when the operator allows it). Cancelling an ended task changes nothing."""
+        task, before = await self.tasks.cancel(owner, task_id)
+        view = task_view(task, self.links.url)
+        view["cancelled"] = task.state is TaskState.CANCELLED and before in (TaskState.PENDING, TaskState.RUNNING)
+        return view
 
-def task_view(task: Task, links: ResultLinks) -> dict[str, Any]:
-    status = task.state.value if task.state in (TaskState.SUCCESS, TaskState.FAILURE) else "PENDING"
-    view: dict[str, Any] = {"task_id": task.id, "status": status, "attempts": task.attempt}
-    if task.state is TaskState.SUCCESS:
-        if task.result_key:
-            view["result_url"] = links.url(task.result_key)
-        else:
-            view["result"] = task.result
-    elif task.state is TaskState.FAILURE:
-        view["traceback"] = task.traceback
-    return view
+    async def list_tasks(self, owner: str, endpoint_name: str, states: list[str] | None = None,
+                         since: float | None = None, limit: int = 100) -> dict[str, Any]:
+        endpoint = await self.cache.get(owner, endpoint_name)
+        try:
+            wanted = [internal_state(s.upper()) for s in states or []]
+        except ValueError:
+            raise InvalidRequest(f"state must be among PENDING, STARTED, SUCCESS, FAILURE, CANCELLED, EXPIRED; "
+                                 f"got {states}") from None
+        if not 1 <= limit <= 1000:
+            raise InvalidRequest("limit must be between 1 and 1000")
+        tasks = await self.tasks.list_for(owner, endpoint.id, wanted, since, limit)
+        return {"tasks": [task_summary(t) for t in tasks]}
+

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     task_max_attempts: int = 3
     task_lease_seconds: float = 60.0
     task_timeout_seconds: float = 3600.0
+    task_retention_seconds: float = Field(default=7 * 86400.0, gt=0,
+                                          description="How long finished tasks and their results are kept")
+    task_cancel_stops_worker: bool = Field(default=False, description="Cancelling a running task recycles its "
+                                           "worker (other tasks on it are retried); otherwise its result is dropped")
+    callback_max_attempts: int = 10
+    callback_retry_base_seconds: float = 1.0
+    callback_timeout_seconds: float = 10.0
+    callback_ca_file: str | None = Field(default=None, description="Extra CA certificates (PEM) trusted for "
+                                         "https callback receivers")
     max_queued_tasks: int = 100_000
     result_url_ttl_seconds: int = 12 * 3600
     upload_url_ttl_seconds: int = 3600
@@ -57,6 +66,11 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = 30.0
 
     build_environments: bool = True
+
+    metrics_enabled: bool = True  # count and time every request (off only to measure what that costs)
+    metrics_public: bool = False  # /metrics without an admin API key (a scraper on a trusted network)
+    access_log: str = "data"  # "data" (<data dir>/logs/access.log), "-" (stderr), "off", or a file path
+    log_format: str = "text"  # "text" or "json" (the server's log lines and its access log)
 
     # containment of user code (README: "Isolation")
     sandbox: Literal["auto", "required", "off"] = "auto"
@@ -102,6 +116,12 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def access_log_target(self) -> str | None:
+        if self.access_log == "off":
+            return None
+        return str(self.data_dir / "logs" / "access.log") if self.access_log == "data" else self.access_log
 
     def secret_key(self) -> bytes:
         """The server's secret (API key digests, signed URLs), created on first use in the data dir."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from dataclasses import dataclass
 
 import orjson
 
 from launch import wire
+from launch.flow_control import CreditWindow
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class WorkerReply:
         return data.get("status") == "SUCCESS", data.get("result"), data.get("traceback")
 
 
+class StreamClosed(Exception):
+    """The gateway closed the stream itself (its client went away): nothing more will arrive."""
+
+
 class WorkerUnreachable(Exception):
     """The worker could not be reached (``sent`` False: the request never left) or dropped the connection
     while the request was in flight (``sent`` True: it may have run)."""
@@ -58,12 +64,16 @@ class _Connection(wire.FrameProtocol):
         super().__init__(max_payload)  # a worker runs user code: a larger frame closes the connection
         self.address = address
         self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self.streams: dict[int, WorkerStream] = {}
         self.ids = itertools.count(1)
 
     def frame_received(self, request_id: int, kind: int, payload: bytes) -> None:
         future = self.pending.pop(request_id, None)
-        if future is not None and not future.done():
-            future.set_result((kind, payload))
+        if future is not None:
+            if not future.done():
+                future.set_result((kind, payload))
+        elif (stream := self.streams.get(request_id)) is not None:
+            stream.push(kind, payload)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -72,6 +82,9 @@ class _Connection(wire.FrameProtocol):
             if not future.done():
                 future.set_exception(error)
         self.pending.clear()
+        for stream in list(self.streams.values()):
+            stream.lost(error)
+        self.streams.clear()
 
     def call(self, kind: int, payload: bytes) -> asyncio.Future[tuple[int, bytes]]:
         assert self.transport is not None
@@ -85,6 +98,88 @@ class _Connection(wire.FrameProtocol):
         for request_id, pending in list(self.pending.items()):
             if pending is future:
                 del self.pending[request_id]
+
+    def open_stream(self, kind: int, payload: bytes, window: int) -> WorkerStream:
+        assert self.transport is not None
+        request_id = next(self.ids) & 0xFFFFFFFF
+        stream = self.streams[request_id] = WorkerStream(self, request_id, window)
+        self.send(request_id, kind, payload)
+        return stream
+
+
+_ENDS = frozenset({wire.END, wire.STREAM_ERROR, wire.REJECTED})
+
+
+class WorkerStream:
+    """The gateway's end of one stream: the frames received and not yet taken (at most one credit window of
+    chunks, plus the final frame), and the credit given back as the HTTP client takes them."""
+
+    def __init__(self, conn: _Connection, request_id: int, window: int) -> None:
+        self.conn = conn
+        self.request_id = request_id
+        self.credit = CreditWindow(window)
+        self.frames: deque[tuple[int, bytes]] = deque()
+        self.ended = False  # the worker sent its final frame (or the connection is gone, or we closed it)
+        self._error: Exception | None = None
+        self._arrived: asyncio.Future[None] | None = None
+
+    def push(self, kind: int, payload: bytes) -> None:
+        self.frames.append((kind, payload))
+        if kind in _ENDS:
+            self.ended = True
+            self.conn.streams.pop(self.request_id, None)
+        self._wake()
+
+    def lost(self, error: WorkerUnreachable) -> None:
+        self.ended = True
+        self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        arrived = self._arrived
+        if arrived is not None and not arrived.done():
+            arrived.set_result(None)
+
+    async def next_frames(self, timeout: float) -> list[tuple[int, bytes]]:
+        """Every frame received since the last call, waiting up to ``timeout`` seconds for one; raises
+        ``TimeoutError``, ``WorkerUnreachable`` once the connection is lost and its frames are taken, or
+        ``StreamClosed`` once ``close`` was called."""
+        if not self.frames:
+            if self._error is not None:
+                raise self._error
+            loop = asyncio.get_running_loop()
+            self._arrived = arrived = loop.create_future()
+            timer = loop.call_later(timeout, _settle, arrived)
+            try:
+                await arrived
+            finally:
+                timer.cancel()
+                self._arrived = None
+            if not self.frames:
+                if self._error is not None:
+                    raise self._error
+                raise TimeoutError(f"worker {self.conn.address} sent nothing within {timeout:g} s")
+        frames = list(self.frames)
+        self.frames.clear()
+        return frames
+
+    def taken(self, nbytes: int) -> None:
+        """The client took ``nbytes`` of chunks: give the worker that much credit back (in batches)."""
+        grant = self.credit.consumed(nbytes)
+        if grant and not self.ended:
+            self.conn.send(self.request_id, wire.CREDIT, wire.CREDIT_FORMAT.pack(grant))
+
+    def close(self) -> None:
+        """Stop the stream; if the worker still runs it, tell it to close the generator. A reader waiting
+        in ``next_frames`` gets ``StreamClosed``."""
+        if not self.ended:
+            self.ended = True
+            self.conn.streams.pop(self.request_id, None)
+            self.conn.send(self.request_id, wire.CANCEL, b"")
+        if self._error is None:
+            self._error = StreamClosed("the stream was closed")
+        self.frames.clear()
+        self._wake()
 
 
 class WorkerClient:
@@ -139,6 +234,14 @@ class WorkerClient:
     async def predict(self, address: str, payload: bytes, timeout: float, kind: int = wire.PREDICT) -> WorkerReply:
         return await self.call(address, kind, payload, timeout)
 
+    async def open_stream(self, address: str, kind: int, payload: bytes, window: int) -> WorkerStream:
+        """Start a stream on a worker (a STREAM or STREAM_INPUT frame whose request grants ``window`` bytes of
+        credit); its frames arrive on the returned ``WorkerStream``."""
+        conn = self._connections.get(address)
+        if conn is None or not conn.open:
+            conn = await self._connection(address)
+        return conn.open_stream(kind, payload, window)
+
     async def healthy(self, address: str, timeout: float = 2.0) -> bool:
         try:
             return (await self.call(address, wire.PING, b"", timeout)).kind == wire.PONG
@@ -155,6 +258,11 @@ class WorkerClient:
     async def close(self) -> None:
         for address in list(self._connections):
             self.forget(address)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _expire(future: asyncio.Future[tuple[int, bytes]], address: str, timeout: float) -> None:

@@ -16,6 +16,7 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=True),
     sa.Column("key_prefix", sa.String(16), nullable=True),  # the key's first characters, to name it in lists
     sa.Column("last_used_at", sa.Float, nullable=True),  # written at most once a minute per key
+    sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),  # sees every owner's resources
 )
 
 bundles = sa.Table(
@@ -84,7 +85,31 @@ tasks = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("expires_at", sa.Float, nullable=True),  # queue TTL: EXPIRED if no worker took it by then
+    sa.Column("timeout_seconds", sa.Float, nullable=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("request_digest", sa.String(64), nullable=True),
+    # the callback outbox lives on the task row: set in the same statement that stores the result
+    sa.Column("callback", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("callback_state", sa.String(16), nullable=True),
+    sa.Column("callback_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("callback_next_at", sa.Float, nullable=True),
+    sa.Column("callback_error", sa.Text, nullable=True),
     sa.Index("ix_tasks_state_lease", "state", "lease_expires_at"),
+    sa.Index("ix_tasks_owner_idempotency", "owner", "idempotency_key", unique=True),
+    sa.Index("ix_tasks_callback_due", "callback_state", "callback_next_at"),
+    sa.Index("ix_tasks_state_finished", "state", "finished_at"),
+    sa.Index("ix_tasks_expires_at", "expires_at"),
+)
+
+task_tombstones = sa.Table(
+    "task_tombstones",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("deleted_at", sa.Float, nullable=False, index=True),
 )
 
 batch_jobs = sa.Table(

@@ -135,8 +135,9 @@ class Runtime:
     def __init__(self, predict_fn: PredictFn, memory_limit: str | None = None) -> None:
         self.predict_fn = predict_fn
         self.memory_limit = memory_limit
-        method = type(predict_fn).__dict__.get("__call__")
-        self.is_async = inspect.iscoroutinefunction(predict_fn) or inspect.iscoroutinefunction(method)
+        candidates = (predict_fn, type(predict_fn).__dict__.get("__call__"))
+        # async generators run on the event loop like coroutines (collected into a list outside a stream)
+        self.is_async = any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in candidates)
 
     def inputs(self, request: dict[str, Any], data: bytes | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Positional and keyword arguments for the predict function: the bytes of a ``url`` input (fetched
@@ -155,9 +156,17 @@ class Runtime:
         try:
             args, kwargs = self.inputs(request, data)
             output = self.predict_fn(*args, **kwargs)
+            if inspect.isgenerator(output):  # a streaming bundle on a sync or async endpoint: the whole list
+                output = list(output)
         except Exception as exc:
             return self.failure(exc)
         return serialise(output, bool(request.get("return_pickled", True)), request.get("pickle_protocol"))
+
+    def open_stream(self, request: dict[str, Any], data: bytes | None = None) -> Any:
+        """Call the predict function for a stream: a generator, an async generator, an awaitable or a value
+        (``launch.worker.streams`` tells them apart)."""
+        args, kwargs = self.inputs(request, data)
+        return self.predict_fn(*args, **kwargs)
 
     def failure(self, exc: Exception) -> Outcome:
         """A failed outcome with the traceback; a ``MemoryError`` also names the worker's memory limit."""
@@ -167,10 +176,16 @@ class Runtime:
         return Outcome(ok=False, traceback=text)
 
     async def run_async(self, request: dict[str, Any], data: bytes | None = None) -> Outcome:
-        """Run one prediction of an ``async def`` predict function."""
+        """Run one prediction of an ``async def`` predict function (an async generator's items as a list)."""
         try:
             args, kwargs = self.inputs(request, data)
-            output = await self.predict_fn(*args, **kwargs)
+            output = self.predict_fn(*args, **kwargs)
+            if inspect.isawaitable(output):
+                output = await output
+            if inspect.isasyncgen(output):  # an async streaming bundle outside a stream: the whole list
+                output = [item async for item in output]
+            elif inspect.isgenerator(output):
+                output = list(output)
         except Exception as exc:
             return self.failure(exc)
         return serialise(output, bool(request.get("return_pickled", True)), request.get("pickle_protocol"))

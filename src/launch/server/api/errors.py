@@ -13,7 +13,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from launch.server.api.methods import allowed_methods, not_allowed_detail
-from launch.server.domain.errors import InsufficientStorage, LaunchError, Unauthenticated, Unavailable
+from launch.server.domain.errors import (
+    InsufficientStorage,
+    LaunchError,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger("launch.api")
 
@@ -37,10 +43,25 @@ def storage_error(exc: Exception) -> LaunchError | None:
     return None
 
 
+def error_headers(exc: LaunchError, bearer: bool = False) -> dict[str, str] | None:
+    """The headers an error answer carries: how to authenticate (401), when to come back (429). A client that
+    sent a bearer token is challenged for one: a browser answers a Basic challenge to a script's request (the
+    dashboard's) with a login prompt that never comes back."""
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": 'Bearer realm="launch"' if bearer else 'Basic realm="launch"'}
+    if isinstance(exc, TooManyRequests):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
+
+
+def _sent_bearer(request: Request) -> bool:
+    return request.headers.get("authorization", "").lower().startswith("bearer")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LaunchError)
-    async def _launch_error(_: Request, exc: LaunchError) -> ORJSONResponse:
-        headers = {"WWW-Authenticate": 'Basic realm="launch"'} if isinstance(exc, Unauthenticated) else None
+    async def _launch_error(request: Request, exc: LaunchError) -> ORJSONResponse:
+        headers = error_headers(exc, _sent_bearer(request))
         return ORJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

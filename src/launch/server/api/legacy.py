@@ -71,9 +71,11 @@ class LegacyCloneBundle(CloneBundle):
 
 
 class LegacyCreateEndpoint(CreateEndpoint):
-    """Unknown fields (from a client's endpoint auth decorator) are kept in the settings' ``extra``."""
+    """Unknown fields (from a client's endpoint auth decorator) are kept in the settings' ``extra``. Only sync
+    and async endpoints: the 0.3.3 client cannot read a streaming one (it raises after creating it)."""
 
     name: Name = Field(alias="endpoint_name")
+    endpoint_type: Literal["sync", "async"] = "sync"
 
 
 class LegacyBatchJob(BaseModel):

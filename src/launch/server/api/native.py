@@ -3,9 +3,11 @@ The prediction routes (sync and async tasks) are in ``prediction_routes``, serve
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import ORJSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +16,7 @@ from launch.server.api.openapi import basic_auth, bearer_auth, errors
 from launch.server.api.strict_json import StrictJsonRoute
 from launch.server.api.views import endpoint_view
 from launch.server.app import Services
+from launch.server.control.callbacks import SIGNATURE_HEADER, signing_key
 from launch.server.domain import endpoints as endpoint_rules
 from launch.server.domain import schemas
 from launch.server.domain.bundles import MAX_REQUIREMENT_CHARS, MAX_REQUIREMENTS, NewBundle
@@ -21,6 +24,7 @@ from launch.server.domain.endpoints import Endpoint, EndpointSettings
 from launch.server.domain.errors import NotFound, Unauthenticated
 from launch.server.domain.results import RESULT_PURPOSE
 from launch.server.domain.uploads import MAX_LOCATION_CHARS
+from launch.server.endpoint_logs import parse_cursor, read_logs
 from launch.server.signing import verify
 
 router = APIRouter(route_class=StrictJsonRoute)
@@ -81,7 +85,7 @@ class CreateEndpoint(BaseModel):
     model_config = ConfigDict(extra="allow", **FINITE)
     name: Name
     bundle_name: Name
-    endpoint_type: Literal["sync", "async"] = "sync"
+    endpoint_type: Literal["sync", "async", "streaming"] = "sync"
     cpus: Cpus = 3
     memory: Quantity = "8Gi"
     storage: Quantity | None = None
@@ -237,12 +241,27 @@ async def delete_endpoint(name: str, request: Request, who: str = Depends(owner)
 
 
 @router.get("/v1/model-endpoints/{name}/logs", tags=["model endpoints"], responses=errors(401, 404))
-async def endpoint_logs(name: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
-    """Creation logs: environment build output and worker logs, oldest first."""
+async def endpoint_logs(name: str, request: Request, who: str = Depends(owner),
+                        since_seconds: float | None = Query(None, ge=0, allow_inf_nan=False,
+                                                            description="Only lines of the last N seconds"),
+                        cursor: str | None = Query(None, max_length=8192,
+                                                   description="Only what came after a previous answer's cursor "
+                                                               "(to follow the logs)")
+                        ) -> dict[str, Any]:
+    """Creation logs: rollout timeline, environment build output, cold-start timelines and worker logs
+    (timestamped lines), oldest first. ``cursor`` in the answer continues where it stopped."""
     svc = services(request)
     endpoint = await svc.endpoints.get(who, name)
-    return {"content": endpoint_creation_logs(svc, endpoint), "status_reason": endpoint.status_reason,
-            "failed_rollout": endpoint.failed_rollout.to_dict() if endpoint.failed_rollout else None}
+    log_dir = svc.reconciler.log_dir(endpoint.id)
+    if since_seconds is None and cursor is None:
+        content = await asyncio.to_thread(endpoint_creation_logs, svc, endpoint)
+        _, next_cursor = await asyncio.to_thread(read_logs, log_dir, time.time())
+    else:
+        since = time.time() - since_seconds if since_seconds is not None else None
+        content, next_cursor = await asyncio.to_thread(read_logs, log_dir, since, parse_cursor(cursor))
+    return {"content": content, "status_reason": endpoint.status_reason, "status": endpoint.status.value,
+            "failed_rollout": endpoint.failed_rollout.to_dict() if endpoint.failed_rollout else None,
+            "cursor": next_cursor}
 
 
 @router.get("/v1/model-endpoints/{name}/openapi.json", tags=["model endpoints"], responses=errors(401, 404))
@@ -260,6 +279,12 @@ def endpoint_creation_logs(svc: Services, endpoint: Endpoint) -> str:
     if endpoint.status_reason:
         content += f"==> status {endpoint.status.value} <==\n{endpoint.status_reason}\n"
     return content
+
+
+@router.get("/v1/callbacks/signing-key", tags=["tasks"], responses=errors(401))
+async def callback_signing_key(request: Request, who: str = Depends(owner)) -> dict[str, str]:
+    """The key your task callbacks are signed with (``Launch-Signature``: HMAC-SHA256 of ``"<t>." + body``)."""
+    return {"signing_key": signing_key(services(request).secret, who), "header": SIGNATURE_HEADER}
 
 
 @router.post("/v1/batch-jobs", tags=["batch jobs"], responses=errors(401, 404))

@@ -20,6 +20,7 @@ from launch.server.domain.errors import InvalidRequest, PayloadTooLarge
 
 if TYPE_CHECKING:
     from launch.server.app import Services
+    from launch.server.predictions import RequestTrace
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ Handler = Callable[["Call"], Awaitable["bytes | Reply | None"]]
 class Call:
     """One request to a table route, as its handler sees it. Nothing is parsed until asked for."""
 
-    __slots__ = ("_query", "max_bytes", "params", "receive", "scope", "send", "services")
+    __slots__ = ("_query", "max_bytes", "params", "receive", "scope", "send", "services", "trace")
 
     def __init__(self, scope: dict[str, Any], receive: Any, send: Any, params: dict[str, str],
                  services: Services, max_bytes: int) -> None:
@@ -48,6 +49,7 @@ class Call:
         self.services = services
         self.max_bytes = max_bytes
         self._query: dict[str, list[str]] | None = None
+        self.trace: RequestTrace | None = None  # set by the fast path when metrics or the access log are on
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header (``name`` in lower case)."""
@@ -64,11 +66,20 @@ class Call:
         values = self._query.get(name)
         return values[0] if values else None
 
+    def query_all(self, name: str) -> list[str]:
+        """Every value of a repeatable query parameter."""
+        self.query(name)
+        assert self._query is not None
+        return list(self._query.get(name, []))
+
     async def owner(self) -> str:
         """The authenticated owner (API key as basic-auth user name or bearer token); 401 otherwise."""
         authorization = self.header(b"authorization")
         key = key_from_header(authorization.decode("latin-1") if authorization is not None else None)
-        return await self.services.api_keys.authenticate(key)
+        owner = await self.services.api_keys.authenticate(key)
+        if self.trace is not None:
+            self.trace.owner = owner
+        return owner
 
     async def body(self) -> bytes:
         """The whole request body, joined once; 413 as soon as it is over the limit."""

@@ -1,5 +1,6 @@
 """Dispatch of async tasks: take ids from the broker only while a worker has spare capacity, lease the task
 in the database, push it to the least busy worker over HTTP, store the outcome, heartbeat the leases.
+Every transition goes through ``domain.tasks`` (the lifecycle); this module only reports what happened.
 
 The dispatcher (in the gateway process) holds the lease, not the worker: a worker that dies breaks its
 connection and the task is retried at once, and workers need no database or broker credentials.
@@ -10,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from launch.net_guard import FetchPolicy
+from launch.server.activity import Activity
 from launch.server.control.pool import EndpointPool, WorkerRef
 from launch.server.domain.results import result_key
+from launch.server.domain.task_policy import Cause, TaskState
 from launch.server.domain.tasks import Task, Tasks
 from launch.server.inputs import prepare
+from launch.server.metrics import Metrics
 from launch.server.worker_client import WorkerClient, WorkerReply, WorkerUnreachable
 from launch.stores.broker import Broker
 from launch.stores.objects import ObjectStore
@@ -28,8 +33,13 @@ class Dispatcher:
     def __init__(self, endpoint_id: str, queue: str, pool: EndpointPool, *, broker: Broker, tasks: Tasks,
                  objects: ObjectStore, client: WorkerClient, task_timeout: float,
                  on_broken_worker: Callable[[], None], fetch_policy: FetchPolicy | None = None,
-                 exit_reason: Callable[[str], str | None] = lambda worker_id: None) -> None:
+                 exit_reason: Callable[[str], str | None] = lambda worker_id: None,
+                 cancel_stops_worker: bool = False, metrics: Metrics | None = None,
+                 activity: Activity | None = None, owner: str = "") -> None:
         self.endpoint_id = endpoint_id
+        self.owner = owner
+        self.metrics = metrics or Metrics()
+        self.activity = activity or Activity()
         self.queue = queue
         self.pool = pool
         self.broker = broker
@@ -40,7 +50,10 @@ class Dispatcher:
         self.on_broken_worker = on_broken_worker
         self.fetch_policy = fetch_policy or FetchPolicy()
         self.exit_reason = exit_reason
+        self.cancel_stops_worker = cancel_stops_worker
         self.running: dict[str, Task] = {}
+        self._worker_of: dict[str, WorkerRef] = {}
+        self._unsubscribe: Callable[[], None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -48,8 +61,21 @@ class Dispatcher:
     def start(self) -> None:
         self._loop = asyncio.create_task(self._consume(), name=f"dispatch-{self.endpoint_id}")
         self._heartbeat = asyncio.create_task(self._beat(), name=f"heartbeat-{self.endpoint_id}")
+        self._unsubscribe = self.tasks.subscribe(self._on_change)
+
+    def _on_change(self, task: Task) -> None:
+        """A running task of ours was cancelled: its result will be dropped; with the operator's consent its
+        worker is recycled now (a thread cannot be stopped, a process can)."""
+        if task.state is TaskState.CANCELLED and self.cancel_stops_worker:
+            worker = self._worker_of.get(task.id)
+            if worker is not None and not worker.broken:
+                log.warning("task %s was cancelled while running: recycling worker %s", task.id, worker.worker_id)
+                worker.broken = True
+                self.on_broken_worker()
 
     async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         for job in (self._loop, self._heartbeat):
             if job is not None:
                 job.cancel()
@@ -59,7 +85,7 @@ class Dispatcher:
             await asyncio.wait(self._jobs, timeout=5)
         for task in list(self.running.values()):  # still running: hand back now, not after the lease expires
             with contextlib.suppress(Exception):
-                await self.tasks.release(task, "the server stopped while the task was running", self.queue)
+                await self.tasks.release(task, Cause.SERVER_STOPPING, "the server stopped while the task was running")
 
     async def _consume(self) -> None:
         while True:
@@ -92,40 +118,62 @@ class Dispatcher:
             await self.pool.notify()
             return
         self.running[task.id] = task
+        self._worker_of[task.id] = worker
+        self.metrics.task_started(self.endpoint_id, time.time() - task.created_at)
         await self._run(task, worker)
 
     async def _run(self, task: Task, worker: WorkerRef) -> None:
-        request = await prepare(task.request, self.fetch_policy)
+        # the task id travels with the request: the worker prefixes the lines the prediction prints with it
+        request = await prepare({**task.request, "request_id": task.id}, self.fetch_policy)
         if request.failure is not None:  # nothing to run: the input could not be fetched
+            self.metrics.task(self.endpoint_id, "failure")
             await self._settle(self.tasks.finish(task, ok=False, traceback=request.failure), task, worker)
             return
+        timeout = task.timeout_seconds or self.task_timeout
+        began = time.perf_counter()
         try:
-            reply = await self.client.predict(worker.address, request.payload, self.task_timeout, request.kind)
+            reply = await self.client.predict(worker.address, request.payload, timeout, request.kind)
         except WorkerUnreachable as exc:
+            self.metrics.task(self.endpoint_id, "worker_lost")
             worker.broken = True
             self.on_broken_worker()
             reason = f"worker failed while running the task: {self.exit_reason(worker.worker_id) or exc}"
             # a request that never reached the worker did not run: its attempt is given back
-            await self._settle(self.tasks.release(task, reason, self.queue, refund=not exc.sent), task, worker)
+            cause = Cause.WORKER_LOST if exc.sent else Cause.NOT_SENT
+            outcome = self.tasks.release(task, cause, reason)
+            await self._settle(outcome, task, worker)
             return
-        except TimeoutError as exc:
-            reason = f"the task did not finish in time: {exc}"
-            await self._settle(self.tasks.release(task, reason, self.queue), task, worker)
+        except TimeoutError:
+            # the predict function hangs or is too slow: fail the task (no retry), recycle the stuck worker
+            self.metrics.task(self.endpoint_id, "timeout")
+            worker.broken = True
+            self.on_broken_worker()
+            outcome = self.tasks.release(task, Cause.TIMED_OUT, f"it ran longer than its limit of {timeout:g} s")
+            await self._settle(outcome, task, worker)
             return
+        self.metrics.task_ran(self.endpoint_id, time.perf_counter() - began)
         if reply.rejected:  # never ran: give the attempt back
+            self.metrics.task(self.endpoint_id, "rejected")
             worker.retiring = True
             self.on_broken_worker()
-            reason = f"worker refused the task: {reply.detail}"
-            await self._settle(self.tasks.release(task, reason, self.queue, refund=True), task, worker)
+            outcome = self.tasks.release(task, Cause.NOT_SENT, f"worker refused the task: {reply.detail}")
+            await self._settle(outcome, task, worker)
             return
         await self._settle(self._store(task, reply), task, worker)
 
     async def _store(self, task: Task, reply: WorkerReply) -> bool:
         if reply.pickled:
-            key = result_key(task.owner, task.id)
+            self.metrics.task(self.endpoint_id, "success")
+            key = result_key(task.owner, f"{task.id}.{task.attempt}")  # one object per attempt: see below
             await self.objects.put(key, reply.body)
-            return await self.tasks.finish(task, ok=True, result_key=key)
+            stored = await self.tasks.finish(task, ok=True, result_key=key)
+            if not stored:  # fenced out (lease lost, task cancelled): this attempt's result is dropped
+                await self.objects.delete(key)
+            return stored
         ok, result, traceback = reply.json_outcome()
+        self.metrics.task(self.endpoint_id, "success" if ok else "failure")
+        if not ok:
+            self.activity.failed(self.owner, self.endpoint_id, "task", task.id, traceback)
         return await self.tasks.finish(task, ok=ok, result=result, traceback=traceback)
 
     async def _settle(self, outcome: Awaitable[object], task: Task, worker: WorkerRef) -> None:
@@ -137,6 +185,7 @@ class Dispatcher:
         finally:
             worker.inflight -= 1
             self.running.pop(task.id, None)
+            self._worker_of.pop(task.id, None)
             await self.pool.notify()
 
     async def _beat(self) -> None:

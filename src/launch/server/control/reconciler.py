@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from launch.server import cold_start
+from launch.server.activity import Activity
 from launch.server.control import autoscaler, capacity
 from launch.server.control.dispatcher import Dispatcher
 from launch.server.control.pool import EndpointPool, Pools, WorkerRef
@@ -35,6 +37,7 @@ from launch.server.domain.endpoints import Endpoint, Endpoints
 from launch.server.domain.rollouts import gives_up
 from launch.server.domain.tasks import Tasks
 from launch.server.environments import EnvironmentBuildError
+from launch.server.metrics import Metrics
 from launch.server.settings import Settings
 from launch.server.worker_client import WorkerClient
 from launch.stores.broker import Broker
@@ -44,7 +47,6 @@ from launch.stores.placement import Placement, WorkerSpec, WorkerStartError, log
 log = logging.getLogger("launch.reconciler")
 MAX_BACKOFF = 30.0
 FULL_RESYNC_SECONDS = 30.0
-REAP_EVERY_SECONDS = 5.0
 BULK_READ = 50  # more changed endpoints than this are read with one query
 LOAD_FAILED_MARKER = "bundle failed to load"  # what launch.worker.main prints before exiting with code 3
 ROLLOUT_LOG = "rollouts.log"
@@ -69,6 +71,7 @@ class EndpointRuntime:
     dispatcher: Dispatcher | None = None
     tearing_down: bool = False
     unplaced: str | None = None  # why its last worker did not fit on the host (shown as status_reason)
+    desired: int | None = None  # the autoscaler's last answer
 
 
 def is_live(rt: EndpointRuntime) -> bool:
@@ -97,8 +100,11 @@ def proof_key(endpoint: Endpoint) -> tuple[object, ...]:
 class Reconciler:
     def __init__(self, settings: Settings, *, endpoints: Endpoints, bundles: Bundles, tasks: Tasks,
                  broker: Broker, objects: ObjectStore, placement: Placement, pools: Pools,
-                 factory: WorkerFactory, client: WorkerClient) -> None:
+                 factory: WorkerFactory, client: WorkerClient, metrics: Metrics | None = None,
+                 activity: Activity | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.activity = activity or Activity()
         self.endpoints = endpoints
         self.bundles = bundles
         self.tasks = tasks
@@ -116,7 +122,6 @@ class Reconciler:
         self.logs_root = settings.data_dir / "logs"
         self._jobs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
-        self._last_reap = 0.0
         self._next_resync = 0.0
         self.live: set[str] = set()  # ids of the live endpoints (is_live) after the last pass
         self.proven: set[tuple[object, ...]] = set()  # proof_key of every worker that started
@@ -153,7 +158,7 @@ class Reconciler:
                  "memory (LAUNCH_HOST_MEMORY)", host.schedulable_cpus, host.cpus, host.cpu_overcommit,
                  capacity.format_bytes(host.memory))
         records = await self.endpoints.list()
-        await self.tasks.recover({e.id: e.queue for e in records if e.endpoint_type == "async"})
+        await self.tasks.recover({e.id for e in records if e.endpoint_type == "async"})
         self._loop = asyncio.create_task(self._run(), name="reconciler")
 
     async def stop(self) -> None:
@@ -201,13 +206,13 @@ class Reconciler:
         dirty |= {endpoint_id for endpoint_id, stamp in stamps.items()
                   if (rt := self.runtimes.get(endpoint_id)) is None or rt.endpoint.updated_at != stamp}
         await self._read(dirty)
-        await self._pass(dirty, reap=True)
+        await self._pass(dirty)
 
     async def reconcile_changed(self) -> None:
         """Read the endpoints reported since the last pass, then a pass over them and the live ones."""
         dirty = self.endpoints.take_dirty()
         await self._read(dirty)
-        await self._pass(dirty, reap=False)
+        await self._pass(dirty)
 
     async def _read(self, endpoint_ids: set[str]) -> None:
         """Bring the runtimes of these endpoints up to date with their records (forget deleted ones)."""
@@ -229,9 +234,10 @@ class Reconciler:
         if runtime.endpoint.generation != endpoint.generation:
             runtime.failures, runtime.retry_at = 0, 0.0
         runtime.endpoint = endpoint
+        self.activity.saw_status(endpoint.id, endpoint.status.value, endpoint.status_reason)
         return runtime
 
-    async def _pass(self, dirty: set[str], reap: bool) -> None:
+    async def _pass(self, dirty: set[str]) -> None:
         for endpoint_id in sorted(dirty | self.live):
             runtime = self.runtimes.get(endpoint_id)
             if runtime is None:
@@ -248,12 +254,6 @@ class Reconciler:
         # the jobs this pass spawned take their first step (a start claims its place in rt.starting) before
         # the next pass counts them: passes can follow each other without any other await in between
         await asyncio.sleep(0)
-        async_live = any(self.runtimes[i].endpoint.endpoint_type == "async" for i in self.live if i in self.runtimes)
-        if (reap or async_live) and time.monotonic() - self._last_reap > REAP_EVERY_SECONDS:
-            self._last_reap = time.monotonic()
-            await self.tasks.reap_expired(
-                {i: rt.endpoint.queue for i, rt in self.runtimes.items() if rt.endpoint.endpoint_type == "async"}
-            )
 
     # -- one endpoint ----------------------------------------------------------------------------------
     async def _reconcile(self, rt: EndpointRuntime) -> None:
@@ -284,10 +284,13 @@ class Reconciler:
                 await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
                 return
             desired = 1  # prove the new generation loads before it takes traffic (and before READY)
+        rt.desired = desired
         if len(current) + starting < desired and time.monotonic() >= rt.retry_at:
+            self.metrics.autoscaled(endpoint.id, "up", desired - len(current) - starting)
             for _ in range(desired - len(current) - starting):
                 self._spawn(self._start_worker(rt, endpoint))
         elif len(current) > desired:
+            self.metrics.autoscaled(endpoint.id, "down", len(current) - desired)
             surplus = sorted(current, key=lambda w: w.inflight)[: len(current) - desired]
             for worker in surplus:
                 self._drain(rt, worker)
@@ -331,7 +334,8 @@ class Reconciler:
             endpoint_id, rt.endpoint.queue, rt.pool, broker=self.broker, tasks=self.tasks,
             objects=self.objects, client=self.client, task_timeout=self.settings.task_timeout_seconds,
             on_broken_worker=lambda: self.endpoints.wake(endpoint_id), fetch_policy=self.settings.fetch_policy(),
-            exit_reason=self.placement.exit_reason,
+            exit_reason=self.placement.exit_reason, cancel_stops_worker=self.settings.task_cancel_stops_worker,
+            metrics=self.metrics, activity=self.activity, owner=rt.endpoint.owner,
         )
         rt.dispatcher.start()
 
@@ -396,12 +400,24 @@ class Reconciler:
         rt.pool.workers.append(WorkerRef(handle.worker_id, handle.address, endpoint.generation,
                                          capacity=endpoint.settings.per_worker))
         rt.failures = 0
+        self._record_start(endpoint, spec, handle.timeline)
         self.proven.add(proof_key(endpoint))
         await rt.pool.notify()
         if endpoint.needs_proof:
             self.note(endpoint, "ready: this generation serves now")
         await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
         self.endpoints.wake(endpoint.id)
+
+    def _record_start(self, endpoint: Endpoint, spec: WorkerSpec, timeline: dict[str, float]) -> None:
+        """The worker's cold-start timeline: into the metrics, the dashboard and the creation logs."""
+        start = cold_start.record(spec.worker_id, endpoint.generation, timeline, spec.environment,
+                                  spec.environment_seconds)
+        self.metrics.worker_started(endpoint.id, ok=True)
+        self.metrics.cold_start_phases(endpoint.id, start["phases"])
+        self.activity.started(endpoint.id, start)
+        path = self.log_dir(endpoint.id) / "cold-start.log"
+        line = cold_start.describe(start) + "\n"
+        self._spawn(asyncio.to_thread(_append, path, line))
 
     async def _place(self, rt: EndpointRuntime, endpoint: Endpoint, worker_id: str) -> bool:
         """Reserve the host capacity a new worker needs (before any await: the decision and the reservation
@@ -419,9 +435,11 @@ class Reconciler:
         return False
 
     async def _start_failed(self, rt: EndpointRuntime, endpoint: Endpoint, exc: Exception) -> None:
+        self.metrics.worker_started(endpoint.id, ok=False)
         self._note_failure(rt)
         tail = getattr(exc, "log_tail", "")
         reason = f"{exc}\n{tail}".strip()
+        self.activity.failed(endpoint.owner, endpoint.id, "worker start", "", reason)
         log.warning("endpoint %s: worker failed to start (%d/%d): %s", endpoint.name, rt.failures,
                     self.settings.worker_restart_limit, str(exc))
         if gives_up(deterministic(exc), rt.failures, self.settings.worker_restart_limit):
@@ -465,7 +483,14 @@ class Reconciler:
         await self._forget(endpoint.id)
 
     async def _forget(self, endpoint_id: str) -> None:
+        self.activity.forget(endpoint_id)
         rt = self.runtimes.pop(endpoint_id, None)
         if rt is not None and rt.dispatcher is not None:
             await rt.dispatcher.stop()
         self.pools.drop(endpoint_id)
+
+
+def _append(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(text)

@@ -3,10 +3,12 @@ Shared by the reconciler (endpoint workers) and the batch job runner (job worker
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from launch.server.domain.bundles import Bundle
-from launch.server.environments import Environments
+from launch.server.environments import EnvironmentBuildError, Environments
+from launch.server.metrics import Metrics
 from launch.server.settings import Settings
 from launch.stores.objects import ObjectStore
 from launch.stores.placement import WorkerSpec
@@ -17,18 +19,27 @@ class BundleUnavailable(Exception):
 
 
 class WorkerFactory:
-    def __init__(self, settings: Settings, objects: ObjectStore, environments: Environments) -> None:
+    def __init__(self, settings: Settings, objects: ObjectStore, environments: Environments,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.objects = objects
         self.environments = environments
+        self.metrics = metrics or Metrics()
 
     async def spec(self, bundle: Bundle, *, owner_id: str, worker_id: str, generation: int, threads: int,
                    log_dir: Path, cpus: float | None = None, memory: str | None = None) -> WorkerSpec:
         """A worker spec for ``bundle``; builds the bundle's environment first if it needs one. ``cpus`` and
         ``memory`` are the limits placement enforces (a batch job's worker gets the server's defaults)."""
         s = self.settings
-        python = await self.environments.python_for(bundle.environment_requirements, log_dir / "environment.log",
-                                                     bundle.python_version)
+        began = time.monotonic()
+        try:
+            python, environment = await self.environments.resolve(
+                bundle.environment_requirements, log_dir / "environment.log", bundle.python_version)
+        except EnvironmentBuildError:
+            self.metrics.environment("failed", time.monotonic() - began)
+            raise
+        environment_seconds = time.monotonic() - began
+        self.metrics.environment(environment, environment_seconds if environment == "built" else None)
         runtime = {
             "packaging_type": bundle.packaging_type, "metadata": bundle.metadata, "app_config": bundle.app_config,
             "threads": threads, "drain_seconds": s.worker_drain_seconds, "max_result_bytes": s.max_result_bytes,
@@ -40,6 +51,7 @@ class WorkerFactory:
             bundle_path=await self.bundle_path(bundle), runtime=runtime,
             log_path=str(log_dir / f"worker-{worker_id}.log"), start_timeout=s.worker_start_timeout_seconds,
             cpus=cpus or s.batch_worker_cpus, memory=memory or s.batch_worker_memory,
+            environment=environment, environment_seconds=environment_seconds,
         )
 
     async def bundle_path(self, bundle: Bundle) -> str:

@@ -1,5 +1,6 @@
 """In-memory view of endpoints for the request path: (owner, name) → Endpoint, no I/O after the first
-lookup; entries are dropped whenever ``Endpoints`` reports a change."""
+lookup; entries are dropped whenever ``Endpoints`` reports a change. Used by the prediction paths only
+(it finds other owners' ``public_inference`` endpoints too)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class EndpointCache:
     async def get(self, owner: str, name: str) -> Endpoint:
         endpoint = self._by_name.get((owner, name))
         if endpoint is None:
-            endpoint = await self.endpoints.get(owner, name)
+            endpoint = await self.endpoints.get(owner, name, for_inference=True)
             self._by_name[(owner, name)] = endpoint
             self._keys.setdefault(endpoint.id, set()).add((owner, name))
         return endpoint

@@ -1,4 +1,4 @@
-"""Model endpoints: a bundle served by autoscaled workers, sync or async, owned by one user."""
+"""Model endpoints: a bundle served by autoscaled workers, sync, async or streaming, owned by one user."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from launch.stores.database import Database
 from launch.stores.schema import bundles, endpoints
 
 __all__ = ["ROLLOUT_FIELDS", "Endpoint", "EndpointSettings", "Endpoints"]
-ENDPOINT_TYPES = ("sync", "async")
+ENDPOINT_TYPES = ("sync", "async", "streaming")
 _ID = re.compile(r"[0-9a-f]{32}")
 _QUANTITY = re.compile(r"^\d{1,12}(\.\d{1,6})?([KMGTPE]i?|[kmgtpe])?$")
 # Sanity bounds (one machine, or one cluster): anything past them is a typo, and would overflow somewhere.
@@ -111,7 +111,7 @@ class Endpoint:
 
     @property
     def queue(self) -> str:
-        return f"endpoint.{self.id}"
+        return queue_name(self.id)
 
     @property
     def usable(self) -> bool:
@@ -122,6 +122,16 @@ class Endpoint:
     def needs_proof(self) -> bool:
         """Its generation never served yet: one worker must start, even without traffic."""
         return self.serving_generation != self.generation
+
+
+def queue_name(endpoint_id: str) -> str:
+    """The broker queue of an async endpoint's tasks."""
+    return f"endpoint.{endpoint_id}"
+
+
+def _public(settings: EndpointSettings) -> bool:
+    """Launch's ``public_inference``: every owner may send tasks to the endpoint (by its id)."""
+    return settings.extra.get("public_inference") is True
 
 
 def _row_to_endpoint(row: Any) -> Endpoint:
@@ -272,7 +282,7 @@ class Endpoints:
     ) -> Endpoint:
         validate_name("endpoint", name)
         if endpoint_type not in ENDPOINT_TYPES:
-            raise InvalidRequest("endpoint_type must be 'sync' or 'async'")
+            raise InvalidRequest("endpoint_type must be 'sync', 'async' or 'streaming'")
         settings.validate()
         bundle = await self.bundles.get(owner, bundle_name)
         now = time.time()
@@ -302,10 +312,14 @@ class Endpoints:
         await self._committed(endpoint.id, written)
         return endpoint
 
-    async def get(self, owner: str, name: str) -> Endpoint:
-        """One of ``owner``'s endpoints by name, or by id (as Launch's v1 API addresses them)."""
+    async def get(self, owner: str, name: str, for_inference: bool = False) -> Endpoint:
+        """One of ``owner``'s endpoints by name, or by id (as Launch's v1 API addresses them); ``for_inference``
+        also finds another owner's ``public_inference`` endpoint by id (to send it tasks, nothing else)."""
         if self._view is not None:
             found = self._view.get(self._names.get((owner, name), name))
+            if found is not None and found.owner != owner and found.id == name and for_inference \
+                    and _public(found.settings):
+                return found
             if found is None or found.owner != owner or (found.name != name and found.id != name):
                 raise NotFound(f"no endpoint named {name!r}")
             return found
@@ -314,12 +328,13 @@ class Endpoints:
                 await conn.execute(_select().where(endpoints.c.owner == owner, endpoints.c.name == name))
             ).first()
             if row is None and _ID.fullmatch(name):
-                row = (
-                    await conn.execute(_select().where(endpoints.c.owner == owner, endpoints.c.id == name))
-                ).first()
+                row = (await conn.execute(_select().where(endpoints.c.id == name))).first()
         if row is None:
             raise NotFound(f"no endpoint named {name!r}")
-        return _row_to_endpoint(row)
+        endpoint = _row_to_endpoint(row)
+        if endpoint.owner != owner and not (for_inference and _public(endpoint.settings)):
+            raise NotFound(f"no endpoint named {name!r}")
+        return endpoint
 
     async def get_by_id(self, endpoint_id: str) -> Endpoint | None:
         if self._view is not None:

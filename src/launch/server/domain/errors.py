@@ -50,7 +50,13 @@ class PayloadTooLarge(LaunchError):
 
 
 class TooManyRequests(LaunchError):
+    """``retry_after``: the seconds the client should wait (sent as ``Retry-After``)."""
+
     status_code = 429
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
 
 
 class WorkerFailed(LaunchError):
@@ -67,3 +73,9 @@ class InsufficientStorage(LaunchError):
 
 class PredictionTimeout(LaunchError):
     status_code = 504
+
+
+class Forbidden(LaunchError):
+    """Authenticated, but this key may not do that (an operator view asked for with a user's key)."""
+
+    status_code = 403

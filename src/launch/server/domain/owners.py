@@ -53,10 +53,10 @@ def validate_owner(owner: str) -> str:
     return owner
 
 
-def insert_key_statement(owner: str, digest: str, prefix: str | None = None) -> sa.Insert:
+def insert_key_statement(owner: str, digest: str, prefix: str | None = None, admin: bool = False) -> sa.Insert:
     return api_keys.insert().values(
         id=uuid.uuid4().hex, owner=validate_owner(owner), key_digest=digest, created_at=time.time(),
-        key_prefix=prefix,
+        key_prefix=prefix, admin=admin,
     )
 
 
@@ -151,6 +151,7 @@ class ApiKeys:
         self.recheck_seconds = recheck_seconds
         self.last_used_seconds = last_used_seconds
         self._owners: dict[str, tuple[str, str]] = {}  # key -> (owner, key id)
+        self._admins: set[str] = set()  # keys with the admin flag (the dashboard's operator view)
         self._unknown: dict[str, float] = {}
         self._used: dict[str, float] = {}  # key id -> last use not yet written
         self._version: Hashable = None
@@ -171,7 +172,7 @@ class ApiKeys:
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(
-                    sa.select(api_keys.c.owner, api_keys.c.id).where(
+                    sa.select(api_keys.c.owner, api_keys.c.id, api_keys.c.admin).where(
                         api_keys.c.key_digest == digest, api_keys.c.revoked_at.is_(None)
                     )
                 )
@@ -181,10 +182,17 @@ class ApiKeys:
                 self._unknown.clear()
             self._unknown[key] = time.monotonic() + self.NEGATIVE_TTL
             raise Unauthenticated("invalid API key")
+        if row.admin:
+            self._admins.add(key)
         if generation == self._generation:  # no revocation was applied while we read: safe to cache
             self._owners[key] = (str(row.owner), str(row.id))
         self._used[row.id] = time.time()
         return str(row.owner)
+
+    async def identify(self, key: str | None) -> tuple[str, bool]:
+        """(owner, whether the key is an admin key) for an authenticated key."""
+        owner = await self.authenticate(key)
+        return owner, key in self._admins
 
     async def create(self, owner: str) -> str:
         key = new_api_key()

@@ -111,6 +111,19 @@ def endpoint_openapi(endpoint_name: str, endpoint_type: str, request_schema: dic
             "requestBody": body, "responses": {
                 "200": {"description": "the outcome", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Outcome"}}}}, "422": error}}}}
+    elif endpoint_type == "streaming":
+        items = ("one event per item: `data: <item JSON>`" + (" (each item as the response schema says)"
+                                                              if response_schema else ""))
+        paths = {"/v1/streaming-tasks": {"post": {
+            "operationId": "stream", "summary": f"Stream one prediction of {endpoint_name}", "parameters": query,
+            "requestBody": body, "responses": {
+                "200": {"description": f"Server-sent events, {items}, then `event: end` or `event: error`; "
+                                       "JSON lines (`{\"item\": ...}`) with Accept: application/x-ndjson",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}},
+                                    "application/x-ndjson": {"schema": {"type": "string"}}}},
+                "422": error}}}}
+        if response_schema:
+            components["Item"] = result
     else:
         task = {"type": "object", "properties": {"task_id": {"type": "string"}}}
         paths = {

@@ -1,57 +1,89 @@
-"""Async tasks: committed to the database before the client gets an id, then carried by the broker.
+"""The task lifecycle: every transition of an async task, in one place.
 
-States: PENDING (queued) → RUNNING (leased by a dispatcher: ``attempt`` + ``lease_expires_at``) → SUCCESS |
-FAILURE. A lease that expires (its dispatcher died) returns the task to PENDING, or to FAILURE once
-``max_attempts`` runs were started. Results are fenced by ``attempt``: a late result from an earlier lease
-is ignored, so exactly one result is stored. Execution is at-least-once: predict functions may run twice.
+A task is committed to the database before the client gets its id, then carried by the broker (ids only).
+Transitions (the rules are pure functions in ``task_policy``):
+
+- ``submit``: PENDING (idempotent by ``Idempotency-Key``), published with its priority and owner.
+- ``claim``: PENDING → RUNNING, leased to this dispatcher for one attempt (``attempt`` + ``lease_expires_at``);
+  never a task past its queue TTL.
+- ``finish``: RUNNING → SUCCESS | FAILURE, fenced by ``attempt``: a late result of an earlier lease (or of
+  a cancelled task) is ignored, so exactly one outcome is stored.
+- ``release``: an attempt ended without an outcome (worker lost, time-out, shutdown): ``retry_decision``
+  says PENDING again or FAILURE.
+- ``reap_expired``: leases whose dispatcher died go through the same decision.
+- ``expire``: PENDING past its queue TTL → EXPIRED (never run).
+- ``cancel``: PENDING or RUNNING → CANCELLED (a running attempt's result is dropped).
+- ``sweep_retention``: finished tasks older than the retention period are deleted with their result objects,
+  leaving a tombstone so a poll says EXPIRED instead of "unknown".
+
+Every ending that has a callback sets ``callback_state = PENDING`` in the same statement that stores the
+outcome: the task row is the callback outbox, so a crash between the result and its delivery loses nothing.
+Listeners (``subscribe``) hear every transition this process makes (long-polls, event streams).
+Execution is at-least-once: predict functions may run twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
-from launch.server.domain.errors import InvalidRequest, NotFound
+from launch.server.domain.endpoints import queue_name
+from launch.server.domain.errors import Conflict, InvalidRequest, NotFound
 from launch.server.domain.quotas import OwnerCounts
+from launch.server.domain.task_options import TaskOptions
+from launch.server.domain.task_policy import TERMINAL, Cause, TaskState, retry_decision
 from launch.stores.broker import Broker
 from launch.stores.database import Database
-from launch.stores.schema import tasks
+from launch.stores.objects import ObjectStore
+from launch.stores.schema import task_tombstones, tasks
 
-
-class TaskState(StrEnum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-
-
-TERMINAL = (TaskState.SUCCESS, TaskState.FAILURE)
+__all__ = ["TERMINAL", "Task", "TaskCache", "TaskState", "Tasks", "validate_task_request"]
 
 # The hot statements as plain SQL (portable between SQLite and PostgreSQL): building them from Core
 # expressions on every call costs 3-7x more than executing them.
 _SUBMIT = sa.text(
-    "INSERT INTO tasks (id, owner, endpoint_id, state, request, attempt, max_attempts, created_at) "
-    "VALUES (:id, :owner, :endpoint_id, 'PENDING', :request, 0, :max_attempts, :created_at)"
-).bindparams(sa.bindparam("request", type_=sa.JSON))
+    "INSERT INTO tasks (id, owner, endpoint_id, state, request, attempt, max_attempts, created_at, priority, "
+    "expires_at, timeout_seconds, idempotency_key, request_digest, callback, callback_attempts) "
+    "VALUES (:id, :owner, :endpoint_id, 'PENDING', :request, 0, :max_attempts, :created_at, :priority, "
+    ":expires_at, :timeout_seconds, :idempotency_key, :request_digest, :callback, 0)"
+).bindparams(sa.bindparam("request", type_=sa.JSON), sa.bindparam("callback", type_=sa.JSON(none_as_null=True)))
 _CLAIM = sa.text(
     "UPDATE tasks SET state = 'RUNNING', attempt = attempt + 1, lease_expires_at = :lease, started_at = :now "
-    "WHERE id = :id AND state = 'PENDING' RETURNING *"
+    "WHERE id = :id AND state = 'PENDING' AND (expires_at IS NULL OR expires_at > :now) RETURNING *"
 ).columns(*tasks.c)
+# an ending arms the callback outbox in the same statement
+_ARM_CALLBACK = "callback_state = CASE WHEN callback IS NULL THEN NULL ELSE 'PENDING' END, callback_next_at = :now"
 _FINISH = sa.text(
     "UPDATE tasks SET state = :state, result = :result, result_key = :result_key, traceback = :traceback, "
-    "finished_at = :now, lease_expires_at = NULL WHERE id = :id AND attempt = :attempt AND state = 'RUNNING'"
-)
-_RELEASE = sa.text(
-    "UPDATE tasks SET state = 'PENDING', lease_expires_at = NULL, traceback = :reason, attempt = attempt - :refund "
+    f"finished_at = :now, lease_expires_at = NULL, {_ARM_CALLBACK} "
     "WHERE id = :id AND attempt = :attempt AND state = 'RUNNING'"
 )
+_RELEASE = sa.text(
+    "UPDATE tasks SET state = 'PENDING', lease_expires_at = NULL, traceback = :reason, attempt = :new_attempt "
+    "WHERE id = :id AND attempt = :attempt AND state = 'RUNNING'"
+)
+_CANCEL = sa.text(
+    "UPDATE tasks SET state = 'CANCELLED', traceback = :reason, finished_at = :now, lease_expires_at = NULL, "
+    f"{_ARM_CALLBACK} WHERE id = :id AND state IN ('PENDING', 'RUNNING') RETURNING *"
+).columns(*tasks.c)
+_CALLBACK_DONE = sa.text(
+    "UPDATE tasks SET callback_state = :state, callback_attempts = callback_attempts + 1, "
+    "callback_error = :error, callback_next_at = :next_at WHERE id = :id"
+)
+_EXPIRE = sa.text(
+    "UPDATE tasks SET state = 'EXPIRED', finished_at = :now, "
+    "traceback = 'task expired: no worker took it within its queue time-to-live', "
+    f"{_ARM_CALLBACK} WHERE state = 'PENDING' AND expires_at <= :now RETURNING *"
+).columns(*tasks.c)
 
 
 def validate_task_request(body: Any) -> dict[str, Any]:
@@ -93,6 +125,19 @@ class Task:
     traceback: str | None
     created_at: float
     finished_at: float | None
+    started_at: float | None = None
+    priority: int = 0
+    expires_at: float | None = None
+    timeout_seconds: float | None = None
+    callback: dict[str, Any] | None = None  # {"url", "auth"}: auth holds credentials, never shown
+    callback_state: str | None = None  # PENDING (in the outbox), DELIVERED, FAILED
+    callback_attempts: int = 0
+    callback_error: str | None = None
+    deleted: bool = False  # a tombstone: the task existed and was deleted after the retention period
+
+    @property
+    def queue(self) -> str:
+        return queue_name(self.endpoint_id)
 
 
 def _row_to_task(row: Any) -> Task:
@@ -100,8 +145,18 @@ def _row_to_task(row: Any) -> Task:
         id=row.id, owner=row.owner, endpoint_id=row.endpoint_id, state=TaskState(row.state),
         request=row.request, attempt=row.attempt, max_attempts=row.max_attempts, result=row.result,
         result_key=row.result_key, traceback=row.traceback, created_at=row.created_at,
-        finished_at=row.finished_at,
+        finished_at=row.finished_at, started_at=row.started_at, priority=row.priority, expires_at=row.expires_at,
+        timeout_seconds=row.timeout_seconds, callback=row.callback, callback_state=row.callback_state,
+        callback_attempts=row.callback_attempts, callback_error=row.callback_error,
     )
+
+
+def request_digest(endpoint_id: str, request: dict[str, Any], options: TaskOptions) -> str:
+    """What "the same body" means for an idempotent resubmission: endpoint, request and options."""
+    callback = options.callback.to_dict() if options.callback else None
+    body = {"endpoint": endpoint_id, "request": request, "priority": options.priority,
+            "queue_ttl": options.queue_ttl, "callback": callback}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class TaskCache:
@@ -140,16 +195,61 @@ class TaskCache:
         self._tasks.clear()
 
 
+Listener = Callable[[Task], None]
+
+
 class Tasks:
+    """The lifecycle owner. ``retention`` (seconds) bounds how long finished tasks and results are kept."""
+
+    RETENTION_BATCH = 500
+
     def __init__(self, db: Database, broker: Broker, max_attempts: int, lease_seconds: float,
-                 cache: TaskCache | None = None) -> None:
+                 cache: TaskCache | None = None, *, retention: float = 7 * 86400,
+                 objects: ObjectStore | None = None) -> None:
         self.db = db
         self.broker = broker
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
+        self.retention = retention
+        self.objects = objects
         self.cache = cache or TaskCache(authoritative=False)
+        self.listeners: list[Listener] = []
         self.unfinished = OwnerCounts()  # per owner, for the queued-tasks quota
+        self._callback_batch: list[dict[str, Any]] | None = None
+        self._callback_written: Any = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    # -- notifications -----------------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(task)`` after every transition this process commits; returns the unsubscribe."""
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener) if listener in self.listeners else None
+
+    def _changed(self, task: Task, cached: bool = True) -> None:
+        """Called once per committed transition: caches, quota counts, long-polls, listeners."""
+        if cached:
+            self.cache.put(task)
+        else:
+            self.cache.drop(task.id)
+        if task.state in TERMINAL:
+            self.unfinished.remove(task.owner)
+        self._wake(task.id)  # long-polls re-check; watchers (task events) see every state
+        for listener in self.listeners:
+            listener(task)
+
+    def watch(self, task_id: str) -> asyncio.Future[None]:
+        """A future set at the task's next state change in this process (claimed, released, finished): watch
+        before reading the task, so no change is missed; ``unwatch`` afterwards."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(future)
+        return future
+
+    def unwatch(self, task_id: str, future: asyncio.Future[None]) -> None:
+        waiting = self._waiters.get(task_id)
+        if waiting and future in waiting:
+            waiting.remove(future)
+            if not waiting:
+                del self._waiters[task_id]
 
     def _wake(self, task_id: str | None = None) -> None:
         """Wake the long-polls of one task (or of all tasks)."""
@@ -183,24 +283,64 @@ class Tasks:
             task = await self.get(owner, task_id)
         return task
 
-    async def submit(self, owner: str, endpoint_id: str, queue: str, request: dict[str, Any]) -> str:
-        """Durably record a task, then publish it; the id is returned only after the commit."""
+    # -- submit --------------------------------------------------------------------------------------------
+    async def submit(self, owner: str, endpoint_id: str, queue: str, request: dict[str, Any],
+                     options: TaskOptions | None = None) -> str:
+        """Durably record a task, then publish it; the id is returned only after the commit. With an
+        idempotency key, a repeat of the same body returns the first task's id; another body is a 409."""
+        options = options or TaskOptions()
         task_id = str(uuid.uuid4())
         now = time.time()
+        callback = options.callback.to_dict() if options.callback else None
+        digest = request_digest(endpoint_id, request, options) if options.idempotency_key else None
+        expires_at = now + options.queue_ttl if options.queue_ttl else None
         params = {"id": task_id, "owner": owner, "endpoint_id": endpoint_id, "request": request,
-                  "max_attempts": self.max_attempts, "created_at": now}
+                  "max_attempts": self.max_attempts, "created_at": now, "priority": options.priority,
+                  "expires_at": expires_at, "timeout_seconds": options.timeout,
+                  "idempotency_key": options.idempotency_key, "request_digest": digest, "callback": callback}
         self.unfinished.add(owner)  # before the first await: a quota check just before this call holds
         try:
-            await self.db.write(lambda conn: conn.execute(_SUBMIT, params))
+            earlier = await self.db.write(self._submit_statement(owner, options.idempotency_key, params))
         except BaseException:
             self.unfinished.remove(owner)
             raise
-        self.cache.put(Task(id=task_id, owner=owner, endpoint_id=endpoint_id, state=TaskState.PENDING,
-                            request=request, attempt=0, max_attempts=self.max_attempts, result=None,
-                            result_key=None, traceback=None, created_at=now, finished_at=None))
-        await self.broker.publish(queue, task_id)
+        if earlier is not None:
+            self.unfinished.remove(owner)  # an idempotent repeat: no new task
+            key = options.idempotency_key
+            if earlier.request_digest != digest:
+                raise Conflict(f"Idempotency-Key {key!r} was already used for a different request "
+                               f"(task {earlier.id}); use a new key for a new task")
+            return str(earlier.id)
+        self._changed(Task(
+            id=task_id, owner=owner, endpoint_id=endpoint_id, state=TaskState.PENDING, request=request, attempt=0,
+            max_attempts=self.max_attempts, result=None, result_key=None, traceback=None, created_at=now,
+            finished_at=None, priority=options.priority, expires_at=expires_at, timeout_seconds=options.timeout,
+            callback=callback,
+        ))
+        await self.broker.publish(queue, task_id, options.priority, owner)
         return task_id
 
+    @staticmethod
+    def _submit_statement(owner: str, key: str | None, params: dict[str, Any]) -> Callable[[sa.Connection], Any]:
+        """The insert; with an idempotency key, only if the key is new (else the earlier task's id and digest)."""
+        if key is None:
+            def submit(conn: sa.Connection) -> None:
+                conn.execute(_SUBMIT, params)
+
+            return submit
+
+        def submit_once(conn: sa.Connection) -> Any:
+            earlier = conn.execute(
+                sa.select(tasks.c.id, tasks.c.request_digest)
+                .where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
+            ).first()
+            if earlier is None:
+                conn.execute(_SUBMIT, params)
+            return earlier
+
+        return submit_once
+
+    # -- read ------------------------------------------------------------------------------------------------
     async def get(self, owner: str, task_id: str) -> Task:
         cached = self.cache.get(task_id)
         if cached is not None and cached.owner == owner:
@@ -209,10 +349,37 @@ class Tasks:
             row = (await conn.execute(
                 sa.select(tasks).where(tasks.c.id == task_id, tasks.c.owner == owner)
             )).first()
-        if row is None:
+            if row is None:
+                tomb = (await conn.execute(
+                    sa.select(task_tombstones).where(task_tombstones.c.id == task_id,
+                                                     task_tombstones.c.owner == owner)
+                )).first()
+        if row is not None:
+            return _row_to_task(row)
+        if tomb is None:
             raise NotFound(f"no task with id {task_id!r}")
-        return _row_to_task(row)
+        return Task(id=task_id, owner=owner, endpoint_id="", state=TaskState.EXPIRED, request={}, attempt=0,
+                    max_attempts=0, result=None, result_key=None, created_at=0.0, finished_at=tomb.deleted_at,
+                    traceback=f"task expired: it ended {tomb.state} and was deleted with its result after the "
+                              f"retention period", deleted=True)
 
+    async def position(self, task: Task) -> int | None:
+        """About how many tasks go before this PENDING one (the broker's fair-share and priority order)."""
+        return await self.broker.position(task.queue, task.id) if task.state is TaskState.PENDING else None
+
+    async def list_for(self, owner: str, endpoint_id: str, states: list[TaskState] | None = None,
+                   since: float | None = None, limit: int = 100) -> list[Task]:
+        """``owner``'s tasks of one endpoint, newest first."""
+        query = sa.select(tasks).where(tasks.c.owner == owner, tasks.c.endpoint_id == endpoint_id)
+        if states:
+            query = query.where(tasks.c.state.in_([s.value for s in states]))
+        if since is not None:
+            query = query.where(tasks.c.created_at >= since)
+        query = query.order_by(tasks.c.created_at.desc()).limit(limit)
+        async with self.db.connect() as conn:
+            return [_row_to_task(row) for row in await conn.execute(query)]
+
+    # -- run -------------------------------------------------------------------------------------------------
     async def claim(self, task_id: str) -> Task | None:
         """Lease a PENDING task for one attempt (compare-and-set); None if someone else has it or it ended."""
         now = time.time()
@@ -222,7 +389,7 @@ class Tasks:
             self.cache.drop(task_id)  # someone else's (or finished): the cache does not know it
             return None
         task = _row_to_task(row)
-        self.cache.put(task)
+        self._changed(task)
         return task
 
     async def extend(self, task_ids: list[str]) -> None:
@@ -238,68 +405,109 @@ class Tasks:
 
     async def finish(self, task: Task, *, ok: bool, result: str | None = None, result_key: str | None = None,
                      traceback: str | None = None) -> bool:
-        """Store the outcome of ``task``'s current attempt; False if that lease was lost (fenced out)."""
+        """Store the outcome of ``task``'s current attempt; False if that lease was lost (fenced out) or the
+        task was cancelled meanwhile. The callback (if any) is armed in the same statement."""
         now = time.time()
         state = TaskState.SUCCESS if ok else TaskState.FAILURE
         params = {"id": task.id, "attempt": task.attempt, "result": result, "result_key": result_key,
                   "traceback": traceback, "now": now, "state": state.value}
         stored = bool(await self.db.write(lambda conn: conn.execute(_FINISH, params).rowcount))
         if stored:
-            self.unfinished.remove(task.owner)
-            self.cache.put(replace(task, state=state, result=result, result_key=result_key, traceback=traceback,
-                                   finished_at=now))
+            self._changed(replace(task, state=state, result=result, result_key=result_key, traceback=traceback,
+                                  finished_at=now, callback_state="PENDING" if task.callback else None))
         else:
             self.cache.drop(task.id)
-        self._wake(task.id)
+            self._wake(task.id)
         return stored
 
-    async def release(self, task: Task, reason: str, queue: str, refund: bool = False) -> TaskState:
-        """Give back a lease after an infrastructure failure: retry, or fail once attempts are spent.
-        ``refund``: the task never started (the worker refused it), so the attempt does not count."""
-        if task.attempt >= task.max_attempts and not refund:
-            message = f"task failed after {task.attempt} attempts; last error: {reason}"
-            await self.finish(task, ok=False, traceback=message)
-            return TaskState.FAILURE
-        params = {"id": task.id, "attempt": task.attempt, "reason": reason, "refund": 1 if refund else 0}
+    async def release(self, task: Task, cause: Cause, detail: str) -> TaskState:
+        """An attempt ended without an outcome: back to PENDING (published again) or FAILURE, as
+        ``retry_decision`` says."""
+        decision = retry_decision(cause, task.attempt, task.max_attempts, detail)
+        if not decision.retry:
+            stored = await self.finish(task, ok=False, traceback=decision.reason)
+            return TaskState.FAILURE if stored else task.state
+        params = {"id": task.id, "attempt": task.attempt, "reason": decision.reason,
+                  "new_attempt": decision.attempt}
         if await self.db.write(lambda conn: conn.execute(_RELEASE, params).rowcount):
-            self.cache.put(replace(task, state=TaskState.PENDING, traceback=reason,
-                                   attempt=task.attempt - (1 if refund else 0)))
-            await self.broker.publish(queue, task.id)
-        return TaskState.PENDING
+            self._changed(replace(task, state=TaskState.PENDING, traceback=decision.reason,
+                                  attempt=decision.attempt))
+            await self.broker.publish(task.queue, task.id, task.priority, task.owner)
+            return TaskState.PENDING
+        self.cache.drop(task.id)
+        return task.state
 
-    async def reap_expired(self, queue_of: dict[str, str]) -> int:
-        """Expired leases (their dispatcher died or hung) go back to PENDING and are published again, or to
-        FAILURE once ``max_attempts`` runs were started. Returns how many were requeued."""
+    # -- endings from outside a run ------------------------------------------------------------------------
+    async def cancel(self, owner: str, task_id: str) -> tuple[Task, TaskState]:
+        """Cancel a task: PENDING or RUNNING → CANCELLED (a running attempt's result will be dropped by the
+        fence in ``finish``). Returns the task and the state it had; an ended task is left as it is."""
+        params = {"id": task_id, "now": time.time(), "reason": "task cancelled by its owner"}
+
+        def cancel(conn: sa.Connection) -> tuple[Any, Any]:
+            before = conn.execute(
+                sa.select(tasks).where(tasks.c.id == task_id, tasks.c.owner == owner)
+            ).first()
+            if before is None or TaskState(before.state) in TERMINAL:
+                return before, None
+            return before, conn.execute(_CANCEL, params).first()
+
+        before, after = await self.db.write(cancel)
+        if before is None:
+            return await self.get(owner, task_id), TaskState.EXPIRED  # a tombstone, or NotFound
+        if after is None:
+            return _row_to_task(before), TaskState(before.state)
+        task = _row_to_task(after)
+        self._changed(task)
+        return task, TaskState(before.state)
+
+    async def expire(self) -> int:
+        """PENDING tasks past their queue TTL end EXPIRED (never run); returns how many."""
+        params = {"now": time.time()}
+        rows = await self.db.write(lambda conn: conn.execute(_EXPIRE, params).all())
+        for row in rows:
+            self._changed(_row_to_task(row))
+        return len(rows)
+
+    async def reap_expired(self) -> int:
+        """Expired leases (their dispatcher died or hung) go through ``retry_decision``: PENDING again and
+        published, or FAILURE. Returns how many were requeued."""
         now = time.time()
+        detail = "the dispatcher holding the task's lease stopped (server crash or hang)"
 
-        def reap(conn: sa.Connection) -> tuple[list[Any], list[Any]]:
-            failed = conn.execute(
-                tasks.update()
-                .where(tasks.c.state == TaskState.RUNNING.value, tasks.c.lease_expires_at < now,
-                       tasks.c.attempt >= tasks.c.max_attempts)
-                .values(state=TaskState.FAILURE.value, finished_at=now, lease_expires_at=None,
-                        traceback="task failed: its worker stopped responding on its last allowed attempt")
-                .returning(tasks.c.id, tasks.c.owner)
+        def reap(conn: sa.Connection) -> list[Task]:
+            expired = conn.execute(
+                sa.select(tasks).where(tasks.c.state == TaskState.RUNNING.value, tasks.c.lease_expires_at < now)
             ).all()
-            return list(failed), list(conn.execute(
-                tasks.update()
-                .where(tasks.c.state == TaskState.RUNNING.value, tasks.c.lease_expires_at < now)
-                .values(state=TaskState.PENDING.value, lease_expires_at=None)
-                .returning(tasks.c.id, tasks.c.endpoint_id)
-            ).all())
+            changed = []
+            for row in expired:
+                task = _row_to_task(row)
+                decision = retry_decision(Cause.LEASE_EXPIRED, task.attempt, task.max_attempts, detail)
+                state = TaskState.PENDING if decision.retry else TaskState.FAILURE
+                values: dict[str, Any] = {"state": state.value, "lease_expires_at": None,
+                                          "traceback": decision.reason, "attempt": decision.attempt}
+                if not decision.retry:
+                    values.update(finished_at=now, callback_next_at=now,
+                                  callback_state="PENDING" if task.callback else None)
+                conn.execute(tasks.update().where(tasks.c.id == task.id, tasks.c.attempt == task.attempt,
+                                                  tasks.c.state == TaskState.RUNNING.value).values(**values))
+                changed.append(replace(task, state=state, traceback=decision.reason, attempt=decision.attempt,
+                                       finished_at=None if decision.retry else now,
+                                       callback_state=values.get("callback_state", task.callback_state)))
+            return changed
 
-        failed, requeued = await self.db.write(reap)
-        for row in (*failed, *requeued):  # their leases expired behind the cache's back
-            self.cache.drop(row.id)
-        for row in failed:
-            self.unfinished.remove(row.owner)
-            self._wake(row.id)
-        return await self._publish(requeued, queue_of)
+        changed = await self.db.write(reap)
+        requeued = 0
+        for task in changed:
+            self._changed(task, cached=False)  # changed behind the cache's back: re-read from the database
+            if task.state is TaskState.PENDING:
+                await self.broker.publish(task.queue, task.id, task.priority, task.owner)
+                requeued += 1
+        return requeued
 
-    async def recover(self, queue_of: dict[str, str]) -> int:
-        """At start-up: reap expired leases and publish every PENDING task again (the embedded broker
-        forgot them; duplicates elsewhere are dropped by ``claim``)."""
-        await self.reap_expired(queue_of)
+    async def recover(self, endpoint_ids: set[str]) -> int:
+        """At start-up: reap expired leases and publish every PENDING task of ``endpoint_ids`` again (the
+        embedded broker forgot them; duplicates elsewhere are dropped by ``claim``)."""
+        await self.reap_expired()
         async with self.db.connect() as conn:
             unfinished = (await conn.execute(
                 sa.select(tasks.c.owner, sa.func.count()).where(
@@ -307,16 +515,13 @@ class Tasks:
             )).all()
             self.unfinished.reset({row[0]: row[1] for row in unfinished})
             rows = (await conn.execute(
-                sa.select(tasks.c.id, tasks.c.endpoint_id).where(tasks.c.state == TaskState.PENDING.value)
-                .order_by(tasks.c.created_at)
+                sa.select(tasks.c.id, tasks.c.endpoint_id, tasks.c.priority, tasks.c.owner)
+                .where(tasks.c.state == TaskState.PENDING.value).order_by(tasks.c.created_at)
             )).all()
-        return await self._publish(rows, queue_of)
-
-    async def _publish(self, rows: Any, queue_of: dict[str, str]) -> int:
         count = 0
         for row in rows:
-            if row.endpoint_id in queue_of:
-                await self.broker.publish(queue_of[row.endpoint_id], row.id)
+            if row.endpoint_id in endpoint_ids:
+                await self.broker.publish(queue_name(row.endpoint_id), row.id, row.priority, row.owner)
                 count += 1
         return count
 
@@ -324,16 +529,88 @@ class Tasks:
         """Unfinished tasks of a deleted (or failed) endpoint end as FAILURE with a reason, never silently
         lost; ``pending_only`` leaves running ones to finish."""
         states = [TaskState.PENDING.value] if pending_only else [TaskState.PENDING.value, TaskState.RUNNING.value]
+        now = time.time()
         statement = (
             tasks.update()
             .where(tasks.c.endpoint_id == endpoint_id, tasks.c.state.in_(states))
-            .values(state=TaskState.FAILURE.value, traceback=reason, finished_at=time.time())
-            .returning(tasks.c.owner)
+            .values(state=TaskState.FAILURE.value, traceback=reason, finished_at=now, lease_expires_at=None,
+                    callback_next_at=now,
+                    callback_state=sa.case((tasks.c.callback.is_(None), None), else_=sa.literal("PENDING")))
+            .returning(*tasks.c)
         )
-        for row in await self.db.write(lambda conn: conn.execute(statement).all()):
-            self.unfinished.remove(row.owner)
-        self.cache.clear()  # many tasks changed at once (rare): forget them all
-        self._wake()
+        rows = await self.db.write(lambda conn: conn.execute(statement).all())
+        for row in rows:
+            self._changed(_row_to_task(row))
+
+    # -- retention -----------------------------------------------------------------------------------------
+    async def sweep_retention(self, now: float | None = None) -> int:
+        """Delete finished tasks older than the retention period (and their result objects), leaving
+        tombstones; tombstones themselves go after ten retention periods. Tasks whose callback is still
+        being delivered wait. Returns how many tasks were deleted."""
+        now = time.time() if now is None else now
+        cutoff = now - self.retention
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(
+                sa.select(tasks.c.id, tasks.c.owner, tasks.c.state, tasks.c.result_key)
+                .where(tasks.c.state.in_([s.value for s in TERMINAL]), tasks.c.finished_at < cutoff,
+                       sa.or_(tasks.c.callback_state.is_(None), tasks.c.callback_state != "PENDING"))
+                .limit(self.RETENTION_BATCH)
+            )).all()
+        if self.objects is not None:  # objects first: a crash in between leaves a row to sweep again
+            for row in rows:
+                if row.result_key:
+                    await self.objects.delete(row.result_key)
+        ids = [row.id for row in rows]
+
+        def delete(conn: sa.Connection) -> None:
+            if ids:
+                conn.execute(task_tombstones.insert(), [
+                    {"id": row.id, "owner": row.owner, "state": row.state, "deleted_at": now} for row in rows
+                ])
+                conn.execute(tasks.delete().where(tasks.c.id.in_(ids)))
+            conn.execute(task_tombstones.delete().where(task_tombstones.c.deleted_at < now - 10 * self.retention))
+
+        await self.db.write(delete)
+        for task_id in ids:
+            self.cache.drop(task_id)
+        return len(ids)
+
+    # -- callbacks (the outbox) ----------------------------------------------------------------------------
+    async def due_callbacks(self, limit: int, exclude: set[str]) -> list[Task]:
+        """Ended tasks whose callback is due for (another) delivery attempt."""
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(
+                sa.select(tasks).where(tasks.c.callback_state == "PENDING", tasks.c.callback_next_at <= time.time())
+                .order_by(tasks.c.callback_next_at).limit(limit + len(exclude))
+            )).all()
+        return [_row_to_task(row) for row in rows if row.id not in exclude][:limit]
+
+    def _close_callback_batch(self) -> None:
+        self._callback_batch = None
+
+    async def callback_done(self, task: Task, *, delivered: bool, error: str | None,
+                            next_at: float | None) -> None:
+        """Record one delivery attempt: DELIVERED, retried at ``next_at``, or FAILED (``next_at`` None)."""
+        state = "DELIVERED" if delivered else ("PENDING" if next_at is not None else "FAILED")
+        params = {"id": task.id, "state": state, "error": error, "next_at": next_at}
+        if self._callback_batch is None:  # the records of one event-loop turn go in one executemany
+            batch: list[dict[str, Any]] = []
+            self._callback_batch = batch
+
+            def record(conn: sa.Connection) -> None:
+                conn.execute(_CALLBACK_DONE, batch)
+
+            asyncio.get_running_loop().call_soon(self._close_callback_batch)  # before the write hands it over
+            self._callback_written = asyncio.ensure_future(self.db.write(record))
+            written = self._callback_written
+        else:
+            batch, written = self._callback_batch, self._callback_written
+        batch.append(params)
+        await asyncio.shield(written)
+        cached = self.cache.get(task.id)
+        if cached is not None:
+            self.cache.put(replace(cached, callback_state=state, callback_attempts=task.callback_attempts + 1,
+                                   callback_error=error))
 
 
 def _settle_future(future: asyncio.Future[None]) -> None:

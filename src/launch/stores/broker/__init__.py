@@ -12,13 +12,19 @@ from typing import Protocol
 
 
 class Broker(Protocol):
-    async def publish(self, queue: str, message: str) -> None: ...
+    async def publish(self, queue: str, message: str, priority: int = 0, group: str = "") -> None:
+        """Queue ``message``: groups (owners) take turns, higher ``priority`` first within a group."""
+        ...
 
     async def consume(self, queue: str, timeout: float) -> str | None:
         """The next message of ``queue``, or None after ``timeout`` seconds."""
         ...
 
     async def depth(self, queue: str) -> int: ...
+
+    async def position(self, queue: str, message: str) -> int | None:
+        """About how many messages will be consumed before ``message``; None if unknown here."""
+        ...
 
     async def drop(self, queue: str) -> None:
         """Forget a queue and its messages (the endpoint was deleted)."""

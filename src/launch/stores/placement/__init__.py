@@ -21,6 +21,8 @@ class WorkerSpec:
     start_timeout: float = 300.0
     cpus: float | None = None  # CPU quota (cores); None: unbounded
     memory: str | None = None  # memory limit as the endpoint states it ("512Mi"); None: unbounded
+    environment: str = ""  # how its interpreter was had: server, cached, built (for the cold-start timeline)
+    environment_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class WorkerHandle:
     worker_id: str
     address: str
     pid: int | None = None
+    # wall-clock times of the start: spawned (placement), started, imported, loaded, listening (the worker),
+    # ready (placement saw the worker's ready line); missing keys when a placement cannot tell
+    timeline: dict[str, float] = field(default_factory=dict)
 
 
 class WorkerStartError(Exception):

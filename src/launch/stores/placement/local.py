@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,7 @@ class LocalPlacement:
                 os.close(fd)
 
         bundle_fd = os.open(spec.bundle_path, os.O_RDONLY | os.O_CLOEXEC)
+        spawned = time.time()
         config["bundle_path"] = f"fd:{bundle_fd}"
         try:
             with open(spec.log_path, "ab") as log_file:
@@ -146,7 +148,7 @@ class LocalPlacement:
         worker.proc = proc
         self._workers[spec.worker_id] = worker
         try:
-            address = await asyncio.wait_for(_read_ready_address(proc), spec.start_timeout)
+            address, timeline = await asyncio.wait_for(_read_ready_line(proc), spec.start_timeout)
         except (TimeoutError, WorkerStartError) as exc:
             reason = self.exit_reason(spec.worker_id) or (
                 "did not become ready in time" if isinstance(exc, TimeoutError) else str(exc))
@@ -154,7 +156,7 @@ class LocalPlacement:
             raise WorkerStartError(f"worker {reason}", log_tail(spec.log_path)) from None
         if address.startswith("unix:" + INSIDE_SOCKET_DIR):  # the sandbox's path of the socket, seen from here
             address = f"unix:{socket_dir / address.removeprefix('unix:' + INSIDE_SOCKET_DIR).lstrip('/')}"
-        return WorkerHandle(spec.worker_id, address, proc.pid)
+        return WorkerHandle(spec.worker_id, address, proc.pid, {"spawned": spawned, **timeline, "ready": time.time()})
 
     def _command(self, spec: WorkerSpec, worker: _Worker) -> tuple[list[str], dict[str, object]]:
         """The argv (without the spec argument) and the spec JSON the worker process gets."""
@@ -265,7 +267,8 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-async def _read_ready_address(proc: asyncio.subprocess.Process) -> str:
+async def _read_ready_line(proc: asyncio.subprocess.Process) -> tuple[str, dict[str, float]]:
+    """The worker's address and its cold-start timestamps (``LAUNCH_WORKER_READY <address> [json]``)."""
     assert proc.stdout is not None
     while True:
         line = await proc.stdout.readline()
@@ -273,4 +276,15 @@ async def _read_ready_address(proc: asyncio.subprocess.Process) -> str:
             code = await proc.wait()
             raise WorkerStartError(f"exited with code {code} while loading the bundle")
         if line.startswith(READY_PREFIX):
-            return line[len(READY_PREFIX):].strip().decode()
+            address, _, rest = line[len(READY_PREFIX):].strip().decode().partition(" ")
+            return address, _timeline(rest)
+
+
+def _timeline(text: str) -> dict[str, float]:
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}
