@@ -115,7 +115,7 @@ def test_async_fast_paths_and_task_metrics_move(server: RunningServer, alice_key
                                               json={"args": {"op": "double", "x": i}}).json()["task_id"]
                       for i in range(40)])
     finals = [wait_until(lambda t=task_id: (v := client.get(f"/v1/async-tasks/{t}?wait=5").json())["status"]
-                         != "PENDING" and v["status"], 60, f"task {task_id}") for task_id in ids]
+                         not in ("PENDING", "STARTED") and v["status"], 60, f"task {task_id}") for task_id in ids]
     after = scrape(server, admin_key)
 
     def delta(metric: str, **extra: str) -> float:
