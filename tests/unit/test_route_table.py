@@ -33,6 +33,8 @@ PREDICTION_ROUTES = [
     ("GET", "/v1/async-tasks/t-1?wait=1"),
     ("POST", "/v1/streaming-tasks?model_endpoint_name=nope"),
     ("GET", "/v1/async-tasks/t-1/events"),
+    ("GET", "/v1/async-tasks"),
+    ("DELETE", "/v1/async-tasks/t-1"),
     ("POST", "/v1/hosted_inference/task_sync/nope"),
     ("POST", "/v1/hosted_inference/task_async/nope"),
     ("GET", "/v1/hosted_inference/endpoints/nope/task_async/t-1"),
