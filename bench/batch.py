@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from launch_bench.server import free_port  # bench/ is on the path when a script here runs
 
 from launch import LaunchClient
 
@@ -41,12 +41,6 @@ BIN = REPO / ".venv" / "bin"
 
 def double(x: int = 0) -> dict[str, int]:
     return {"y": x * 2}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str, str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from launch_bench.server import free_port  # bench/ is on the path when a script here runs
 
 from launch import LaunchClient
 
@@ -35,12 +35,6 @@ BODY = b'{"args": {"text": "hello, isolation"}, "return_pickled": false}'
 
 def echo(text: str) -> dict[str, str]:
     return {"text": text}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:

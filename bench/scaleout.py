@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import os
 import secrets
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from launch_bench.server import free_port  # bench/ is on the path when a script here runs
 
 from launch import LaunchClient
 
@@ -38,12 +38,6 @@ LAUNCH = str(REPO / ".venv" / "bin" / "launch")
 
 def echo(text: str) -> dict[str, str]:
     return {"text": text}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def engines(name: str) -> dict[str, str]:

@@ -24,6 +24,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from launch.stores.placement.limits import processes_of
+
 INSIDE_ROOT = "/launch"
 INSIDE_SCRATCH = f"{INSIDE_ROOT}/scratch"
 INSIDE_SOCKET_DIR = f"{INSIDE_ROOT}/sock"
@@ -157,7 +159,7 @@ class UidPool:
             except OSError:
                 os.close(fd)
                 continue
-            if _runs_as(uid):  # a worker of a server that died, still being torn down, or a stranger
+            if processes_of(uid):  # a worker of a server that died, still being torn down, or a stranger
                 os.close(fd)
                 continue
             self._held[uid] = fd
@@ -175,14 +177,3 @@ def _default_lock_dir() -> Path:
     run = Path("/run")
     base = run if run.is_dir() and os.access(run, os.W_OK) else Path(tempfile.gettempdir())
     return base / "launch-worker-uids"
-
-
-def _runs_as(uid: int) -> bool:
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    return True
-            except OSError:
-                continue
-    return False
