@@ -11,8 +11,9 @@ import contextlib
 import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import orjson
@@ -102,6 +103,85 @@ def migrate(url: str) -> None:
                 command.upgrade(config, "head")
     finally:
         engine.dispose()
+
+
+class DriverStatement:
+    """A hot write run on the driver's own cursor, without SQLAlchemy's per-call work (compile cache lookup,
+    bind and result processing: about 25 µs of a 45 µs insert on SQLite). Written once as SQL with
+    ``:name`` parameters; compiled once per dialect to the driver's parameter style. Parameters are plain
+    driver values (JSON already serialised, e.g. with ``json_param``); ``json_columns`` of returned rows are
+    decoded. Runs inside the caller's transaction (the connection's own DBAPI connection)."""
+
+    def __init__(self, sql: str, json_columns: Iterable[str] = ()) -> None:
+        self.clause = sa.text(sql)
+        self.json_columns = frozenset(json_columns)
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+
+    def _for(self, dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None]:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            form = self.clause.compile(dialect=dialect)
+            positions = tuple(form.positiontup) if form.positional and form.positiontup is not None else None
+            compiled = self._compiled[dialect.name] = (form.string, positions)
+        return compiled
+
+    def run(self, conn: sa.Connection, params: Mapping[str, Any]) -> DriverResult:
+        sql, positions = self._for(conn.dialect)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql, tuple(params[name] for name in positions) if positions is not None else params)
+        return DriverResult(cursor, self.json_columns)
+
+    def run_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """The statement once per row (the driver's executemany); the number of rows changed."""
+        sql, positions = self._for(conn.dialect)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        args = [tuple(row[name] for name in positions) for row in rows] if positions is not None else rows
+        cursor.executemany(sql, args)
+        count = cursor.rowcount
+        cursor.close()
+        return int(count)
+
+
+class DriverResult:
+    """What a ``DriverStatement`` changed or returned: rows with attribute access, like SQLAlchemy's."""
+
+    def __init__(self, cursor: Any, json_columns: frozenset[str]) -> None:
+        self.rowcount: int = cursor.rowcount
+        self._cursor = cursor
+        self._json = json_columns
+        if cursor.description is None:  # nothing returned: the cursor is done
+            cursor.close()
+
+    def all(self) -> list[SimpleNamespace]:
+        if self._cursor.description is None:
+            return []
+        names = [column[0] for column in self._cursor.description]
+        rows = [self._row(names, values) for values in self._cursor.fetchall()]
+        self.rowcount = self._cursor.rowcount  # SQLite counts RETURNING rows as they are fetched
+        self._cursor.close()
+        return rows
+
+    def first(self) -> SimpleNamespace | None:
+        rows = self.all()
+        return rows[0] if rows else None
+
+    def _row(self, names: list[str], values: Sequence[Any]) -> SimpleNamespace:
+        row = dict(zip(names, values, strict=True))
+        for name in self._json:
+            value = row.get(name)
+            if isinstance(value, str | bytes):
+                row[name] = json_loads(value)
+        return SimpleNamespace(**row)
+
+
+def json_param(value: Any) -> str | None:
+    """A JSON column's value as a ``DriverStatement`` parameter (None stays SQL NULL)."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson cannot write (integers over 64 bits) the standard library can
+        return json.dumps(value)
 
 
 T = TypeVar("T")

@@ -96,11 +96,15 @@ tasks = sa.Table(
     sa.Column("callback_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("callback_next_at", sa.Float, nullable=True),
     sa.Column("callback_error", sa.Text, nullable=True),
-    sa.Index("ix_tasks_state_lease", "state", "lease_expires_at"),
-    sa.Index("ix_tasks_owner_idempotency", "owner", "idempotency_key", unique=True),
-    sa.Index("ix_tasks_callback_due", "callback_state", "callback_next_at"),
-    sa.Index("ix_tasks_state_finished", "state", "finished_at"),
-    sa.Index("ix_tasks_expires_at", "expires_at"),
+    # partial: a row is in an index only when the query it serves can want it (migration 0008)
+    *(sa.Index(name, *columns, unique=unique, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+      for name, columns, unique, where in (
+          ("ix_tasks_state_lease", ("state", "lease_expires_at"), False, "lease_expires_at IS NOT NULL"),
+          ("ix_tasks_owner_idempotency", ("owner", "idempotency_key"), True, "idempotency_key IS NOT NULL"),
+          ("ix_tasks_callback_due", ("callback_state", "callback_next_at"), False, "callback_next_at IS NOT NULL"),
+          ("ix_tasks_state_finished", ("state", "finished_at"), False, "finished_at IS NOT NULL"),
+          ("ix_tasks_expires_at", ("expires_at",), False, "expires_at IS NOT NULL"),
+      )),
 )
 
 task_tombstones = sa.Table(
