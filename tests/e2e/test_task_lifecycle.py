@@ -343,7 +343,7 @@ def test_cancel_a_pending_task(tserver: RunningServer, keys: dict[str, str], bun
                                carol: LaunchClient) -> None:
     endpoint = deploy(tserver, keys["carol"], bundle, per_worker=1)
     with http(tserver.url, keys["carol"]) as api:
-        blocker = submit(api, endpoint["name"], sleep_task(1.5))
+        blocker = submit(api, endpoint["name"], sleep_task(4.0))  # long enough for a CLI run on a busy machine
         queued = submit(api, endpoint["name"], sleep_task(0.1))
         sdk_endpoint = carol.get_model_endpoint(endpoint["name"])
         future = sdk_endpoint.predict(EndpointRequest(args={"op": "sleep", "x": 0.1}))  # type: ignore[union-attr]

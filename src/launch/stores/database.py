@@ -204,6 +204,7 @@ class GroupWriter:
         self._nested = not url.startswith("sqlite")  # PostgreSQL aborts a transaction on error: savepoints
         self._queue: queue.SimpleQueue[list[tuple[WriteFn[Any], asyncio.Future[Any]]] | None] = queue.SimpleQueue()
         self._pending: list[tuple[WriteFn[Any], asyncio.Future[Any]]] = []
+        self._conn: sa.Connection | None = None  # the writer thread's own, kept: no pool round trip per batch
         self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self._thread.start()
 
@@ -240,11 +241,15 @@ class GroupWriter:
     def _commit(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
-            with self.engine.begin() as conn:
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            conn = self._conn
+            with conn.begin():
                 for fn, future in batch:
                     outcomes.append((future, *self._apply(conn, fn)))
         except Exception as exc:  # the commit itself failed: nothing of the batch is durable
             outcomes = [(future, None, exc) for _, future in batch]
+            self._drop_connection()  # the next batch starts on a new one (the server may have restarted)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for outcome in outcomes:
             by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
@@ -261,11 +266,19 @@ class GroupWriter:
         except Exception as exc:
             return None, exc
 
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
     def close(self) -> None:
         if self._pending:
             self._hand_over()
         self._queue.put(None)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._drop_connection()
         self.engine.dispose()
 
 
