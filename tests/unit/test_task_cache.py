@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 
 from launch.server.domain.tasks import Task, TaskCache, TaskState
@@ -58,3 +59,18 @@ def test_drop_and_clear() -> None:
     assert cache.get("a") is None and cache.get("b") is not None
     cache.clear()
     assert cache.get("b") is None
+
+
+def test_cached_tasks_are_nothing_the_garbage_collector_walks() -> None:
+    """A full collection walks every tracked object: 100,000 cached tasks as objects made it a 115 ms pause."""
+    cache = TaskCache(authoritative=True)
+    callback = {"url": "https://example.com/hook", "auth": {"kind": "basic", "username": "u", "password": "p"}}
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(5000):
+        cache.put(replace(task(f"t{i}"), request={"args": {"x": [i, {"y": i}]}}, callback=callback))
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100
+    again = cache.get("t4999")
+    assert again is not None and again.request == {"args": {"x": [4999, {"y": 4999}]}} and again.callback == callback
+    assert again.state is TaskState.PENDING
