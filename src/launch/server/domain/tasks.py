@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import operator
 import os
 import time
 from collections import OrderedDict
@@ -219,15 +220,17 @@ class TaskCache:
 
 
 _TASK_FIELDS = tuple(f.name for f in fields(Task))
+_task_values = operator.attrgetter(*_TASK_FIELDS)
 _STATE_AT = _TASK_FIELDS.index("state")
 _JSON_AT = tuple(_TASK_FIELDS.index(name) for name in ("request", "callback"))
 
 
 def _pack(task: Task) -> tuple[Any, ...]:
-    values = [getattr(task, name) for name in _TASK_FIELDS]
+    values = list(_task_values(task))
     values[_STATE_AT] = task.state.value
     for at in _JSON_AT:
-        values[at] = json_param(values[at])
+        if values[at] is not None:
+            values[at] = json_param(values[at])
     return tuple(values)
 
 
