@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import orjson
@@ -22,7 +23,7 @@ from fastapi.routing import APIRoute
 
 from launch.server.api.fast_path import FastPath
 from launch.server.api.prediction_routes import ROUTES, legacy_task_body, task_object
-from launch.server.api.routes import Route, RouteTable
+from launch.server.api.routes import Route, RouteTable, _parse_query
 from launch.server.app import build_app
 from launch.server.settings import Settings
 
@@ -178,3 +179,9 @@ def test_legacy_sync_body_is_byte_for_byte_the_old_one(native: dict[str, Any]) -
 def test_legacy_sync_body_of_another_shape_is_renamed_by_parsing() -> None:
     body = b'{"result": "1", "status": "SUCCESS"}'
     assert legacy_task_body(body) == b'{"result":"1","state":"SUCCESS"}'
+
+
+@pytest.mark.parametrize("query", ["a=1&b=2&a=3", "a=&b=1", "a", "", "x=1&&y=2", "a=b=c", "n=%20x+y&n=%zz",
+                                   "a=1;b=2", "model_endpoint_name=echo-ep&wait=30"])
+def test_the_query_parser_agrees_with_parse_qs(query: str) -> None:
+    assert _parse_query(query) == parse_qs(query)

@@ -136,7 +136,6 @@ class Predictions:
         for attempt in range(2):
             worker = pool.pick() or await self._wait_for_worker(pool, owner, endpoint, deadline)
             worker.inflight += 1
-            can_retry = attempt == 0 and len(pool.serving) > 1  # another worker can take it
             try:
                 reply = await self.client.predict(worker.address, request.payload,
                                                   max(0.001, deadline - time.monotonic()), request.kind)
@@ -144,7 +143,7 @@ class Predictions:
                     break
                 worker.retiring = True  # it is stopping (SIGTERM from outside): it ran nothing
                 self.endpoints.wake(endpoint.id)  # start its replacement now
-                if not can_retry:
+                if not _can_retry(attempt, pool):
                     raise Unavailable(f"the worker serving {endpoint_name!r} refused the request: {reply.detail}")
             except WorkerUnreachable as exc:
                 worker.broken = True
@@ -153,7 +152,7 @@ class Predictions:
                     why = self.exit_reason(worker.worker_id) or str(exc)
                     raise WorkerFailed(f"the worker serving {endpoint_name!r} failed during the prediction: {why}"
                                        ) from None
-                if not can_retry:
+                if not _can_retry(attempt, pool):
                     raise Unavailable(f"the worker serving {endpoint_name!r} is unreachable: {exc}") from None
             except TimeoutError:
                 worker.broken = True  # its thread cannot be stopped, its process can: the reconciler recycles it
@@ -256,6 +255,11 @@ class Predictions:
             raise InvalidRequest("limit must be between 1 and 1000")
         tasks = await self.tasks.list_for(owner, endpoint.id, wanted, since, limit)
         return {"tasks": [task_summary(t) for t in tasks]}
+
+def _can_retry(attempt: int, pool: EndpointPool) -> bool:
+    """Whether a request the first worker did not run may go to another (asked only when it failed)."""
+    return attempt == 0 and len(pool.serving) > 1
+
 
 def _holds_nul(value: Any) -> bool:
     """Whether a JSON value holds U+0000 in a key or string (PostgreSQL's JSON cannot store it; refused on every

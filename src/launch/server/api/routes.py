@@ -62,7 +62,7 @@ class Call:
         """The first value of a query parameter."""
         if self._query is None:
             raw = self.scope.get("query_string") or b""
-            self._query = parse_qs(raw.decode("latin-1")) if raw else {}
+            self._query = _parse_query(raw.decode("latin-1")) if raw else {}
         values = self._query.get(name)
         return values[0] if values else None
 
@@ -99,6 +99,18 @@ class Call:
                 if len(chunks) == 1:
                     return chunks[0]
                 return b"".join(chunks)
+
+
+def _parse_query(text: str) -> dict[str, list[str]]:
+    """``parse_qs`` (blank values dropped), without its cost on the usual plain query (no escapes)."""
+    if "%" in text or "+" in text:
+        return parse_qs(text)
+    query: dict[str, list[str]] = {}
+    for pair in text.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep and value:
+            query.setdefault(name, []).append(value)
+    return query
 
 
 @dataclass(frozen=True)
