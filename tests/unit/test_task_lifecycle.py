@@ -57,6 +57,21 @@ def test_submit_claim_finish(tmp_path: Path) -> None:
     scenario(tmp_path, body)
 
 
+def test_endpoint_listeners_hear_only_their_endpoint(tmp_path: Path) -> None:
+    async def body(tasks: Tasks, _broker: EmbeddedBroker) -> None:
+        heard: dict[str, list[str]] = {"e1": [], "e2": [], "all": []}
+        stop_e1 = tasks.subscribe(lambda t: heard["e1"].append(t.endpoint_id), "e1")
+        tasks.subscribe(lambda t: heard["e2"].append(t.endpoint_id), "e2")
+        tasks.subscribe(lambda t: heard["all"].append(t.endpoint_id))
+        await tasks.submit("alice", "e1", Q, REQUEST)
+        await tasks.submit("alice", "e2", "endpoint.e2", REQUEST)
+        stop_e1()
+        await tasks.submit("alice", "e1", Q, REQUEST)
+        assert heard == {"e1": ["e1"], "e2": ["e2"], "all": ["e1", "e2", "e1"]}
+
+    scenario(tmp_path, body)
+
+
 def test_a_late_result_of_an_earlier_attempt_is_fenced_out(tmp_path: Path) -> None:
     async def body(tasks: Tasks, broker: EmbeddedBroker) -> None:
         task_id = await tasks.submit("alice", "e1", Q, REQUEST)

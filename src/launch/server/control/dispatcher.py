@@ -61,7 +61,7 @@ class Dispatcher:
     def start(self) -> None:
         self._loop = asyncio.create_task(self._consume(), name=f"dispatch-{self.endpoint_id}")
         self._heartbeat = asyncio.create_task(self._beat(), name=f"heartbeat-{self.endpoint_id}")
-        self._unsubscribe = self.tasks.subscribe(self._on_change)
+        self._unsubscribe = self.tasks.subscribe(self._on_change, self.endpoint_id)
 
     def _on_change(self, task: Task) -> None:
         """A running task of ours was cancelled: its result will be dropped; with the operator's consent its
