@@ -4,7 +4,6 @@ validated and committed as a task, then dispatched by ``control.dispatcher``."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ from launch.server.domain.errors import (
     WorkerFailed,
 )
 from launch.server.domain.quotas import Quotas
-from launch.server.domain.results import result_key, result_url
+from launch.server.domain.results import result_url, sync_result_key
 from launch.server.domain.task_options import TaskOptions, endpoint_defaults, task_options
 from launch.server.domain.task_policy import TaskState, internal_state
 from launch.server.domain.task_view import task_summary, task_view
@@ -165,7 +164,7 @@ class Predictions:
                 worker.inflight -= 1
         assert reply is not None
         if reply.pickled:
-            key = result_key(owner, uuid.uuid4().hex)
+            key = sync_result_key(owner, time.time())
             await self.objects.put(key, reply.body)
             return orjson.dumps({"status": "SUCCESS", "result_url": self.links.url(key)})
         return reply.body

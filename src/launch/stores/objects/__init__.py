@@ -29,6 +29,14 @@ class ObjectStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
+    async def children(self, prefix: str) -> list[str]:
+        """The names one level under ``prefix`` (a key prefix ending with ``/``) that hold objects."""
+        ...
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix`` (ending with ``/``); how many there were."""
+        ...
+
     def presigned_get(self, key: str, ttl: int) -> str | None:
         """A URL that serves the object to anyone holding it for ``ttl`` seconds; None if ``presigns`` is
         false."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -72,6 +73,30 @@ class LocalObjectStore:
 
     async def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    async def children(self, prefix: str) -> list[str]:
+        folder = self._folder(prefix)
+        try:
+            return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            return []
+
+    async def delete_prefix(self, prefix: str) -> int:
+        folder = self._folder(prefix)
+
+        def remove() -> int:
+            if not folder.is_dir():
+                return 0
+            count = sum(len(files) for _, _, files in os.walk(folder))
+            shutil.rmtree(folder, ignore_errors=True)
+            return count
+
+        return await asyncio.to_thread(remove)
+
+    def _folder(self, prefix: str) -> Path:
+        if not prefix.endswith("/"):
+            raise ValueError(f"a prefix ends with '/': {prefix!r}")
+        return self._path(prefix[:-1])
 
     def presigned_get(self, key: str, ttl: int) -> str | None:
         return None

@@ -114,6 +114,37 @@ class S3ObjectStore:
 
         return await asyncio.to_thread(head)
 
+    async def children(self, prefix: str) -> list[str]:
+        full = self._prefix(prefix)
+
+        def listing() -> list[str]:
+            names = []
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=full, Delimiter="/"):
+                names += [common["Prefix"][len(full):].rstrip("/") for common in page.get("CommonPrefixes", [])]
+            return sorted(names)
+
+        return await asyncio.to_thread(listing)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        full = self._prefix(prefix)
+
+        def remove() -> int:
+            count = 0
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:  # a page holds at most 1,000 keys: one delete_objects call
+                    self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                    count += len(keys)
+            return count
+
+        return await asyncio.to_thread(remove)
+
+    def _prefix(self, prefix: str) -> str:
+        if not prefix.endswith("/"):
+            raise ValueError(f"a prefix ends with '/': {prefix!r}")
+        return self._key(prefix[:-1]) + "/"
+
     def presigned_get(self, key: str, ttl: int) -> str | None:
         """A URL that downloads the object straight from the bucket for ``ttl`` seconds (signed locally: no
         request to S3)."""
