@@ -16,9 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from launch import EndpointRequest, LaunchClient
 from launch.server.control.callbacks import verify_signature
+from launch.stores.database import create_sync_engine
 from tests.conftest import LAUNCH, RunningServer, free_port, start_server
 from tests.e2e import models
 from tests.e2e.helpers import SMALL, gone, http, unique, wait_until, worker_pids
@@ -208,6 +210,18 @@ def test_callback_receiver_down_then_up(tserver: RunningServer, keys: dict[str, 
             receiver.stop()
 
 
+def stored_callback(server: RunningServer, task_id: str) -> str:
+    """The ``callback`` column of a task, as the database holds it."""
+    url = server.engines.get("LAUNCH_DATABASE_URL") or f"sqlite:///{server.data_dir / 'launch.db'}"
+    engine = create_sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(sa.text("SELECT callback FROM tasks WHERE id = :id"), {"id": task_id}).scalar_one()
+    finally:
+        engine.dispose()
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def test_callback_basic_auth(tserver: RunningServer, keys: dict[str, str], bundle: str) -> None:
     receiver = Receiver(0, basic=("hook", "s3cret")).start()
     try:
@@ -222,6 +236,10 @@ def test_callback_basic_auth(tserver: RunningServer, keys: dict[str, str], bundl
                               >= 1 and v, 30, "a refused delivery")
             assert "401" in view["callback"]["error"] and not receiver.for_task(wrong)
             assert "s3cret" not in json.dumps(api.get(f"/v1/async-tasks/{good}").json())  # never shown
+            stored = stored_callback(tserver, good)  # nor stored as it was sent: sealed at rest
+            assert "s3cret" not in stored and '"sealed"' in stored and receiver.url in stored
+            shown = api.get(f"/v1/model-endpoints/{endpoint['name']}").json()["configs"]["default_callback_auth"]
+            assert shown == {"kind": "basic", "username": "hook", "password": "<redacted>"}
             bad = api.post("/v1/async-tasks", params={"model_endpoint_name": endpoint["name"]},
                            json={"args": {}, "callback_url": receiver.url, "callback_auth": {"kind": "digest"}})
             assert bad.status_code == 422 and "callback_auth.kind" in bad.json()["detail"]
@@ -465,7 +483,7 @@ def test_fair_shares_between_two_owners(tserver: RunningServer, keys: dict[str, 
         for row in dave_rows:  # Dave's i-th task starts by about Carol's (i+1)-th, not after her 20
             assert row["started_at"] < carol_starts[5], (row, carol_starts[:6])
         # the endpoint stays Carol's: Dave cannot see, edit or delete it
-        assert dave_api.get(f"/v1/model-endpoints/{endpoint['id']}").status_code == 404
+        assert dave_api.get(f"/v1/model-endpoints/{endpoint['name']}").status_code == 404
         assert dave_api.delete(f"/v1/model-endpoints/{endpoint['id']}").status_code == 404
 
 

@@ -221,6 +221,7 @@ def build_services(settings: Settings) -> Services:
         max_attempts=settings.callback_max_attempts, retry_base=settings.callback_retry_base_seconds,
         timeout=settings.callback_timeout_seconds, ca_file=settings.callback_ca_file,
     )
+    tasks.seal_callback = callbacks.sealer.seal_callback  # callback credentials are stored sealed
     cache = EndpointCache(endpoints)
     metrics, activity = Metrics(), Activity()
     factory = WorkerFactory(settings, environments, metrics)

@@ -29,9 +29,22 @@ def endpoint_view(endpoint: Endpoint, pool: EndpointPool | None) -> dict[str, An
         "post_inference_hooks": s.post_inference_hooks,
         "metadata": endpoint.metadata,
         "labels": endpoint.labels,
-        "configs": s.extra,
+        "configs": _shown_configs(s.extra),
         "destination": endpoint.queue,
         "generation": endpoint.generation,
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
     }
+
+
+_SECRET_FIELDS = ("password", "key")  # of a callback's auth: basic password, client certificate's private key
+
+
+def _shown_configs(extra: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint's extra settings as the API shows them: callback credentials redacted (they are used, never
+    shown, like a task's)."""
+    auth = extra.get("default_callback_auth")
+    if not isinstance(auth, dict):
+        return extra
+    shown = {k: ("<redacted>" if k in _SECRET_FIELDS else v) for k, v in auth.items()}
+    return {**extra, "default_callback_auth": shown}

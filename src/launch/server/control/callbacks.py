@@ -38,6 +38,7 @@ from launch.net_guard import FetchDenied, FetchPolicy, check_address, check_url
 from launch.server.domain.task_policy import TERMINAL, callback_backoff
 from launch.server.domain.task_view import task_view
 from launch.server.domain.tasks import Task, Tasks
+from launch.server.sealing import Sealer, SealError
 
 log = logging.getLogger("launch.callbacks")
 SIGNATURE_HEADER = "Launch-Signature"
@@ -73,6 +74,7 @@ class CallbackDelivery:
                  max_attempts: int, retry_base: float, timeout: float, ca_file: str | None = None) -> None:
         self.tasks = tasks
         self.secret = secret
+        self.sealer = Sealer(secret)
         self.result_url = result_url
         self.policy = policy
         self.max_attempts = max_attempts
@@ -172,7 +174,10 @@ class CallbackDelivery:
         """One delivery attempt; None when the receiver took it (2xx), else why not."""
         assert task.callback is not None
         url: str = task.callback["url"]
-        auth: dict[str, str] | None = task.callback.get("auth")
+        try:
+            auth = self.sealer.callback_auth(task.callback)
+        except SealError as exc:
+            return str(exc)
         body = self.payload(task)
         key = self._keys.get(task.owner)
         if key is None:

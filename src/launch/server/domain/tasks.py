@@ -268,6 +268,8 @@ class Tasks:
         self._callback_written: Any = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.announce: Callable[[str], None] = lambda task_id: None  # tells other gateways a task ended ("*": many)
+        # the callback as stored: its credentials sealed (``sealing.Sealer.seal_callback``)
+        self.seal_callback: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda callback: callback
 
     def ended_elsewhere(self, task_id: str) -> None:
         """Another gateway ended ``task_id`` (``*``: several): forget it and wake its long-polls."""
@@ -363,7 +365,7 @@ class Tasks:
         options = options or TaskOptions()
         task_id = new_task_id()
         now = time.time()
-        callback = options.callback.to_dict() if options.callback else None
+        callback = self.seal_callback(options.callback.to_dict()) if options.callback else None
         digest = request_digest(endpoint_id, request, options) if options.idempotency_key else None
         expires_at = now + options.queue_ttl if options.queue_ttl else None
         params = {"id": task_id, "owner": owner, "endpoint_id": endpoint_id, "request": json_param(request),
