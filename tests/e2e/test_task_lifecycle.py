@@ -210,16 +210,20 @@ def test_callback_receiver_down_then_up(tserver: RunningServer, keys: dict[str, 
             receiver.stop()
 
 
-def stored_callback(server: RunningServer, task_id: str) -> str:
-    """The ``callback`` column of a task, as the database holds it."""
+def stored_column(server: RunningServer, table: str, column: str, row_id: str) -> str:
+    """One column of one row, as the database holds it (JSON as text)."""
     url = server.engines.get("LAUNCH_DATABASE_URL") or f"sqlite:///{server.data_dir / 'launch.db'}"
     engine = create_sync_engine(url)
     try:
         with engine.connect() as conn:
-            value = conn.execute(sa.text("SELECT callback FROM tasks WHERE id = :id"), {"id": task_id}).scalar_one()
+            value = conn.execute(sa.text(f"SELECT {column} FROM {table} WHERE id = :id"), {"id": row_id}).scalar_one()
     finally:
         engine.dispose()
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def stored_callback(server: RunningServer, task_id: str) -> str:
+    return stored_column(server, "tasks", "callback", task_id)
 
 
 def test_callback_basic_auth(tserver: RunningServer, keys: dict[str, str], bundle: str) -> None:
@@ -240,6 +244,7 @@ def test_callback_basic_auth(tserver: RunningServer, keys: dict[str, str], bundl
             assert "s3cret" not in stored and '"sealed"' in stored and receiver.url in stored
             shown = api.get(f"/v1/model-endpoints/{endpoint['name']}").json()["configs"]["default_callback_auth"]
             assert shown == {"kind": "basic", "username": "hook", "password": "<redacted>"}
+            assert '"wrong"' not in stored_column(tserver, "endpoints", "settings", endpoint["id"])
             bad = api.post("/v1/async-tasks", params={"model_endpoint_name": endpoint["name"]},
                            json={"args": {}, "callback_url": receiver.url, "callback_auth": {"kind": "digest"}})
             assert bad.status_code == 422 and "callback_auth.kind" in bad.json()["detail"]

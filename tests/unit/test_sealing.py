@@ -14,8 +14,8 @@ def test_a_sealed_callback_hides_its_auth_and_opens_again() -> None:
     sealer = Sealer(SECRET)
     callback = {"url": "https://example.com/hook", "auth": BASIC}
     sealed = sealer.seal_callback(callback)
-    assert sealed is not None and sealed["url"] == callback["url"] and is_sealed(sealed["auth"])
-    assert "s3cret" not in str(sealed)
+    assert sealed is not None and sealed["url"] == callback["url"] and is_sealed(sealed["auth"]["password"])
+    assert sealed["auth"]["username"] == "hook" and "s3cret" not in str(sealed)
     assert sealer.callback_auth(sealed) == BASIC
     assert sealer.seal_callback(sealed) == sealed  # sealed once
     assert sealer.seal_callback(callback) != sealed  # a fresh nonce each time
@@ -37,3 +37,16 @@ def test_another_secret_or_an_altered_token_does_not_open() -> None:
     altered = {"sealed": token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]}
     with pytest.raises(SealError):
         Sealer(SECRET).open(altered)
+
+
+def test_an_endpoints_default_callback_auth_is_sealed_and_opened() -> None:
+    sealer = Sealer(SECRET)
+    mtls = {"kind": "mtls", "cert": "-----BEGIN CERTIFICATE-----", "key": "-----BEGIN PRIVATE KEY-----"}
+    extra = {"team": "t", "default_callback_auth": mtls}
+    stored = sealer.seal_endpoint_extra(extra)
+    assert stored["team"] == "t" and stored["default_callback_auth"]["cert"] == mtls["cert"]
+    assert is_sealed(stored["default_callback_auth"]["key"]) and "PRIVATE KEY" not in str(stored)
+    assert sealer.seal_endpoint_extra(stored) == stored  # an edit re-seals nothing already sealed
+    assert sealer.open_endpoint_extra(stored) == extra
+    assert sealer.seal_endpoint_extra({"team": "t"}) == {"team": "t"}
+    assert sealer.seal_endpoint_extra({"default_callback_auth": "junk"}) == {"default_callback_auth": "junk"}

@@ -222,6 +222,7 @@ def build_services(settings: Settings) -> Services:
         timeout=settings.callback_timeout_seconds, ca_file=settings.callback_ca_file,
     )
     tasks.seal_callback = callbacks.sealer.seal_callback  # callback credentials are stored sealed
+    endpoints.seal_extra = callbacks.sealer.seal_endpoint_extra
     cache = EndpointCache(endpoints)
     metrics, activity = Metrics(), Activity()
     factory = WorkerFactory(settings, environments, metrics)
@@ -267,6 +268,7 @@ def build_services(settings: Settings) -> Services:
                               metrics=metrics, activity=activity),
         access_log=access_log, scale_out=scale_out, placement=placement,
     )
+    services.predictions.open_extra = callbacks.sealer.open_endpoint_extra
     wire_notifications(services)
     return services
 

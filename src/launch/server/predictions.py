@@ -112,6 +112,7 @@ class Predictions:
         self.quotas = quotas or Quotas()
         self.callback_policy = callback_policy or FetchPolicy()
         self._defaults: dict[str, tuple[Endpoint, TaskOptions]] = {}
+        self.open_extra: Callable[[dict[str, Any]], dict[str, Any]] = lambda extra: extra  # sealing.Sealer
         # demand for an endpoint with no serving worker: wakes the control loop, wherever it runs
         self.demand: Callable[[str], None] = self.endpoints.wake
 
@@ -195,7 +196,7 @@ class Predictions:
         cached = self._defaults.get(endpoint.id)
         if cached is not None and cached[0] is endpoint:
             return cached[1]
-        defaults = endpoint_defaults(endpoint.settings.extra, self.callback_policy)
+        defaults = endpoint_defaults(self.open_extra(endpoint.settings.extra), self.callback_policy)
         self._defaults[endpoint.id] = (endpoint, defaults)
         return defaults
 

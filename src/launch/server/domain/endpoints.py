@@ -209,6 +209,8 @@ class Endpoints:
         self.changed = asyncio.Event()
         self.dirty: set[str] = set()
         self.listeners: list[Any] = []
+        # extra settings as stored: default_callback_auth's secrets sealed (``sealing.Sealer``)
+        self.seal_extra: Callable[[dict[str, Any]], dict[str, Any]] = lambda extra: extra
         self._use_view = view
         self._view: dict[str, Endpoint] | None = None  # every endpoint by id, once loaded
         self._names: dict[tuple[str, str], str] = {}  # (owner, name) -> id of the endpoints in the view
@@ -298,7 +300,7 @@ class Endpoints:
         validate_name("endpoint", name)
         if endpoint_type not in ENDPOINT_TYPES:
             raise InvalidRequest("endpoint_type must be 'sync', 'async' or 'streaming'")
-        settings.validate()
+        settings = replace(settings, extra=self.seal_extra(settings.extra)).validate()
         bundle = await self.bundles.get(owner, bundle_name)
         now = time.time()
         endpoint = Endpoint(
@@ -385,7 +387,7 @@ class Endpoints:
             bundle = await self.bundles.get(owner, bundle_name)
             bundle_id, new_bundle_name = bundle.id, bundle.name
         unknown = set(changes) - set(EndpointSettings.__dataclass_fields__)
-        extra = {**current.settings.extra, **{k: changes[k] for k in unknown}}
+        extra = self.seal_extra({**current.settings.extra, **{k: changes[k] for k in unknown}})
         known = {k: v for k, v in changes.items() if k not in unknown}
         settings = replace(current.settings, **known, extra=extra).validate()
         rollout = bundle_id != current.bundle_id or any(
