@@ -244,7 +244,8 @@ def build_services(settings: Settings) -> Services:
     batch_jobs = BatchJobs(db, bundles, objects, links.url)
     batch_runner = BatchRunner(batch_jobs, bundles, factory, placement, client, objects, settings.data_dir / "logs",
                                fetch_policy=settings.fetch_policy(), warm_pools=reconciler.serving_pools)
-    task_sweeper = TaskSweeper(tasks, objects=objects, result_ttl=settings.result_url_ttl_seconds)
+    task_sweeper = TaskSweeper(tasks, objects=objects, result_ttl=settings.result_url_ttl_seconds,
+                               batch_jobs=batch_jobs)
     # the control loop's parts, started on the elected gateway in this order (callbacks first: they hear the
     # endings that recovery and the dispatchers make)
     scale_out.control = [callbacks, reconciler, task_sweeper, batch_runner]

@@ -18,7 +18,7 @@ from typing import Any
 from launch.net_guard import FetchPolicy
 from launch.server.control.pool import EndpointPool, WorkerRef
 from launch.server.control.workers import BundleUnavailable, WorkerFactory
-from launch.server.domain.batch_jobs import BatchJob, BatchJobs
+from launch.server.domain.batch_jobs import RESULTS_PREFIX, BatchJob, BatchJobs
 from launch.server.domain.bundles import Bundles
 from launch.server.environments import EnvironmentBuildError
 from launch.server.inputs import prepare
@@ -184,7 +184,7 @@ class BatchRunner:
         if reply.rejected:
             raise WorkerUnreachable(f"worker refused the item: {reply.detail}", sent=False)
         if reply.pickled:
-            key = f"batch-results/{job.owner}/{job.id}/{item_id}.pkl"
+            key = f"{RESULTS_PREFIX}/{job.owner}/{job.id}/{item_id}.pkl"
             await self.objects.put(key, reply.body)
             await self.jobs.record_item(job.id, item_id, ok=True, output_key=key)
         else:

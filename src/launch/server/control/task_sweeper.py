@@ -1,4 +1,5 @@
-"""Time-driven task transitions: queue TTLs (EXPIRED), expired leases (retry or fail), retention (delete).
+"""Time-driven task transitions: queue TTLs (EXPIRED), expired leases (retry or fail), retention (delete: tasks,
+ended batch jobs, and sync results whose URLs have expired).
 
 Each is a method of the lifecycle (``domain.tasks``); this loop only decides when to call them.
 """
@@ -10,6 +11,7 @@ import contextlib
 import logging
 import time
 
+from launch.server.domain.batch_jobs import BatchJobs
 from launch.server.domain.results import SYNC_RESULTS, expired_hours
 from launch.server.domain.tasks import Tasks
 from launch.stores.objects import ObjectStore
@@ -24,13 +26,15 @@ class TaskSweeper:
     SYNC_RESULTS_EVERY = 600.0
 
     def __init__(self, tasks: Tasks, interval: float = 1.0, reap_every: float = 5.0,
-                 objects: ObjectStore | None = None, result_ttl: float = 12 * 3600) -> None:
+                 objects: ObjectStore | None = None, result_ttl: float = 12 * 3600,
+                 batch_jobs: BatchJobs | None = None) -> None:
         self.tasks = tasks
         self.interval = interval
         self.reap_every = reap_every
         self.retention_every = min(60.0, max(interval, tasks.retention / 4))
         self.objects = objects
         self.result_ttl = result_ttl
+        self.batch_jobs = batch_jobs
         self._loop: asyncio.Task[None] | None = None
 
     async def sweep_sync_results(self, now: float | None = None) -> int:
@@ -67,6 +71,10 @@ class TaskSweeper:
                     last_retention = now
                     while await self.tasks.sweep_retention() >= self.tasks.RETENTION_BATCH:
                         await asyncio.sleep(0)  # a backlog: more batches, without holding the loop
+                    if self.batch_jobs is not None:
+                        while (await self.batch_jobs.sweep_retention(self.tasks.retention)
+                               >= self.batch_jobs.RETENTION_BATCH):
+                            await asyncio.sleep(0)
                 if now - last_sync_results >= self.SYNC_RESULTS_EVERY:
                     last_sync_results = now
                     await self.sweep_sync_results()

@@ -26,6 +26,7 @@ from launch.stores.objects import ObjectStore
 from launch.stores.schema import batch_items, batch_jobs, bundles
 
 SERIALIZATION_FORMATS = ("json", "pickle")
+RESULTS_PREFIX = "batch-results"  # <owner>/<job>/: the results file and the items' pickled outputs
 MAX_ITEMS = 100_000
 
 
@@ -173,7 +174,8 @@ class BatchJobs:
                 sa.select(batch_jobs).where(batch_jobs.c.id == job_id, batch_jobs.c.owner == owner)
             )).first()
         if row is None:
-            raise NotFound(f"no batch job with id {job_id!r}")
+            raise NotFound(f"no batch job with id {job_id!r} (a job is deleted with its results once "
+                           "the retention period after its end has passed)")
         return _row_to_job(row)
 
     async def view(self, owner: str, job_id: str) -> dict[str, Any]:
@@ -184,6 +186,33 @@ class BatchJobs:
             "total": job.total, "done": job.done, "failed": job.failed, "error": job.error,
             "serialization_format": job.serialization_format, "labels": job.labels, "options": job.options,
         }
+
+    # -- retention -----------------------------------------------------------------------------------------
+    RETENTION_BATCH = 100
+
+    async def sweep_retention(self, retention: float, now: float | None = None) -> int:
+        """Delete jobs that ended more than ``retention`` seconds ago: their results file, their items'
+        pickled outputs, their item rows and the job itself (a later poll is a 404 that says why). Returns how
+        many jobs went."""
+        cutoff = (time.time() if now is None else now) - retention
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(
+                sa.select(batch_jobs.c.id, batch_jobs.c.owner)
+                .where(batch_jobs.c.status.in_([BatchStatus.SUCCESS.value, BatchStatus.FAILURE.value]),
+                       batch_jobs.c.finished_at < cutoff)
+                .limit(self.RETENTION_BATCH)
+            )).all()
+        for row in rows:  # objects first: a crash in between leaves a row to sweep again
+            await self.objects.delete_prefix(f"{RESULTS_PREFIX}/{row.owner}/{row.id}/")
+        ids = [row.id for row in rows]
+
+        def delete(conn: sa.Connection) -> None:
+            conn.execute(batch_items.delete().where(batch_items.c.job_id.in_(ids)))
+            conn.execute(batch_jobs.delete().where(batch_jobs.c.id.in_(ids)))
+
+        if ids:
+            await self.db.write(delete)
+        return len(ids)
 
     # -- used by the runner ----------------------------------------------------------------------------
     async def unfinished(self) -> list[BatchJob]:
@@ -228,7 +257,7 @@ class BatchJobs:
         """Write the results file (id, status, result/result_url/traceback per item) and end the job."""
         result_key = None
         if error is None:
-            result_key = f"batch-results/{job.owner}/{job.id}/results.json"
+            result_key = f"{RESULTS_PREFIX}/{job.owner}/{job.id}/results.json"
             await self.objects.put(result_key, json.dumps(await self._results(job)).encode())
         statement = batch_jobs.update().where(batch_jobs.c.id == job.id).values(
             status=(BatchStatus.FAILURE if error else BatchStatus.SUCCESS).value, result_key=result_key,
