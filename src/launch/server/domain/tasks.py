@@ -212,6 +212,15 @@ class TaskCache:
         if len(self._tasks) > self.MAX_TASKS:
             self._tasks.popitem(last=False)
 
+    def update(self, task_id: str, **plain: str | int | float | None) -> None:
+        """Change plain (not JSON, not state) fields of a cached task in place; nothing if it is not cached."""
+        packed = self._tasks.get(task_id)
+        if packed is not None:
+            values = list(packed)
+            for name, value in plain.items():
+                values[_FIELD_AT[name]] = value
+            self._tasks[task_id] = tuple(values)
+
     def drop(self, task_id: str) -> None:
         self._tasks.pop(task_id, None)
 
@@ -222,7 +231,9 @@ class TaskCache:
 _TASK_FIELDS = tuple(f.name for f in fields(Task))
 _task_values = operator.attrgetter(*_TASK_FIELDS)
 _STATE_AT = _TASK_FIELDS.index("state")
-_JSON_AT = tuple(_TASK_FIELDS.index(name) for name in ("request", "callback"))
+_FIELD_AT = {name: at for at, name in enumerate(_TASK_FIELDS)}
+_JSON_FIELDS = ("request", "callback")
+_JSON_AT = tuple(_TASK_FIELDS.index(name) for name in _JSON_FIELDS)
 
 
 def _pack(task: Task) -> tuple[Any, ...]:
@@ -235,12 +246,14 @@ def _pack(task: Task) -> tuple[Any, ...]:
 
 
 def _unpack(packed: tuple[Any, ...]) -> Task:
-    values = list(packed)
-    values[_STATE_AT] = TaskState(values[_STATE_AT])
-    for at in _JSON_AT:
-        if values[at] is not None:
-            values[at] = orjson.loads(values[at])
-    return Task(*values)
+    values = dict(zip(_TASK_FIELDS, packed, strict=True))
+    values["state"] = TaskState(values["state"])
+    for name in _JSON_FIELDS:
+        if values[name] is not None:
+            values[name] = orjson.loads(values[name])
+    task = object.__new__(Task)  # the fields as they were packed: a frozen dataclass's __init__ costs 5x this
+    task.__dict__.update(values)
+    return task
 
 
 Listener = Callable[[Task], None]
@@ -695,10 +708,8 @@ class Tasks:
             batch, written = self._callback_batch, self._callback_written
         batch.append(params)
         await asyncio.shield(written)
-        cached = self.cache.get(task.id)
-        if cached is not None:
-            self.cache.put(replace(cached, callback_state=state, callback_attempts=task.callback_attempts + 1,
-                                   callback_error=error))
+        self.cache.update(task.id, callback_state=state, callback_attempts=task.callback_attempts + 1,
+                          callback_error=error)
 
 
 def _settle_future(future: asyncio.Future[None]) -> None:
