@@ -39,6 +39,23 @@ def test_put_get_exists_delete(tmp_path: Path) -> None:
     run(scenario())
 
 
+def test_fresh_keys_are_written_in_place_and_an_existing_one_is_replaced(tmp_path: Path) -> None:
+    store = LocalObjectStore(str(tmp_path / "objects"))
+
+    async def scenario() -> None:
+        await store.put("sync-results/2026120210/alice/a.pkl", b"one", fresh=True)  # its folder is new
+        assert await store.get("sync-results/2026120210/alice/a.pkl") == b"one"
+        await store.put("sync-results/2026120210/alice/a.pkl", b"two", fresh=True)  # not fresh after all
+        assert await store.get("sync-results/2026120210/alice/a.pkl") == b"two"
+        assert await store.delete_prefix("sync-results/2026120210/") == 1
+        await store.put("sync-results/2026120210/alice/b.pkl", b"three", fresh=True)  # its folder was swept
+        assert await store.get("sync-results/2026120210/alice/b.pkl") == b"three"
+        names = [p.name for p in (tmp_path / "objects").rglob("*") if p.is_file()]
+        assert names == ["b.pkl"]  # no temporary files
+
+    run(scenario())
+
+
 def test_large_objects_and_no_temp_files_left(tmp_path: Path) -> None:
     store = LocalObjectStore(str(tmp_path))
     data = bytes(range(256)) * 4096  # 1 MiB: written off the event loop

@@ -166,7 +166,7 @@ class Predictions:
         assert reply is not None
         if reply.pickled:
             key = sync_result_key(owner, time.time())
-            await self.objects.put(key, reply.body)
+            await self.objects.put(key, reply.body, fresh=True)  # its URL is handed out after
             return orjson.dumps({"status": "SUCCESS", "result_url": self.links.url(key)})
         return reply.body
 

@@ -165,7 +165,7 @@ class Dispatcher:
         if reply.pickled:
             self.metrics.task(self.endpoint_id, "success")
             key = result_key(task.owner, f"{task.id}.{task.attempt}")  # one object per attempt: see below
-            await self.objects.put(key, reply.body)
+            await self.objects.put(key, reply.body, fresh=True)  # one key per attempt, read after the commit
             stored = await self.tasks.finish(task, ok=True, result_key=key)
             if not stored:  # fenced out (lease lost, task cancelled): this attempt's result is dropped
                 await self.objects.delete(key)

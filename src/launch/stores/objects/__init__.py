@@ -14,7 +14,11 @@ class ObjectStore(Protocol):
     presigns: bool
     """``presigned_get`` gives URLs clients download from without the gateway."""
 
-    async def put(self, key: str, data: bytes) -> None: ...
+    async def put(self, key: str, data: bytes, *, fresh: bool = False) -> None:
+        """Store ``data`` at ``key``; readers see the whole object or none. ``fresh``: the key is new and
+        nobody reads it before this returns (a result whose URL is handed out afterwards), so the engine may
+        skip what makes a replacement atomic."""
+        ...
 
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> int:
         """Store a stream without holding it in memory; nothing is stored if the stream raises. Returns the

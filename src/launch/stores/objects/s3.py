@@ -45,7 +45,7 @@ class S3ObjectStore:
             raise ValueError(f"invalid object key {key!r}")
         return self.prefix + key
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: bytes, *, fresh: bool = False) -> None:  # a PUT is atomic anyway
         await asyncio.to_thread(self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
 
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> int:
