@@ -121,7 +121,8 @@ def stream_vs_litserve(get: Lookup) -> Check:
 
 
 # -- every route as fast as the fastest, real work, control plane, memory, start -------------------------------
-ROUTE_NAMES = {"echo": "native sync", "echo@legacy": "legacy sync", "submit": "native async submit",
+ROUTE_NAMES = {"echo": "native sync", "echo@legacy": "legacy sync",
+               "echo@legacy-pickled": "legacy sync, pickled result (0.3.3 default)", "submit": "native async submit",
                "submit@legacy": "legacy async submit", "poll": "native task poll",
                "poll@legacy": "legacy task poll"}
 

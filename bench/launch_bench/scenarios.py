@@ -43,9 +43,10 @@ def _grid(kind: str, models: tuple[str, ...], levels: tuple[int, ...],
 
 
 # Launch's prediction routes besides the native sync one, each compared with F2's echo at the same concurrency:
-# the legacy sync route, async submission (to an endpoint whose worker is held, so tasks queue: the route's
+# the legacy sync route (also with a pickled result: the 0.3.3 client's default, a stored object and a signed URL
+# per request), async submission (to an endpoint whose worker is held, so tasks queue: the route's
 # cost, not the task's) and polls of a finished task, native and legacy.
-ROUTES = ("echo@legacy", "submit", "submit@legacy", "poll", "poll@legacy")
+ROUTES = ("echo@legacy", "echo@legacy-pickled", "submit", "submit@legacy", "poll", "poll@legacy")
 PAYLOADS = ("echo-4k", "echo-64k", "echo-1m")
 PAYLOAD_CONCURRENCY = 8
 

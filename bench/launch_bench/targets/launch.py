@@ -33,6 +33,7 @@ SERVER_ENV = {"LAUNCH_SCALE_TO_ZERO_AFTER_SECONDS": "2", "LAUNCH_MAX_QUEUED_TASK
 LONG_POLL_SECONDS = 5
 ZERO_ENDPOINTS = (("zero-sync", "echo", "sync"), ("zero-async", "noop", "async"))
 LEGACY = "/v1/hosted_inference"
+PICKLED_BODY = json.dumps({"args": {"x": 1}, "return_pickled": True}).encode()  # what the 0.3.3 client sends
 
 
 def endpoint_for(kind: str, model: str) -> tuple[str, str]:
@@ -187,6 +188,8 @@ class Launch(Target):
             "poll": ("GET", f"/v1/async-tasks/{self.done_task}"),
             "poll@legacy": ("GET", f"{LEGACY}/endpoints/noop-ep/task_async/{self.done_task}"),
         }
+        if model == "echo@legacy-pickled":
+            return HttpCall(self.url(f"{LEGACY}/task_sync/echo-ep"), PICKLED_BODY, auth, FAILURE_MARKER)
         if model in routes:
             method, path = routes[model]
             return HttpCall(self.url(path), LAUNCH_BODY, auth, FAILURE_MARKER, method)
