@@ -25,7 +25,7 @@ from launch.server.domain.errors import (
     WorkerFailed,
 )
 from launch.server.domain.quotas import Quotas
-from launch.server.domain.results import result_url, sync_result_key
+from launch.server.domain.results import result_url, sync_results_prefix
 from launch.server.domain.task_options import TaskOptions, endpoint_defaults, task_options
 from launch.server.domain.task_policy import TaskState, internal_state
 from launch.server.domain.task_view import task_summary, task_view
@@ -165,8 +165,7 @@ class Predictions:
                 worker.inflight -= 1
         assert reply is not None
         if reply.pickled:
-            key = sync_result_key(owner, time.time())
-            await self.objects.put(key, reply.body, fresh=True)  # its URL is handed out after
+            key = await self.objects.put_record(sync_results_prefix(time.time()), reply.body)
             return orjson.dumps({"status": "SUCCESS", "result_url": self.links.url(key)})
         return reply.body
 

@@ -2,15 +2,14 @@
 
 An async task's result lives as long as its task (retention). A sync prediction's pickled result has no row:
 it is reachable only through its signed URL, so it goes once every URL to it has expired. Its key starts with
-the hour it was made (``sync-results/<YYYYMMDDHH>/...``), so the sweep deletes whole hours by listing them,
-without a database write on the sync path.
+the hour it was made (``sync-results/<YYYYMMDDHH>/...``, a record of the object store: the local store appends it to a
+segment file), so the sweep deletes whole hours by listing them, without a database write on the sync path.
 """
 
 from __future__ import annotations
 
 import calendar
 import time
-import uuid
 from collections.abc import Iterable
 
 from launch.server import signing
@@ -24,9 +23,9 @@ def result_key(owner: str, task_id: str) -> str:
     return f"results/{owner}/{task_id}.pkl"
 
 
-def sync_result_key(owner: str, now: float) -> str:
-    """A new key for a sync prediction's pickled result, under the hour it was made."""
-    return f"{SYNC_RESULTS}/{time.strftime(_HOUR, time.gmtime(now))}/{owner}/{uuid.uuid4().hex}.pkl"
+def sync_results_prefix(now: float) -> str:
+    """Where a sync prediction's pickled result made at ``now`` is stored (a record: ``put_record``)."""
+    return f"{SYNC_RESULTS}/{time.strftime(_HOUR, time.gmtime(now))}/"
 
 
 def expired_hours(names: Iterable[str], cutoff: float) -> list[str]:

@@ -20,6 +20,12 @@ class ObjectStore(Protocol):
         skip what makes a replacement atomic."""
         ...
 
+    async def put_record(self, prefix: str, data: bytes) -> str:
+        """Store ``data`` under a new key of the engine's choosing below ``prefix`` (ending with ``/``) and
+        return the key. Records are deleted with their prefix (``delete_prefix``), not one by one; the engine
+        may pack them together (the local store appends them to a segment file)."""
+        ...
+
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> int:
         """Store a stream without holding it in memory; nothing is stored if the stream raises. Returns the
         size."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -47,6 +48,11 @@ class S3ObjectStore:
 
     async def put(self, key: str, data: bytes, *, fresh: bool = False) -> None:  # a PUT is atomic anyway
         await asyncio.to_thread(self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    async def put_record(self, prefix: str, data: bytes) -> str:
+        key = f"{self._prefix(prefix)[len(self.prefix):]}{secrets.token_hex(16)}.bin"
+        await self.put(key, data)
+        return key
 
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> int:
         full = self._key(key)
