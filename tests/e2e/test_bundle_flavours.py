@@ -183,7 +183,7 @@ def test_command_bundle_serves_sync_async_and_batch(alice: LaunchClient) -> None
         assert [json.loads(f.get(timeout=60).result or "null")["sum"] for f in futures] == [1, 2, 3]
     job = _finished(alice, alice.batch_async_request(bundle, inputs=[{"a": 1, "b": 1}, {"a": 2, "b": 2}]))
     assert job["status"] == "SUCCESS" and job["done"] == 2, job
-    rows = httpx.get(job["result"], timeout=30, trust_env=False).json()
+    rows = httpx.get(job["result"], timeout=30, trust_env=False, follow_redirects=True).json()
     assert [row["result"]["sum"] for row in rows] == [2, 4]
 
 
@@ -212,7 +212,7 @@ def test_batch_runs_on_the_spare_capacity_of_an_endpoint_of_its_bundle(alice: La
         inputs = [{"op": "sleep", "x": 0}] * 3
         job = _finished(alice, alice.batch_async_request(bundle, inputs=inputs), timeout=30)
         assert job["status"] == "SUCCESS" and job["done"] == 3, job
-        rows = httpx.get(job["result"], timeout=30, trust_env=False).json()
+        rows = httpx.get(job["result"], timeout=30, trust_env=False, follow_redirects=True).json()
         assert {row["result"]["worker"] for row in rows} == {worker}  # the endpoint's warm worker ran them
     # with no endpoint left, the job gets a worker of its own (from the same cached environment)
     job = _finished(alice, alice.batch_async_request(bundle, inputs=inputs), timeout=60)

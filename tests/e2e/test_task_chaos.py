@@ -95,7 +95,7 @@ def test_nothing_lost_and_every_callback_delivered(tmp_path: Path) -> None:
                 time.sleep(0.6)
                 if kills == WORKER_KILLS // 2 and not restarted:
                     running = servers[-1]
-                    workers = worker_pids(running.process.pid)
+                    workers = worker_pids(running.process.pid, endpoint_id)
                     os.kill(running.process.pid, signal.SIGKILL)  # the server itself, mid-flight
                     running.process.wait(timeout=10)
                     wait_until(lambda w=workers: all(gone(p) for p in w), 15, "the workers to die with it")

@@ -1,10 +1,14 @@
 """The Ray actor that hosts one worker process on the node Ray placed it on (imported on the nodes: it needs
 nothing of the server). The worker listens on the node's address over TCP and serves only connections that
-present its token first (``launch.wire.HELLO``); the bundle arrives as bytes through Ray's object store."""
+present its token first (``launch.wire.HELLO``); the bundle arrives as bytes through Ray's object store.
+The worker's log stays on the node; the gateway reads it in pieces (``poll``) into the endpoint's logs.
+The worker dies with this actor's process (PR_SET_PDEATHSIG), e.g. when Ray ends the actor of a gateway
+that is gone."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import select
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 READY_PREFIX = b"LAUNCH_WORKER_READY "
+LOG_CHUNK = 1 << 20  # at most this much of the worker's log per poll
+_PR_SET_PDEATHSIG = 1
 
 
 class WorkerHost:
@@ -26,8 +32,10 @@ class WorkerHost:
         self.root = Path(tempfile.mkdtemp(prefix="launch-worker-"))
         self.log_path = self.root / "worker.log"
 
-    def start(self, config: dict[str, Any], bundle: bytes, token: str, host: str, timeout: float) -> str:
-        """Start the worker; returns its address once it serves, raises with its log tail if it cannot."""
+    def start(self, config: dict[str, Any], bundle: bytes, token: str, host: str, timeout: float
+              ) -> dict[str, Any]:
+        """Start the worker; once it serves returns its ``address`` and its cold-start ``timeline`` (wall-clock
+        times: spawned, then the worker's own, then ready), raises with its log tail if it cannot."""
         bundle_path = self.root / "bundle"
         bundle_path.write_bytes(bundle)
         runtime = dict(config.get("runtime", {}))
@@ -35,10 +43,11 @@ class WorkerHost:
         config = {**config, "runtime": runtime, "bundle_path": str(bundle_path), "listen": f"tcp://{host}:0"}
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root), "TMPDIR": str(self.root),
                "LANG": "C.UTF-8", "LAUNCH_WORKER_TOKEN": token}
+        spawned = time.time()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-u", "-m", "launch.worker.main", json.dumps(config)],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         buffer = b""
@@ -50,9 +59,10 @@ class WorkerHost:
                     break
                 buffer += chunk
                 for line in buffer.splitlines():
-                    if line.startswith(READY_PREFIX):
-                        # ``<address> [cold-start timestamps]``: the address is the first word
-                        return line[len(READY_PREFIX):].strip().decode().partition(" ")[0]
+                    if line.startswith(READY_PREFIX):  # ``<address> [cold-start timestamps as JSON]``
+                        address, _, rest = line[len(READY_PREFIX):].strip().decode().partition(" ")
+                        timeline = {"spawned": spawned, **_timeline(rest), "ready": time.time()}
+                        return {"address": address, "timeline": timeline}
             elif self.proc.poll() is not None:
                 break
         try:  # its stdout closed: it is exiting (or exited)
@@ -67,14 +77,32 @@ class WorkerHost:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def poll(self, offset: int) -> tuple[bool, bytes]:
+        """(whether the worker runs, what it logged from byte ``offset`` on: see ``read_log``)."""
+        return self.alive(), self.read_log(offset)
+
+    def read_log(self, offset: int, limit: int | None = LOG_CHUNK) -> bytes:
+        """The log from byte ``offset`` on: complete lines only (a line being written comes next time), unless
+        ``limit`` cuts it or is None (the worker has stopped: everything)."""
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(-1 if limit is None else limit)
+        except OSError:
+            return b""
+        if limit is not None and len(data) < limit:
+            data = data[:data.rfind(b"\n") + 1]
+        return data
+
     def log_tail(self, limit: int = 4000) -> str:
         try:
             return self.log_path.read_bytes()[-limit:].decode("utf-8", "replace")
         except OSError:
             return ""
 
-    def stop(self, grace: float) -> None:
-        """SIGTERM (the worker drains), then SIGKILL to its whole session after ``grace`` seconds."""
+    def stop(self, grace: float, offset: int | None = None) -> bytes:
+        """SIGTERM (the worker drains), then SIGKILL to its whole session after ``grace`` seconds; returns the
+        rest of its log from byte ``offset`` (nothing when None)."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -84,4 +112,24 @@ class WorkerHost:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        rest = self.read_log(offset, limit=None) if offset is not None else b""
         shutil.rmtree(self.root, ignore_errors=True)
+        return rest
+
+
+def _die_with_parent() -> None:
+    """In the worker, between fork and exec: be killed when the actor's process dies."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _timeline(text: str) -> dict[str, float]:
+    """The worker's cold-start timestamps from its ready line (empty when it sent none)."""
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}
