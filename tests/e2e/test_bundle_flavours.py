@@ -21,6 +21,7 @@ from launch import APIError, EndpointRequest, LaunchClient, NoLaunchServer
 from tests.conftest import RunningServer, free_port
 from tests.e2e import models
 from tests.e2e.helpers import SMALL, deployed, http, unique, wait_until
+from tests.engines import RAY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 APPS = Path(__file__).with_name("apps")
@@ -163,12 +164,13 @@ def _finished(client: LaunchClient, job_id: str, timeout: float = 90) -> dict[st
 
 
 def test_command_bundle_serves_sync_async_and_batch(alice: LaunchClient) -> None:
+    port = free_port() if RAY else 8123  # a Ray worker has no network of its own: its port is the node's
     bundle = alice.create_model_bundle_from_command(
-        unique("cmd"), ["python", "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", "8123"], 8123,
+        unique("cmd"), ["python", "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)], port,
         predict_route="/predict", healthcheck_route="/healthz", directory=str(APPS / "echo_app"),
         env={"APP_MODE": "bundle"})
     assert bundle.packaging_type == "command"
-    expected = {"greeting": "hello from the bundle's directory", "sum": 5, "pid_ns_port": "8123", "mode": "bundle"}
+    expected = {"greeting": "hello from the bundle's directory", "sum": 5, "pid_ns_port": str(port), "mode": "bundle"}
     with deployed(alice, bundle, "sync") as endpoint:
         response = endpoint.predict(EndpointRequest(args={"a": 2, "b": 3}, return_pickled=False))
         assert response.status == "SUCCESS", response.traceback

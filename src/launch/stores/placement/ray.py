@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import secrets
 import sys
 import time
@@ -31,6 +32,9 @@ from launch.stores.placement.limits import parse_memory
 log = logging.getLogger("launch.placement.ray")
 MONITOR_SECONDS = 1.0
 CONNECT_ATTEMPTS = 3
+# how long the cluster keeps a gateway's session (and its workers) after losing the connection (Ray's default:
+# 30 s); a gateway that died leaves its workers running no longer than this
+RECONNECT_GRACE_SECONDS = "5"
 
 
 class RayPlacement:
@@ -193,6 +197,7 @@ class RayPlacement:
 def _connect(ray: Any, url: str) -> None:
     """``ray.init`` through the Ray client, tried again a few times: the head's client proxy sometimes fails
     to start the session process it makes for each client ("Initialization failure from server")."""
+    os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", RECONNECT_GRACE_SECONDS)
     for attempt in range(CONNECT_ATTEMPTS):
         try:
             ray.init(address=url, namespace="launch", log_to_driver=False)
