@@ -28,6 +28,10 @@ class WorkerSpec:
     environment: str = ""  # how its interpreter was had: server, cached, built (for the cold-start timeline)
     environment_seconds: float = 0.0
     gpus: int = 0
+    # for a placement that builds environments where workers run (``python`` is then unused): the bundle's
+    # requirements and the Python minor that pickled it
+    requirements: tuple[str, ...] = ()
+    python_minor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,9 @@ class WorkerHandle:
     # wall-clock times of the start: spawned (placement), started, imported, loaded, listening (the worker),
     # ready (placement saw the worker's ready line); missing keys when a placement cannot tell
     timeline: dict[str, float] = field(default_factory=dict)
+    # how the worker's environment was had and how long that took, when the placement built it (else "")
+    environment: str = ""
+    environment_seconds: float = 0.0
 
 
 class WorkerStartError(Exception):
@@ -51,6 +58,9 @@ class WorkerStartError(Exception):
 class Placement(Protocol):
     gpus: bool
     """Workers can be given GPUs (the engine places them on hosts that have them free)."""
+    builds_environments: bool
+    """Bundle environments are built where the workers run, from the spec's ``requirements`` (else the
+    gateway builds them and the spec's ``python`` is the interpreter to run)."""
 
     async def start(self, spec: WorkerSpec) -> WorkerHandle:
         """Start a worker and return once it serves; raises ``WorkerStartError``."""

@@ -5,9 +5,10 @@ the reconciler's autoscaling decisions are the same as for local workers.
 Workers listen on TCP on their node and serve only the gateway connections that present their per-worker token
 first (``launch.wire.HELLO``; the address handed back carries it as ``tcp://host:port#token``). Bundles are
 shipped as bytes (read from the object store, carried by Ray's object store). Workers run on the nodes'
-interpreter, which must have Launch installed (the cluster's image); they are contained by what the nodes are
-(containers), not by the local sandbox. Bundles whose requirements need an environment of their own are
-refused with a reason (the environments are built on the gateway's machine). Each worker's log is copied
+interpreter, which must have Launch installed with its server extra (the cluster's image); they are contained by
+what the nodes are (containers), not by the local sandbox. Bundles whose requirements need an environment of
+their own get it built on the node, by the same rules as on the gateway (``launch.server.environments``), cached
+per node. Each worker's log is copied
 from its node into the worker's log file here about once a second (and at its stop), so the endpoint's logs
 read the same as with local workers.
 """
@@ -20,7 +21,6 @@ import contextlib
 import logging
 import os
 import secrets
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ RECONNECT_GRACE_SECONDS = "5"
 
 class RayPlacement:
     gpus = True  # GPU endpoints are placed on nodes with free GPUs
+    builds_environments = True  # on the node a worker lands on (ray_host)
 
     def __init__(self, url: str, objects: ObjectStore) -> None:
         self.url = url
@@ -71,10 +72,6 @@ class RayPlacement:
         return ray
 
     async def start(self, spec: WorkerSpec) -> WorkerHandle:
-        if spec.python != sys.executable:
-            raise WorkerStartError("this bundle's requirements need an environment of its own, which ray:// "
-                                   "placement cannot ship yet; install them in the Ray nodes' image and drop them "
-                                   "from the bundle, or use local:// placement")
         try:
             bundle = await self.objects.get(spec.bundle_key)
         except KeyError:
@@ -90,7 +87,8 @@ class RayPlacement:
         actor = self._host_class.options(**options).remote()
         self._starting[spec.worker_id] = actor  # watched only once it serves
         token = secrets.token_urlsafe(32)
-        config = {"worker_id": spec.worker_id, "endpoint_id": spec.endpoint_id, "runtime": dict(spec.runtime)}
+        config = {"worker_id": spec.worker_id, "endpoint_id": spec.endpoint_id, "runtime": dict(spec.runtime),
+                  "requirements": list(spec.requirements), "python_minor": spec.python_minor}
         host_ref = actor.__ray_call__.remote(lambda _self: ray.util.get_node_ip_address())
         started = time.monotonic()
         try:
@@ -109,9 +107,11 @@ class RayPlacement:
             _append_log(spec.log_path, tail)  # the worker's log lives on its node: keep its end here
             raise WorkerStartError(message, tail) from None
         self._starting.pop(spec.worker_id, None)
-        self._logs[spec.worker_id] = _Log(spec.log_path)
+        worker_log = self._logs[spec.worker_id] = _Log(spec.log_path)
+        await asyncio.to_thread(worker_log.append, ready["log"])  # its start is in the endpoint's logs at once
         self._actors[spec.worker_id] = actor
-        return WorkerHandle(spec.worker_id, f"{ready['address']}#{token}", timeline=ready["timeline"])
+        return WorkerHandle(spec.worker_id, f"{ready['address']}#{token}", timeline=ready["timeline"],
+                            environment=ready["environment"], environment_seconds=ready["environment_seconds"])
 
     async def _fits_somewhere(self, ray: Any, spec: WorkerSpec, memory: int | None) -> None:
         """Fail at once, with the reason, for a worker no node of the cluster could ever hold (else Ray would

@@ -1,14 +1,19 @@
 """The Ray actor that hosts one worker process on the node Ray placed it on (imported on the nodes: it needs
 nothing of the server). The worker listens on the node's address over TCP and serves only connections that
 present its token first (``launch.wire.HELLO``); the bundle arrives as bytes through Ray's object store.
+A bundle whose requirements need an environment of its own gets it built here first, by the gateway's rules
+(``launch.server.environments``), cached per node under ``LAUNCH_RAY_ENVIRONMENTS`` (default
+``$TMPDIR/launch-environments``), one build at a time per node.
 The worker's log stays on the node; the gateway reads it in pieces (``poll``) into the endpoint's logs.
 The worker dies with this actor's process (PR_SET_PDEATHSIG), e.g. when Ray ends the actor of a gateway
 that is gone."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import select
@@ -34,8 +39,17 @@ class WorkerHost:
 
     def start(self, config: dict[str, Any], bundle: bytes, token: str, host: str, timeout: float
               ) -> dict[str, Any]:
-        """Start the worker; once it serves returns its ``address`` and its cold-start ``timeline`` (wall-clock
-        times: spawned, then the worker's own, then ready), raises with its log tail if it cannot."""
+        """Start the worker (building its environment first if it needs one); once it serves returns its
+        ``address``, its cold-start ``timeline`` (wall-clock times: spawned, then the worker's own, then ready),
+        its ``environment`` (server, cached, built) with ``environment_seconds`` and its ``log`` so far;
+        raises with its log tail if it cannot."""
+        began = time.monotonic()
+        try:
+            python, environment = self._environment(list(config.pop("requirements", None) or []),
+                                                    config.pop("python_minor", None))
+        except Exception as exc:
+            raise RuntimeError(f"{exc}\n{self.log_tail()}") from None
+        environment_seconds = time.monotonic() - began
         bundle_path = self.root / "bundle"
         bundle_path.write_bytes(bundle)
         runtime = dict(config.get("runtime", {}))
@@ -45,7 +59,7 @@ class WorkerHost:
                "LANG": "C.UTF-8", "LAUNCH_WORKER_TOKEN": token}
         spawned = time.time()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-u", "-m", "launch.worker.main", json.dumps(config)],
+            self.proc = subprocess.Popen([python, "-u", "-m", "launch.worker.main", json.dumps(config)],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env,
                                          start_new_session=True, preexec_fn=_die_with_parent)
         assert self.proc.stdout is not None
@@ -62,7 +76,8 @@ class WorkerHost:
                     if line.startswith(READY_PREFIX):  # ``<address> [cold-start timestamps as JSON]``
                         address, _, rest = line[len(READY_PREFIX):].strip().decode().partition(" ")
                         timeline = {"spawned": spawned, **_timeline(rest), "ready": time.time()}
-                        return {"address": address, "timeline": timeline}
+                        return {"address": address, "timeline": timeline, "environment": environment,
+                                "environment_seconds": environment_seconds, "log": self.read_log(0)}
             elif self.proc.poll() is not None:
                 break
         try:  # its stdout closed: it is exiting (or exited)
@@ -73,6 +88,20 @@ class WorkerHost:
         self.stop(1.0)
         why = "did not become ready in time" if code is None else f"exited with code {code} while loading the bundle"
         raise RuntimeError(f"worker {why}\n{tail}")
+
+    def _environment(self, requirements: list[str], python_minor: str | None) -> tuple[str, str]:
+        """The interpreter for the bundle on this node, and how it was had (its build's output goes to the
+        worker's log)."""
+        from launch.server.environments import SERVER_MINOR, Environments, satisfied_here
+
+        if (python_minor is None or python_minor == SERVER_MINOR) and (not requirements
+                                                                       or satisfied_here(requirements)):
+            return sys.executable, "server"
+        root = Path(os.environ.get("LAUNCH_RAY_ENVIRONMENTS") or Path(tempfile.gettempdir()) / "launch-environments")
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / ".lock", "w") as lock:  # the node's workers share the cache: one build at a time
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return asyncio.run(Environments(root).resolve(requirements, self.log_path, python_minor))
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
