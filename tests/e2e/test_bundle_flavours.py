@@ -190,8 +190,9 @@ def test_command_bundle_serves_sync_async_and_batch(alice: LaunchClient) -> None
 
 
 def test_command_that_never_gets_healthy_fails_the_endpoint_with_its_reason(alice: LaunchClient) -> None:
+    port = free_port() if RAY else 8124  # a Ray worker has no network of its own: its port is the node's
     bundle = alice.create_model_bundle_from_command(unique("cmd-bad"), ["python", "-c", "raise SystemExit(7)"],
-                                                    8124, healthcheck_route="/healthz")
+                                                    port, healthcheck_route="/healthz")
     name = unique("cmd-bad-ep")
     endpoint = alice.create_model_endpoint(name, bundle, endpoint_type="sync", **SMALL)
     try:

@@ -57,7 +57,7 @@ def deterministic(exc: Exception) -> bool:
     """Failures that repeat identically on every attempt: retrying them only delays the answer."""
     if isinstance(exc, EnvironmentBuildError | BundleUnavailable):
         return True
-    return isinstance(exc, WorkerStartError) and LOAD_FAILED_MARKER in exc.log_tail
+    return isinstance(exc, WorkerStartError) and (exc.deterministic or LOAD_FAILED_MARKER in exc.log_tail)
 
 
 @dataclass

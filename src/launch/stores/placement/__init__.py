@@ -48,11 +48,13 @@ class WorkerHandle:
 
 
 class WorkerStartError(Exception):
-    """The worker exited or timed out before it was ready; ``log_tail`` says why."""
+    """The worker exited or timed out before it was ready; ``log_tail`` says why. ``deterministic``: the
+    placement knows it would fail the same way on every attempt (e.g. its environment cannot be built)."""
 
-    def __init__(self, message: str, log_tail: str = "") -> None:
+    def __init__(self, message: str, log_tail: str = "", deterministic: bool = False) -> None:
         super().__init__(message)
         self.log_tail = log_tail
+        self.deterministic = deterministic
 
 
 class Placement(Protocol):

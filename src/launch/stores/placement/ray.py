@@ -106,6 +106,12 @@ class RayPlacement:
                            f"(cpus={spec.cpus}, memory={spec.memory}, gpus={spec.gpus})")
             _append_log(spec.log_path, tail)  # the worker's log lives on its node: keep its end here
             raise WorkerStartError(message, tail) from None
+        if "error" in ready:  # it could not start: its whole log comes here, where the endpoint's logs are
+            self._starting.pop(spec.worker_id, None)
+            await self._stop_actor(actor, grace=1.0)
+            await asyncio.to_thread(_Log(spec.log_path).append, ready["log"])
+            tail = "" if ready["deterministic"] else ready["log"][-4000:].decode("utf-8", "replace")
+            raise WorkerStartError(ready["error"], tail, deterministic=ready["deterministic"])
         self._starting.pop(spec.worker_id, None)
         worker_log = self._logs[spec.worker_id] = _Log(spec.log_path)
         await asyncio.to_thread(worker_log.append, ready["log"])  # its start is in the endpoint's logs at once

@@ -41,14 +41,15 @@ class WorkerHost:
               ) -> dict[str, Any]:
         """Start the worker (building its environment first if it needs one); once it serves returns its
         ``address``, its cold-start ``timeline`` (wall-clock times: spawned, then the worker's own, then ready),
-        its ``environment`` (server, cached, built) with ``environment_seconds`` and its ``log`` so far;
-        raises with its log tail if it cannot."""
+        its ``environment`` (server, cached, built) with ``environment_seconds`` and its ``log`` so far. If it
+        cannot start, returns instead the ``error``, whether it would happen again on every attempt
+        (``deterministic``: the environment cannot be built) and the whole ``log``."""
         began = time.monotonic()
         try:
             python, environment = self._environment(list(config.pop("requirements", None) or []),
                                                     config.pop("python_minor", None))
-        except Exception as exc:
-            raise RuntimeError(f"{exc}\n{self.log_tail()}") from None
+        except Exception as exc:  # its message carries the installer's output
+            return {"error": str(exc), "deterministic": True, "log": self.read_log(0, limit=None)}
         environment_seconds = time.monotonic() - began
         bundle_path = self.root / "bundle"
         bundle_path.write_bytes(bundle)
@@ -84,10 +85,10 @@ class WorkerHost:
             code: int | None = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             code = None
-        tail = self.log_tail()
+        whole_log = self.read_log(0, limit=None)
         self.stop(1.0)
         why = "did not become ready in time" if code is None else f"exited with code {code} while loading the bundle"
-        raise RuntimeError(f"worker {why}\n{tail}")
+        return {"error": f"worker {why}", "deterministic": False, "log": whole_log}
 
     def _environment(self, requirements: list[str], python_minor: str | None) -> tuple[str, str]:
         """The interpreter for the bundle on this node, and how it was had (its build's output goes to the
@@ -122,12 +123,6 @@ class WorkerHost:
         if limit is not None and len(data) < limit:
             data = data[:data.rfind(b"\n") + 1]
         return data
-
-    def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return self.log_path.read_bytes()[-limit:].decode("utf-8", "replace")
-        except OSError:
-            return ""
 
     def stop(self, grace: float, offset: int | None = None) -> bytes:
         """SIGTERM (the worker drains), then SIGKILL to its whole session after ``grace`` seconds; returns the
