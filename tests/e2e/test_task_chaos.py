@@ -103,8 +103,11 @@ def test_nothing_lost_and_every_callback_delivered(tmp_path: Path) -> None:
                     restarted = True
                     continue
                 if kills < WORKER_KILLS:  # kill serving workers only (one still loading is an endpoint failure)
-                    wait_until(lambda: available(servers[-1]) == 2, 60, "both workers serving again")
-                    pids = worker_pids(servers[-1].process.pid, endpoint_id)
+                    def serving() -> list[int]:  # the record may still show a killed server's workers
+                        pids = worker_pids(servers[-1].process.pid, endpoint_id)
+                        return pids if len(pids) == 2 and available(servers[-1]) == 2 else []
+
+                    pids = wait_until(serving, 60, "both workers serving again")
                     os.kill(pids[kills % len(pids)], signal.SIGKILL)
                     kills += 1
             for job in jobs:

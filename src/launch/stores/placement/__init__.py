@@ -105,5 +105,5 @@ def open_placement(url: str, objects: ObjectStore, options: Any = None) -> Place
     if scheme == "ray":
         from launch.stores.placement.ray import RayPlacement
 
-        return RayPlacement(url, objects)
+        return RayPlacement(url, objects, options)
     raise ValueError(f"unsupported placement scheme {scheme!r}; use local:// or ray://HOST:PORT")

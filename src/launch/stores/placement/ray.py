@@ -5,10 +5,11 @@ the reconciler's autoscaling decisions are the same as for local workers.
 Workers listen on TCP on their node and serve only the gateway connections that present their per-worker token
 first (``launch.wire.HELLO``; the address handed back carries it as ``tcp://host:port#token``). Bundles are
 shipped as bytes (read from the object store, carried by Ray's object store). Workers run on the nodes'
-interpreter, which must have Launch installed with its server extra (the cluster's image); they are contained by
-what the nodes are (containers), not by the local sandbox. Bundles whose requirements need an environment of
-their own get it built on the node, by the same rules as on the gateway (``launch.server.environments``), cached
-per node. Each worker's log is copied
+interpreter, which must have Launch installed with its server extra (the cluster's image); on nodes where
+bubblewrap runs they are sandboxed as local workers are (``ray_host``; the server's ``sandbox`` setting
+applies per node), and contained by what the nodes are (containers) in any case. Bundles whose requirements
+need an environment of their own get it built on the node, by the same rules as on the gateway
+(``launch.server.environments``), cached per node. Each worker's log is copied
 from its node into the worker's log file here about once a second (and at its stop), so the endpoint's logs
 read the same as with local workers.
 """
@@ -41,9 +42,14 @@ class RayPlacement:
     gpus = True  # GPU endpoints are placed on nodes with free GPUs
     builds_environments = True  # on the node a worker lands on (ray_host)
 
-    def __init__(self, url: str, objects: ObjectStore) -> None:
+    def __init__(self, url: str, objects: ObjectStore, options: Any = None) -> None:
+        """``options``: the server's ``LocalOptions`` (its sandbox settings apply on the nodes too)."""
         self.url = url
         self.objects = objects
+        self.sandbox = getattr(options, "sandbox", "auto")
+        self.sandbox_options = {"mode": self.sandbox, "uid_base": getattr(options, "uid_base", 524288),
+                                "uid_count": getattr(options, "uid_count", 65536),
+                                "pids_limit": getattr(options, "pids_limit", 512)}
         self._actors: dict[str, Any] = {}  # serving workers' actors
         self._starting: dict[str, Any] = {}
         self._dead: set[str] = set()
@@ -54,9 +60,12 @@ class RayPlacement:
         self._host_class: Any = None
 
     def describe(self) -> list[str]:
+        sandbox = {"off": "no sandbox (sandbox=off)",
+                   "required": "the sandbox on every node (sandbox=required: a node without bubblewrap starts no "
+                               "worker)"}.get(self.sandbox, "the sandbox on nodes where bubblewrap runs (sandbox=auto)")
         return [f"placement: Ray cluster at {self.url}; workers are processes of Ray actors placed by their "
-                "cpus/memory/gpus, on TCP with a per-worker token; containment is the Ray nodes' own (no local "
-                "sandbox)"]
+                f"cpus/memory/gpus, on TCP with a per-worker token, in {sandbox}, on the node's network, with "
+                "rlimits for memory and processes"]
 
     async def _ray(self) -> Any:
         import ray
@@ -88,7 +97,8 @@ class RayPlacement:
         self._starting[spec.worker_id] = actor  # watched only once it serves
         token = secrets.token_urlsafe(32)
         config = {"worker_id": spec.worker_id, "endpoint_id": spec.endpoint_id, "runtime": dict(spec.runtime),
-                  "requirements": list(spec.requirements), "python_minor": spec.python_minor}
+                  "requirements": list(spec.requirements), "python_minor": spec.python_minor,
+                  "sandbox": {**self.sandbox_options, "memory": spec.memory}}
         host_ref = actor.__ray_call__.remote(lambda _self: ray.util.get_node_ip_address())
         started = time.monotonic()
         try:
