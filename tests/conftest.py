@@ -27,8 +27,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def create_key(data_dir: Path, user: str, engines: dict[str, str] | None = None) -> str:
-    out = subprocess.run([LAUNCH, "api-keys", "create", "--user", user, "--data-dir", str(data_dir)],
+def create_key(data_dir: Path, user: str, engines: dict[str, str] | None = None, admin: bool = False) -> str:
+    """A new key for ``user`` (an operator key with ``admin``), made by the CLI on the server's engines."""
+    out = subprocess.run([LAUNCH, "api-keys", "create", "--user", user, "--data-dir", str(data_dir),
+                          *(["--admin"] if admin else [])],
                          check=True, capture_output=True, text=True,
                          env={**os.environ, **(engine_env(data_dir) if engines is None else engines)})
     return out.stdout.strip().splitlines()[-1]
@@ -43,8 +45,8 @@ class RunningServer:
     extra_args: tuple[str, ...] = ()
     engines: dict[str, str] = field(default_factory=dict)
 
-    def key(self, user: str) -> str:
-        return create_key(self.data_dir, user, self.engines)
+    def key(self, user: str, admin: bool = False) -> str:
+        return create_key(self.data_dir, user, self.engines, admin)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         self.process.send_signal(sig)

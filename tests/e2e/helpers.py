@@ -17,6 +17,7 @@ import httpx
 
 from launch import LaunchClient
 from tests.e2e import models
+from tests.engines import RAY
 
 cloudpickle.register_pickle_by_value(models)
 
@@ -123,10 +124,26 @@ def descendants(parent: int) -> dict[int, str]:
     return found
 
 
+def all_processes() -> dict[int, str]:
+    """pid → command line of every live process of this machine."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        fields = _stat(int(entry)) if entry.isdigit() else None
+        if fields is None or fields[0] in ("Z", "X"):
+            continue
+        try:
+            found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+    return found
+
+
 def worker_pids(server_pid: int, endpoint_id: str | None = None) -> list[int]:
     """Worker processes of a server (of one endpoint when ``endpoint_id`` is given): the Python process that
-    serves, not the sandbox (bubblewrap) around it."""
-    return sorted(pid for pid, cmd in descendants(server_pid).items()
+    serves, not the sandbox (bubblewrap) around it. On a Ray cluster (whose nodes the tests run on this
+    machine) workers are children of Ray's processes, not the server's: an endpoint's are found by its id."""
+    processes = all_processes() if RAY and endpoint_id is not None else descendants(server_pid)
+    return sorted(pid for pid, cmd in processes.items()
                   if "launch.worker.main" in cmd and not cmd.split(" ", 1)[0].endswith("bwrap")
                   and (endpoint_id is None or endpoint_id in cmd))
 

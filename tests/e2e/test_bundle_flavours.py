@@ -21,6 +21,7 @@ from launch import APIError, EndpointRequest, LaunchClient, NoLaunchServer
 from tests.conftest import RunningServer, free_port
 from tests.e2e import models
 from tests.e2e.helpers import SMALL, deployed, http, unique, wait_until
+from tests.engines import RAY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 APPS = Path(__file__).with_name("apps")
@@ -163,12 +164,13 @@ def _finished(client: LaunchClient, job_id: str, timeout: float = 90) -> dict[st
 
 
 def test_command_bundle_serves_sync_async_and_batch(alice: LaunchClient) -> None:
+    port = free_port() if RAY else 8123  # a Ray worker has no network of its own: its port is the node's
     bundle = alice.create_model_bundle_from_command(
-        unique("cmd"), ["python", "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", "8123"], 8123,
+        unique("cmd"), ["python", "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)], port,
         predict_route="/predict", healthcheck_route="/healthz", directory=str(APPS / "echo_app"),
         env={"APP_MODE": "bundle"})
     assert bundle.packaging_type == "command"
-    expected = {"greeting": "hello from the bundle's directory", "sum": 5, "pid_ns_port": "8123", "mode": "bundle"}
+    expected = {"greeting": "hello from the bundle's directory", "sum": 5, "pid_ns_port": str(port), "mode": "bundle"}
     with deployed(alice, bundle, "sync") as endpoint:
         response = endpoint.predict(EndpointRequest(args={"a": 2, "b": 3}, return_pickled=False))
         assert response.status == "SUCCESS", response.traceback
@@ -183,13 +185,14 @@ def test_command_bundle_serves_sync_async_and_batch(alice: LaunchClient) -> None
         assert [json.loads(f.get(timeout=60).result or "null")["sum"] for f in futures] == [1, 2, 3]
     job = _finished(alice, alice.batch_async_request(bundle, inputs=[{"a": 1, "b": 1}, {"a": 2, "b": 2}]))
     assert job["status"] == "SUCCESS" and job["done"] == 2, job
-    rows = httpx.get(job["result"], timeout=30, trust_env=False).json()
+    rows = httpx.get(job["result"], timeout=30, trust_env=False, follow_redirects=True).json()
     assert [row["result"]["sum"] for row in rows] == [2, 4]
 
 
 def test_command_that_never_gets_healthy_fails_the_endpoint_with_its_reason(alice: LaunchClient) -> None:
+    port = free_port() if RAY else 8124  # a Ray worker has no network of its own: its port is the node's
     bundle = alice.create_model_bundle_from_command(unique("cmd-bad"), ["python", "-c", "raise SystemExit(7)"],
-                                                    8124, healthcheck_route="/healthz")
+                                                    port, healthcheck_route="/healthz")
     name = unique("cmd-bad-ep")
     endpoint = alice.create_model_endpoint(name, bundle, endpoint_type="sync", **SMALL)
     try:
@@ -212,7 +215,7 @@ def test_batch_runs_on_the_spare_capacity_of_an_endpoint_of_its_bundle(alice: La
         inputs = [{"op": "sleep", "x": 0}] * 3
         job = _finished(alice, alice.batch_async_request(bundle, inputs=inputs), timeout=30)
         assert job["status"] == "SUCCESS" and job["done"] == 3, job
-        rows = httpx.get(job["result"], timeout=30, trust_env=False).json()
+        rows = httpx.get(job["result"], timeout=30, trust_env=False, follow_redirects=True).json()
         assert {row["result"]["worker"] for row in rows} == {worker}  # the endpoint's warm worker ran them
     # with no endpoint left, the job gets a worker of its own (from the same cached environment)
     job = _finished(alice, alice.batch_async_request(bundle, inputs=inputs), timeout=60)

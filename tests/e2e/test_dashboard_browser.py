@@ -173,14 +173,9 @@ def test_dashboard_logs_in_and_shows_live_endpoint_and_batch_pages(
 
 def test_dashboard_admin_key_sees_every_owner(browser: Any, server: RunningServer, bob_key: str,
                                               alice_key: str, sync_toolbox: Any) -> None:
-    import subprocess
-
     from selenium.webdriver.common.by import By
 
-    from tests.conftest import LAUNCH
-
-    admin = subprocess.run([LAUNCH, "api-keys", "create", "--user", unique("ops"), "--admin", "--data-dir",
-                            str(server.data_dir)], check=True, capture_output=True, text=True).stdout.split()[-1]
+    admin = server.key(unique("ops"), admin=True)
     name = sync_toolbox.model_endpoint.name
     browser.get(f"{server.url}/dashboard")
     if browser.find_element(By.ID, "logout").is_displayed():

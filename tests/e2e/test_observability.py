@@ -29,9 +29,7 @@ STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 @pytest.fixture(scope="module")
 def admin_key(server: RunningServer) -> str:
-    out = subprocess.run([LAUNCH, "api-keys", "create", "--user", "ops", "--admin", "--data-dir",
-                          str(server.data_dir)], check=True, capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
+    return server.key("ops", admin=True)
 
 
 def scrape(server: RunningServer, key: str) -> Samples:

@@ -95,7 +95,7 @@ def test_nothing_lost_and_every_callback_delivered(tmp_path: Path) -> None:
                 time.sleep(0.6)
                 if kills == WORKER_KILLS // 2 and not restarted:
                     running = servers[-1]
-                    workers = worker_pids(running.process.pid)
+                    workers = worker_pids(running.process.pid, endpoint_id)
                     os.kill(running.process.pid, signal.SIGKILL)  # the server itself, mid-flight
                     running.process.wait(timeout=10)
                     wait_until(lambda w=workers: all(gone(p) for p in w), 15, "the workers to die with it")
@@ -103,8 +103,11 @@ def test_nothing_lost_and_every_callback_delivered(tmp_path: Path) -> None:
                     restarted = True
                     continue
                 if kills < WORKER_KILLS:  # kill serving workers only (one still loading is an endpoint failure)
-                    wait_until(lambda: available(servers[-1]) == 2, 60, "both workers serving again")
-                    pids = worker_pids(servers[-1].process.pid, endpoint_id)
+                    def serving() -> list[int]:  # the record may still show a killed server's workers
+                        pids = worker_pids(servers[-1].process.pid, endpoint_id)
+                        return pids if len(pids) == 2 and available(servers[-1]) == 2 else []
+
+                    pids = wait_until(serving, 60, "both workers serving again")
                     os.kill(pids[kills % len(pids)], signal.SIGKILL)
                     kills += 1
             for job in jobs:

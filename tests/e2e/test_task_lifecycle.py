@@ -315,11 +315,12 @@ def test_retention_deletes_tasks_and_results(tserver: RunningServer, keys: dict[
         task_id = submit(api, endpoint["name"], {"args": {"x": 1}, "return_pickled": True})
         view = finished(api, task_id)
         assert view["status"] == "SUCCESS"
-        assert httpx.get(view["result_url"], timeout=10).status_code == 200
+        assert httpx.get(view["result_url"], timeout=10, follow_redirects=True).status_code == 200
         expired = wait_until(lambda: (v := api.get(f"/v1/async-tasks/{task_id}").json())["status"] == "EXPIRED"
                              and v, RETENTION + 10, "the retention sweep")
         assert "retention" in expired["reason"] and "SUCCESS" in expired["reason"]
-        assert httpx.get(view["result_url"], timeout=10).status_code == 404  # the object went too
+        gone_result = httpx.get(view["result_url"], timeout=10, follow_redirects=True)  # the object went too
+        assert gone_result.status_code == 404 and gone_result.json()["detail"] == "the result no longer exists"
         assert api.get("/v1/async-tasks/00000000-0000-0000-0000-000000000000").status_code == 404
 
 

@@ -323,3 +323,25 @@ def test_a_result_that_is_not_json_says_to_ask_for_a_pickle() -> None:
 
     outcome = serialise({"when": datetime.datetime(2026, 1, 1)}, return_pickled=False)
     assert not outcome.ok and "return_pickled=True" in (outcome.traceback or "")
+
+
+# -- command bundles: a port someone else listens on -------------------------------------------------------------
+
+
+def test_a_command_whose_port_is_taken_is_refused_before_it_starts(tmp_path: Path) -> None:
+    import socket
+
+    from launch.worker.command import CommandFailed, CommandServer, port_free
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert not port_free(port)
+        marker = tmp_path / "started"
+        metadata = {"port": port, "predict_route": "/p", "healthcheck_route": "/h",
+                    "command": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]}
+        with pytest.raises(CommandFailed, match=f"port {port} is already in use"):
+            CommandServer(metadata, tmp_path)
+        assert not marker.exists()  # the command never ran
+    assert port_free(port)

@@ -225,12 +225,12 @@ def build_services(settings: Settings) -> Services:
     endpoints.seal_extra = callbacks.sealer.seal_endpoint_extra
     cache = EndpointCache(endpoints)
     metrics, activity = Metrics(), Activity()
-    factory = WorkerFactory(settings, environments, metrics)
     placement = open_placement(settings.placement_url, objects, LocalOptions(
         hidden=settings.data_dir, sandbox=settings.sandbox, network=settings.sandbox_network,
         uid_base=settings.sandbox_uid_base, uid_count=settings.sandbox_uid_count,
         pids_limit=settings.worker_pids_limit, bundle_cache=settings.data_dir / "bundle-cache",
     ))
+    factory = WorkerFactory(settings, environments, metrics, remote_environments=placement.builds_environments)
     scale_out = ScaleOut(settings, db, open_changes(settings.broker_url), pools)
     for line in placement.describe():
         log.info("workers: %s", line)

@@ -15,6 +15,7 @@ worker runtime's compiled dependencies are then installed into it too, at the se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import hashlib
 import logging
@@ -78,10 +79,12 @@ WORKER_RUNTIME_PACKAGES = ("orjson", "uvloop", "cloudpickle")
 
 
 def _candidates(minor: str) -> list[str]:
-    """Interpreters that may be Python ``minor``: on PATH, pyenv's and uv's installs, /usr/local."""
+    """Interpreters that may be Python ``minor``: on PATH, pyenv's (``$PYENV_ROOT``) and uv's installs,
+    /usr/local."""
     found = [shutil.which(f"python{minor}") or ""]
     home = os.path.expanduser("~")
-    for pattern in (f"{home}/.pyenv/versions/{minor}.*/bin/python{minor}", f"/usr/local/bin/python{minor}",
+    pyenv = os.environ.get("PYENV_ROOT") or f"{home}/.pyenv"
+    for pattern in (f"{pyenv}/versions/{minor}.*/bin/python{minor}", f"/usr/local/bin/python{minor}",
                     f"/usr/bin/python{minor}", f"{home}/.local/share/uv/python/cpython-{minor}.*/bin/python{minor}"):
         found += sorted(glob.glob(pattern), reverse=True)
     return [c for c in dict.fromkeys(found) if c]
@@ -196,6 +199,7 @@ class Environments:
             env = self.root / digest
             python = env / "bin" / "python"
             if (env / ".complete").exists():
+                _note(log_path, f"using the cached environment {env} of: {' '.join(requirements)}\n")
                 return str(python), "cached"
             await self._build(env, requirements, log_path, base)
             return str(python), "built"
@@ -228,6 +232,13 @@ def _site_packages(env: Path) -> Path:
     if not matches:
         raise EnvironmentBuildError(f"no site-packages in {env}")
     return matches[0]
+
+
+def _note(log_path: Path, line: str) -> None:
+    with contextlib.suppress(OSError):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as out:
+            out.write(line)
 
 
 async def _run(argv: list[str], log_path: Path) -> None:

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +38,10 @@ class CommandServer:
         bindir = os.path.dirname(sys.executable)  # "python" in the command is the bundle's environment's
         env = {**os.environ, "PORT": str(self.port), "PATH": f"{bindir}:{os.environ.get('PATH', '')}",
                **{str(k): str(v) for k, v in (metadata.get("env") or {}).items()}}
+        if not port_free(self.port):  # else the health checks and predictions would reach that other server
+            raise CommandFailed(f"port {self.port} is already in use where this worker runs; a worker without a "
+                                "network of its own (Ray nodes, sandbox_network=true) shares its host's ports, so "
+                                "one worker of this bundle per host can listen on it")
         try:
             self.proc = subprocess.Popen(list(metadata["command"]), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                          stdout=sys.stderr, stderr=sys.stderr)
@@ -119,6 +124,18 @@ class CommandServer:
                 self.proc.wait(5)
             if self.proc.poll() is None:
                 self.proc.kill()
+
+
+def port_free(port: int) -> bool:
+    """Nothing listens on ``port`` of this network's loopback (connections lingering in TIME_WAIT do not
+    count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def start_command(archive: BinaryIO, workdir: Path, metadata: dict[str, Any]) -> CommandServer:

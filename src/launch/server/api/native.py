@@ -170,6 +170,8 @@ async def download_result(token: str, request: Request) -> Response:
     if key is None:
         raise Unauthenticated("result URL is invalid or expired")
     if svc.objects.presigns:  # the bytes go from the bucket to the client, not through the gateway
+        if not await svc.objects.exists(key):  # deleted (retention): say so here, not in the bucket's words
+            raise NotFound("the result no longer exists")
         url = svc.objects.presigned_get(key, RESULT_REDIRECT_TTL)
         if url is not None:
             return RedirectResponse(url, status_code=307)

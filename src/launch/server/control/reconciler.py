@@ -57,7 +57,7 @@ def deterministic(exc: Exception) -> bool:
     """Failures that repeat identically on every attempt: retrying them only delays the answer."""
     if isinstance(exc, EnvironmentBuildError | BundleUnavailable):
         return True
-    return isinstance(exc, WorkerStartError) and LOAD_FAILED_MARKER in exc.log_tail
+    return isinstance(exc, WorkerStartError) and (exc.deterministic or LOAD_FAILED_MARKER in exc.log_tail)
 
 
 @dataclass
@@ -419,7 +419,7 @@ class Reconciler:
             except Exception:  # the others' sync paths miss it until the next start; this gateway serves it
                 log.exception("could not publish worker %s", ref.worker_id)
         rt.failures = 0
-        self._record_start(endpoint, spec, handle.timeline)
+        self._record_start(endpoint, spec, handle.timeline, handle.environment, handle.environment_seconds)
         self.proven.add(proof_key(endpoint))
         await rt.pool.notify()
         if endpoint.needs_proof:
@@ -427,10 +427,12 @@ class Reconciler:
         await self.endpoints.set_status(endpoint.id, Event.WORKER_READY, None, endpoint.generation)
         self.endpoints.wake(endpoint.id)
 
-    def _record_start(self, endpoint: Endpoint, spec: WorkerSpec, timeline: dict[str, float]) -> None:
-        """The worker's cold-start timeline: into the metrics, the dashboard and the creation logs."""
-        start = cold_start.record(spec.worker_id, endpoint.generation, timeline, spec.environment,
-                                  spec.environment_seconds)
+    def _record_start(self, endpoint: Endpoint, spec: WorkerSpec, timeline: dict[str, float],
+                      environment: str = "", environment_seconds: float = 0.0) -> None:
+        """The worker's cold-start timeline: into the metrics, the dashboard and the creation logs (the
+        environment as placement reports it when it built it, else as the spec says)."""
+        start = cold_start.record(spec.worker_id, endpoint.generation, timeline, environment or spec.environment,
+                                  environment_seconds if environment else spec.environment_seconds)
         self.metrics.worker_started(endpoint.id, ok=True)
         self.metrics.cold_start_phases(endpoint.id, start["phases"])
         self.activity.started(endpoint.id, start)

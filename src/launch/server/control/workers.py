@@ -18,10 +18,13 @@ class BundleUnavailable(Exception):
 
 
 class WorkerFactory:
-    def __init__(self, settings: Settings, environments: Environments, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, environments: Environments, metrics: Metrics | None = None,
+                 remote_environments: bool = False) -> None:
+        """``remote_environments``: placement builds environments where workers run (none are built here)."""
         self.settings = settings
         self.environments = environments
         self.metrics = metrics or Metrics()
+        self.remote_environments = remote_environments
 
     async def spec(self, bundle: Bundle, *, owner_id: str, worker_id: str, generation: int, threads: int,
                    log_dir: Path, cpus: float | None = None, memory: str | None = None,
@@ -30,14 +33,18 @@ class WorkerFactory:
         ``memory`` are the limits placement enforces (a batch job's worker gets the server's defaults)."""
         s = self.settings
         began = time.monotonic()
-        try:
-            python, environment = await self.environments.resolve(
-                bundle.environment_requirements, log_dir / "environment.log", bundle.python_version)
-        except EnvironmentBuildError:
-            self.metrics.environment("failed", time.monotonic() - began)
-            raise
+        if self.remote_environments:
+            python, environment = "", ""
+        else:
+            try:
+                python, environment = await self.environments.resolve(
+                    bundle.environment_requirements, log_dir / "environment.log", bundle.python_version)
+            except EnvironmentBuildError:
+                self.metrics.environment("failed", time.monotonic() - began)
+                raise
         environment_seconds = time.monotonic() - began
-        self.metrics.environment(environment, environment_seconds if environment == "built" else None)
+        if environment:
+            self.metrics.environment(environment, environment_seconds if environment == "built" else None)
         runtime = {
             "packaging_type": bundle.packaging_type, "metadata": bundle.metadata, "app_config": bundle.app_config,
             "threads": threads, "drain_seconds": s.worker_drain_seconds, "max_result_bytes": s.max_result_bytes,
@@ -50,6 +57,7 @@ class WorkerFactory:
             log_path=str(log_dir / f"worker-{worker_id}.log"), start_timeout=s.worker_start_timeout_seconds,
             cpus=cpus or s.batch_worker_cpus, memory=memory or s.batch_worker_memory, gpus=gpus,
             environment=environment, environment_seconds=environment_seconds,
+            requirements=tuple(bundle.environment_requirements), python_minor=bundle.python_version,
         )
 
     def bundle_key(self, bundle: Bundle) -> str:

@@ -28,6 +28,10 @@ class WorkerSpec:
     environment: str = ""  # how its interpreter was had: server, cached, built (for the cold-start timeline)
     environment_seconds: float = 0.0
     gpus: int = 0
+    # for a placement that builds environments where workers run (``python`` is then unused): the bundle's
+    # requirements and the Python minor that pickled it
+    requirements: tuple[str, ...] = ()
+    python_minor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,19 +42,27 @@ class WorkerHandle:
     # wall-clock times of the start: spawned (placement), started, imported, loaded, listening (the worker),
     # ready (placement saw the worker's ready line); missing keys when a placement cannot tell
     timeline: dict[str, float] = field(default_factory=dict)
+    # how the worker's environment was had and how long that took, when the placement built it (else "")
+    environment: str = ""
+    environment_seconds: float = 0.0
 
 
 class WorkerStartError(Exception):
-    """The worker exited or timed out before it was ready; ``log_tail`` says why."""
+    """The worker exited or timed out before it was ready; ``log_tail`` says why. ``deterministic``: the
+    placement knows it would fail the same way on every attempt (e.g. its environment cannot be built)."""
 
-    def __init__(self, message: str, log_tail: str = "") -> None:
+    def __init__(self, message: str, log_tail: str = "", deterministic: bool = False) -> None:
         super().__init__(message)
         self.log_tail = log_tail
+        self.deterministic = deterministic
 
 
 class Placement(Protocol):
     gpus: bool
     """Workers can be given GPUs (the engine places them on hosts that have them free)."""
+    builds_environments: bool
+    """Bundle environments are built where the workers run, from the spec's ``requirements`` (else the
+    gateway builds them and the spec's ``python`` is the interpreter to run)."""
 
     async def start(self, spec: WorkerSpec) -> WorkerHandle:
         """Start a worker and return once it serves; raises ``WorkerStartError``."""
@@ -93,5 +105,5 @@ def open_placement(url: str, objects: ObjectStore, options: Any = None) -> Place
     if scheme == "ray":
         from launch.stores.placement.ray import RayPlacement
 
-        return RayPlacement(url, objects)
+        return RayPlacement(url, objects, options)
     raise ValueError(f"unsupported placement scheme {scheme!r}; use local:// or ray://HOST:PORT")

@@ -79,6 +79,7 @@ class SandboxUnavailable(RuntimeError):
 
 class LocalPlacement:
     gpus = False  # no GPU scheduling on this host (yet)
+    builds_environments = False  # the gateway builds them on this host
 
     def __init__(self, options: LocalOptions | None = None, objects: ObjectStore | None = None) -> None:
         self.options = options or LocalOptions(hidden=Path(tempfile.gettempdir()) / "launch-no-data-dir")

@@ -51,10 +51,15 @@ class SandboxPaths:
     network: bool  # True: share the host's network; False: an empty network namespace
 
 
-def sandbox_argv(bwrap: str, setpriv: str, paths: SandboxPaths, command: list[str]) -> list[str]:
-    """The bubblewrap command line that runs ``command`` in the worker sandbox described by ``paths``."""
+def sandbox_argv(bwrap: str, setpriv: str, paths: SandboxPaths, command: list[str],
+                 clear_env: bool = True) -> list[str]:
+    """The bubblewrap command line that runs ``command`` in the worker sandbox described by ``paths``.
+    ``clear_env=False``: the caller starts bubblewrap with exactly the environment the worker may have (a value
+    that must not appear in an argv, such as a token)."""
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--hostname", "launch-worker", "--clearenv"]
+            "--unshare-cgroup-try", "--hostname", "launch-worker"]
+    if clear_env:
+        argv.append("--clearenv")
     if not paths.network:
         argv.append("--unshare-net")
     for name, value in SAFE_ENV.items():
