@@ -134,13 +134,14 @@ def test_in_flight_and_queue_depth_show_work_in_progress(server: RunningServer, 
                                                          sync_toolbox: Any, async_toolbox: Any) -> None:
     sync_name, async_name = sync_toolbox.model_endpoint.name, async_toolbox.model_endpoint.name
     client = http(server.url, alice_key)
-    slow = [threading.Thread(target=predict, args=(server.url, alice_key, sync_name, {"op": "sleep", "x": 4}))
+    slow = [threading.Thread(target=predict, args=(server.url, alice_key, sync_name, {"op": "sleep", "x": 8}))
             for _ in range(3)]
     for thread in slow:
         thread.start()
-    # 1 worker x per_worker 8: 24 slow tasks keep 16 queued for a while
+    # 1 worker x per_worker 8: 24 slow tasks keep 16 queued for a while (seconds, so that a loaded machine or a
+    # worker on Ray still shows them)
     for _ in range(24):
-        client.post(f"/v1/async-tasks?model_endpoint_name={async_name}", json={"args": {"op": "sleep", "x": 0.5}})
+        client.post(f"/v1/async-tasks?model_endpoint_name={async_name}", json={"args": {"op": "sleep", "x": 2}})
 
     def busy() -> Samples | None:
         got = scrape(server, admin_key)
@@ -149,7 +150,7 @@ def test_in_flight_and_queue_depth_show_work_in_progress(server: RunningServer, 
               and value(got, "launch_queue_depth", owner="alice", endpoint=async_name) > 0)
         return got if ok else None
 
-    wait_until(busy, 3.5, "in-flight requests and a queue depth in /metrics", interval=0.3)
+    wait_until(busy, 7, "in-flight requests and a queue depth in /metrics", interval=0.3)
     for thread in slow:
         thread.join(timeout=30)
     wait_until(lambda: value(scrape(server, admin_key), "launch_queue_depth", owner="alice",

@@ -53,7 +53,8 @@ def test_nothing_lost_and_every_callback_delivered(tmp_path: Path) -> None:
                 "min_workers": 2, "max_workers": 2, "per_worker": 8, "default_callback_url": receiver.url})
             assert created.status_code == 200, created.text
             endpoint_id = created.json()["id"]
-            wait_until(lambda: api.get(f"/v1/model-endpoints/{name}").json()["status"] == "READY", 60, "READY")
+            # generous: on Ray the first worker waits for the client proxy, which may take several tries
+            wait_until(lambda: api.get(f"/v1/model-endpoints/{name}").json()["status"] == "READY", 150, "READY")
 
         def available(running: RunningServer) -> int:
             with httpx.Client(base_url=running.url, auth=(key, ""), timeout=10, trust_env=False) as api:
@@ -107,7 +108,7 @@ def test_nothing_lost_and_every_callback_delivered(tmp_path: Path) -> None:
                         pids = worker_pids(servers[-1].process.pid, endpoint_id)
                         return pids if len(pids) == 2 and available(servers[-1]) == 2 else []
 
-                    pids = wait_until(serving, 60, "both workers serving again")
+                    pids = wait_until(serving, 120, "both workers serving again")
                     os.kill(pids[kills % len(pids)], signal.SIGKILL)
                     kills += 1
             for job in jobs:

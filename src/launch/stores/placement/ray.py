@@ -32,7 +32,7 @@ from launch.stores.placement.limits import parse_memory
 
 log = logging.getLogger("launch.placement.ray")
 MONITOR_SECONDS = 1.0
-CONNECT_ATTEMPTS = 3
+CONNECT_ATTEMPTS = 5
 # how long the cluster keeps a gateway's session (and its workers) after losing the connection (Ray's default:
 # 30 s); a gateway that died leaves its workers running no longer than this
 RECONNECT_GRACE_SECONDS = "5"
