@@ -31,6 +31,7 @@ from launch.server.domain.task_policy import TaskState, internal_state
 from launch.server.domain.task_view import task_summary, task_view
 from launch.server.domain.tasks import Tasks, validate_task_request
 from launch.server.inputs import failure_body, prepare, with_request_id
+from launch.server.sealing import SealError
 from launch.server.worker_client import WorkerClient, WorkerUnreachable
 from launch.stores.objects import ObjectStore
 
@@ -195,7 +196,12 @@ class Predictions:
         cached = self._defaults.get(endpoint.id)
         if cached is not None and cached[0] is endpoint:
             return cached[1]
-        defaults = endpoint_defaults(self.open_extra(endpoint.settings.extra), self.callback_policy)
+        try:
+            extra = self.open_extra(endpoint.settings.extra)
+        except SealError:
+            raise Conflict(f"endpoint {endpoint.name!r} has a default_callback_auth sealed under another server "
+                           "secret (LAUNCH_SECRET changed): set it again") from None
+        defaults = endpoint_defaults(extra, self.callback_policy)
         self._defaults[endpoint.id] = (endpoint, defaults)
         return defaults
 
