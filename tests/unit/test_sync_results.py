@@ -116,3 +116,22 @@ def test_prefixes_end_with_a_slash(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         asyncio.run(store.delete_prefix("../"))
     assert asyncio.run(store.children("nothing/")) == []
+
+
+def test_a_failed_append_starts_a_new_segment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that failed half-way (disk full) must not shift the offsets of the records after it."""
+    store = LocalObjectStore(str(tmp_path))
+    prefix = "sync-results/2026120210/"
+    first = asyncio.run(store.put_record(prefix, b"first"))
+    write_all = local_store._write_all
+
+    def half_then_fail(fd: int, data: bytes) -> None:
+        write_all(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local_store, "_write_all", half_then_fail)
+    with pytest.raises(OSError):
+        asyncio.run(store.put_record(prefix, b"0123456789"))
+    monkeypatch.setattr(local_store, "_write_all", write_all)
+    after = asyncio.run(store.put_record(prefix, b"after"))
+    assert asyncio.run(store.get(first)) == b"first" and asyncio.run(store.get(after)) == b"after"

@@ -35,12 +35,16 @@ class _Segment:
 
     def append(self, data: bytes) -> int:
         offset = self.size
-        with memoryview(data) as view:
-            written = 0
-            while written < len(view):
-                written += os.write(self.fd, view[written:])
+        _write_all(self.fd, data)
         self.size += len(data)
         return offset
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with memoryview(data) as view:
+        written = 0
+        while written < len(view):
+            written += os.write(fd, view[written:])
 
 
 class LocalObjectStore:
@@ -65,7 +69,11 @@ class LocalObjectStore:
             segment = self._segments[prefix] = _Segment(self._folder(prefix))
             while len(self._segments) > OPEN_SEGMENTS:  # the oldest prefix takes no more records
                 os.close(self._segments.pop(next(iter(self._segments))).fd)
-        offset = segment.append(data)
+        try:
+            offset = segment.append(data)
+        except BaseException:  # part of it may be in the file: offsets past it would be wrong, start a new one
+            os.close(self._segments.pop(prefix).fd)
+            raise
         return f"{prefix}{segment.name}-{offset}-{len(data)}.rec"
 
     def _record(self, key: str) -> tuple[Path, int, int] | None:
@@ -124,10 +132,7 @@ class LocalObjectStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, flags, 0o644)
         try:
-            with memoryview(data) as view:
-                written = 0
-                while written < len(view):
-                    written += os.write(fd, view[written:])
+            _write_all(fd, data)
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)
