@@ -38,7 +38,8 @@ class TaskSweeper:
         self._loop: asyncio.Task[None] | None = None
 
     async def sweep_sync_results(self, now: float | None = None) -> int:
-        """Delete the hours of sync results whose every URL has expired; how many results went."""
+        """Delete the hours of sync results whose every URL has expired; how many files went (a segment file
+        holds many results)."""
         if self.objects is None:
             return 0
         cutoff = (time.time() if now is None else now) - self.result_ttl
