@@ -30,6 +30,7 @@ from launch.stores.placement import WorkerHandle, WorkerSpec, WorkerStartError, 
 from launch.stores.placement import limits as limits_mod
 from launch.stores.placement.bundles import BundleFiles
 from launch.stores.placement.limits import Limits, ResourceLimiter, WorkerCgroup
+from launch.stores.placement.ready_line import parse_ready_line
 from launch.stores.placement.sandbox import (
     INSIDE_SCRATCH,
     INSIDE_SOCKET_DIR,
@@ -44,7 +45,6 @@ from launch.stores.placement.sandbox import (
 )
 
 log = logging.getLogger("launch.placement")
-READY_PREFIX = b"LAUNCH_WORKER_READY "
 SOCKET_DIR_PREFIX = "launch-sockets-"
 WORKER_OOM_SCORE = 1000  # the kernel's first choice when memory runs out: a worker, never the gateway
 _PR_SET_PDEATHSIG = 1
@@ -290,16 +290,7 @@ async def _read_ready_line(proc: asyncio.subprocess.Process) -> tuple[str, dict[
         if not line:
             code = await proc.wait()
             raise WorkerStartError(f"exited with code {code} while loading the bundle")
-        if line.startswith(READY_PREFIX):
-            address, _, rest = line[len(READY_PREFIX):].strip().decode().partition(" ")
-            return address, _timeline(rest)
+        ready = parse_ready_line(line)
+        if ready is not None:
+            return ready
 
-
-def _timeline(text: str) -> dict[str, float]:
-    try:
-        data = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}

@@ -34,8 +34,8 @@ from typing import Any
 
 from launch.stores.placement import limits as limits_mod
 from launch.stores.placement import sandbox
+from launch.stores.placement.ready_line import parse_ready_line
 
-READY_PREFIX = b"LAUNCH_WORKER_READY "
 LOG_CHUNK = 1 << 20  # at most this much of the worker's log per poll
 _PR_SET_PDEATHSIG = 1
 
@@ -93,9 +93,10 @@ class WorkerHost:
                     break
                 buffer += chunk
                 for line in buffer.splitlines():
-                    if line.startswith(READY_PREFIX):  # ``<address> [cold-start timestamps as JSON]``
-                        address, _, rest = line[len(READY_PREFIX):].strip().decode().partition(" ")
-                        timeline = {"spawned": spawned, **_timeline(rest), "ready": time.time()}
+                    announced = parse_ready_line(line)
+                    if announced is not None:
+                        address, stamps = announced
+                        timeline = {"spawned": spawned, **stamps, "ready": time.time()}
                         return {"address": address, "timeline": timeline, "environment": environment,
                                 "environment_seconds": environment_seconds, "log": self.read_log(0)}
             elif self.proc.poll() is not None:
@@ -206,13 +207,3 @@ def _die_with_parent() -> None:
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
-
-def _timeline(text: str) -> dict[str, float]:
-    """The worker's cold-start timestamps from its ready line (empty when it sent none)."""
-    try:
-        data = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}
