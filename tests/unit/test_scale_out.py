@@ -153,21 +153,6 @@ def test_local_changes_reach_the_other_members_of_a_hub_only() -> None:
 # -- S3 objects (moto in-process) ---------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def s3(monkeypatch: pytest.MonkeyPatch) -> Any:
-    moto = pytest.importorskip("moto")
-    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with moto.mock_aws():
-        import boto3
-
-        boto3.client("s3").create_bucket(Bucket="bucket")
-        yield
-
-
 async def _chunks(parts: list[bytes], fail: bool = False) -> AsyncIterator[bytes]:
     for part in parts:
         yield part

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,21 +58,6 @@ def _sweep_scenario(store: ObjectStore) -> None:
 
 def test_sweep_on_the_local_store(tmp_path: Path) -> None:
     _sweep_scenario(LocalObjectStore(str(tmp_path)))
-
-
-@pytest.fixture()
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    moto = pytest.importorskip("moto")
-    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with moto.mock_aws():
-        import boto3
-
-        boto3.client("s3").create_bucket(Bucket="bucket")
-        yield
 
 
 def test_sweep_on_s3(s3: Any) -> None:
