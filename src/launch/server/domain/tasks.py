@@ -52,7 +52,7 @@ __all__ = ["TERMINAL", "Task", "TaskCache", "TaskState", "Tasks", "validate_task
 # The hot statements as plain SQL (portable between SQLite and PostgreSQL) run on the driver's cursor:
 # building them from Core expressions on every call costs 3-7x more than executing them, and SQLAlchemy's
 # per-call processing about as much again as SQLite's own work.
-_TASK_JSON = ("request", "callback")
+_TASK_JSON = ("request", "callback")  # the JSON columns of a task (as text in the database and the cache)
 _SUBMIT = DriverStatement(
     "INSERT INTO tasks (id, owner, endpoint_id, state, request, attempt, max_attempts, created_at, priority, "
     "expires_at, timeout_seconds, idempotency_key, request_digest, callback, callback_attempts) "
@@ -232,8 +232,7 @@ _TASK_FIELDS = tuple(f.name for f in fields(Task))
 _task_values = operator.attrgetter(*_TASK_FIELDS)
 _STATE_AT = _TASK_FIELDS.index("state")
 _FIELD_AT = {name: at for at, name in enumerate(_TASK_FIELDS)}
-_JSON_FIELDS = ("request", "callback")
-_JSON_AT = tuple(_TASK_FIELDS.index(name) for name in _JSON_FIELDS)
+_JSON_AT = tuple(_TASK_FIELDS.index(name) for name in _TASK_JSON)
 
 
 def _pack(task: Task) -> tuple[Any, ...]:
@@ -248,7 +247,7 @@ def _pack(task: Task) -> tuple[Any, ...]:
 def _unpack(packed: tuple[Any, ...]) -> Task:
     values = dict(zip(_TASK_FIELDS, packed, strict=True))
     values["state"] = TaskState(values["state"])
-    for name in _JSON_FIELDS:
+    for name in _TASK_JSON:
         if values[name] is not None:
             values[name] = orjson.loads(values[name])
     task = object.__new__(Task)  # the fields as they were packed: a frozen dataclass's __init__ costs 5x this
