@@ -6,6 +6,7 @@ from typing import Any
 
 from launch.server.control.pool import EndpointPool
 from launch.server.domain.endpoints import Endpoint
+from launch.server.sealing import SECRET_FIELDS
 
 
 def endpoint_view(endpoint: Endpoint, pool: EndpointPool | None) -> dict[str, Any]:
@@ -37,14 +38,11 @@ def endpoint_view(endpoint: Endpoint, pool: EndpointPool | None) -> dict[str, An
     }
 
 
-_SECRET_FIELDS = ("password", "key")  # of a callback's auth: basic password, client certificate's private key
-
-
 def _shown_configs(extra: dict[str, Any]) -> dict[str, Any]:
     """An endpoint's extra settings as the API shows them: callback credentials redacted (they are used, never
     shown, like a task's)."""
     auth = extra.get("default_callback_auth")
     if not isinstance(auth, dict):
         return extra
-    shown = {k: ("<redacted>" if k in _SECRET_FIELDS else v) for k, v in auth.items()}
+    shown = {k: ("<redacted>" if k in SECRET_FIELDS else v) for k, v in auth.items()}
     return {**extra, "default_callback_auth": shown}
