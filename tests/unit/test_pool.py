@@ -121,3 +121,15 @@ def test_pools_create_on_demand_and_drop() -> None:
     pools.drop("e1")
     assert pools.get("e1") is not first
     pools.drop("never-existed")
+
+
+def test_a_kept_slot_is_not_given_out() -> None:
+    """The dispatcher keeps one slot of the worker it will hand its next message to: tasks started at
+    submission never take it."""
+    a = worker("a", inflight=0, capacity=1)
+    assert pool(a).pick_with_capacity(keep=a) is None
+    assert pool(a).pick_with_capacity() is a
+    b = worker("b", inflight=1, capacity=3)
+    assert pool(b).pick_with_capacity(keep=b) is b
+    c = worker("c", inflight=0, capacity=2)
+    assert pool(c, b).pick_with_capacity(keep=c) is b  # b's 2 spare slots beat c's 1 left

@@ -255,3 +255,51 @@ def test_callback_records_of_one_turn_share_a_write(tmp_path: Path) -> None:
         assert (await tasks.get("alice", due[0].id)).callback_attempts == 2
 
     scenario(tmp_path, body)
+
+
+def test_a_task_started_at_submission_is_leased_not_queued(tmp_path: Path) -> None:
+    """Direct start: inserted RUNNING for its first attempt, never published; its outcome is stored like a
+    claimed task's, and a lease that runs out (the gateway died) sends it back to the queue."""
+    async def body(tasks: Tasks, broker: EmbeddedBroker) -> None:
+        seen: list[TaskState] = []
+        tasks.subscribe(lambda t: seen.append(t.state))
+        task_id, task = await tasks.submit_task("alice", "e1", Q, REQUEST, start=True)
+        assert task is not None and (task.id, task.state, task.attempt) == (task_id, TaskState.RUNNING, 1)
+        assert await broker.depth(Q) == 0
+        assert await tasks.claim(task_id) is None  # nobody else can claim it
+        tasks.cache.clear()
+        stored = await tasks.get("alice", task_id)
+        assert (stored.state, stored.attempt, stored.started_at) == (TaskState.RUNNING, 1, task.created_at)
+        assert await tasks.finish(task, ok=True, result='{"y": 2}')
+        assert (await tasks.get("alice", task_id)).state is TaskState.SUCCESS
+        assert seen == [TaskState.RUNNING, TaskState.SUCCESS]
+
+        tasks.lease_seconds = -1  # every lease is already expired
+        lost_id, _ = await tasks.submit_task("alice", "e1", Q, REQUEST, start=True)
+        assert await tasks.reap_expired() == 1
+        assert await broker.consume(Q, 0.1) == lost_id
+        assert (await tasks.get("alice", lost_id)).state is TaskState.PENDING
+
+    scenario(tmp_path, body)
+
+
+def test_an_idempotent_repeat_starts_nothing(tmp_path: Path) -> None:
+    async def body(tasks: Tasks, broker: EmbeddedBroker) -> None:
+        options = TaskOptions(idempotency_key="k1")
+        first, task = await tasks.submit_task("alice", "e1", Q, REQUEST, options, start=True)
+        again, repeat = await tasks.submit_task("alice", "e1", Q, REQUEST, options, start=True)
+        assert task is not None and repeat is None and again == first
+
+    scenario(tmp_path, body)
+
+
+def test_task_ids_are_random_uuid7_in_time_order() -> None:
+    import uuid
+
+    from launch.server.domain.tasks import new_task_id
+
+    ids = [new_task_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)  # the millisecond prefix never goes back
+    assert abs(int(ids[-1][:8] + ids[-1][9:13], 16) / 1000 - time.time()) < 5

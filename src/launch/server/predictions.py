@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from launch.net_guard import FetchPolicy
-from launch.server.control.pool import EndpointPool, Pools, WorkerRef
+from launch.server.control.pool import DirectStart, EndpointPool, Pools, WorkerRef
 from launch.server.domain import schemas
 from launch.server.domain.endpoint_cache import EndpointCache
 from launch.server.domain.endpoint_states import EndpointStatus
@@ -27,7 +27,7 @@ from launch.server.domain.errors import (
 from launch.server.domain.quotas import Quotas
 from launch.server.domain.results import result_url, sync_results_prefix
 from launch.server.domain.task_options import TaskOptions, endpoint_defaults, task_options
-from launch.server.domain.task_policy import TaskState, internal_state
+from launch.server.domain.task_policy import Cause, TaskState, internal_state
 from launch.server.domain.task_view import task_summary, task_view
 from launch.server.domain.tasks import Tasks, validate_task_request
 from launch.server.inputs import failure_body, prepare, with_request_id
@@ -217,14 +217,40 @@ class Predictions:
             raise InvalidRequest("the request holds a NUL character (\\u0000), which async tasks cannot store; "
                                  "send binary data base64-encoded or by url")
         options = task_options(data, self._endpoint_defaults(endpoint), self.callback_policy, idempotency_key)
-        if await self.tasks.broker.depth(endpoint.queue) >= self.max_queued:
-            retry_after = 1 if self.pools.get(endpoint.id).serving else 5
+        depth = await self.tasks.broker.depth(endpoint.queue)
+        pool = self.pools.get(endpoint.id)
+        if depth >= self.max_queued:
+            retry_after = 1 if pool.serving else 5
             raise TooManyRequests(f"endpoint {endpoint_name!r} has {self.max_queued} tasks waiting; retry later",
                                   retry_after)
         self.quotas.check_queued(self.tasks.unfinished.get(owner))  # no await until submit counts it
-        task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request, options)
-        if not self.pools.get(endpoint.id).serving:
-            self.demand(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
+        # nothing waits ahead of it and a worker of this process has a free slot: start it in the insert
+        direct = pool.direct if depth == 0 else None
+        worker = direct.reserve() if direct is not None else None
+        if direct is None or worker is None:
+            task_id = await self.tasks.submit(owner, endpoint.id, endpoint.queue, request, options)
+            if not pool.serving:
+                self.demand(endpoint.id)  # wake the reconciler: scale from zero now, not at its next pass
+            return task_id
+        return await self._submit_started(direct, worker, owner, endpoint, request, options)
+
+    async def _submit_started(self, direct: DirectStart, worker: WorkerRef, owner: str, endpoint: Endpoint,
+                              request: dict[str, Any], options: TaskOptions) -> str:
+        """Direct start: the task is inserted RUNNING on ``worker`` (its slot reserved before the insert) and
+        handed to the endpoint's dispatcher, without a trip through the queue and a claim."""
+        try:
+            task_id, task = await self.tasks.submit_task(owner, endpoint.id, endpoint.queue, request, options,
+                                                         start=True)
+        except BaseException:
+            direct.unreserve(worker)
+            raise
+        if task is None:  # an idempotent repeat: nothing new to run
+            direct.unreserve(worker)
+        elif self.pools.get(endpoint.id).direct is direct:
+            direct.adopt(task, worker)
+        else:  # the dispatcher stopped meanwhile: back to the queue, the attempt given back
+            worker.inflight -= 1
+            await self.tasks.release(task, Cause.NOT_SENT, "the endpoint's dispatcher stopped before the task ran")
         return task_id
 
     async def task_view(self, owner: str, task_id: str, wait: float = 0.0,

@@ -52,6 +52,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # 16 MiB of page cache per connection instead of 2 MiB: the task indexes of a 100,000-task queue stay in
+    # memory (pages are only cached once read: an idle server does not grow)
+    cursor.execute("PRAGMA cache_size=-16384")
     cursor.close()
 
 

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from launch.net_guard import FetchPolicy
 from launch.server.activity import Activity
@@ -57,11 +58,14 @@ class Dispatcher:
         self._jobs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._parked: WorkerRef | None = None  # one of its slots is kept for the message the consumer awaits
+        self._stopped = False
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._consume(), name=f"dispatch-{self.endpoint_id}")
         self._heartbeat = asyncio.create_task(self._beat(), name=f"heartbeat-{self.endpoint_id}")
         self._unsubscribe = self.tasks.subscribe(self._on_change, self.endpoint_id)
+        self.pool.direct = self
 
     def _on_change(self, task: Task) -> None:
         """A running task of ours was cancelled: its result will be dropped; with the operator's consent its
@@ -74,6 +78,9 @@ class Dispatcher:
                 self.on_broken_worker()
 
     async def stop(self) -> None:
+        self._stopped = True
+        if self.pool.direct is self:
+            self.pool.direct = None
         if self._unsubscribe is not None:
             self._unsubscribe()
         for job in (self._loop, self._heartbeat):
@@ -93,14 +100,16 @@ class Dispatcher:
                 worker = await self.pool.wait_for(1.0, need_capacity=True)
                 if worker is None:
                     continue
-                message = await self.broker.consume(self.queue, 1.0)
+                self._parked = worker
+                try:
+                    message = await self.broker.consume(self.queue, 1.0)
+                finally:
+                    self._parked = None
                 if message is None:
                     continue
                 worker = self.pool.pick_with_capacity() or worker
                 worker.inflight += 1  # reserve the slot now; the claim commits in the job (claims batch up)
-                job = asyncio.create_task(self._claim_and_run(message, worker))
-                self._jobs.add(job)
-                job.add_done_callback(self._jobs.discard)
+                self._spawn(self._claim_and_run(message, worker))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -117,6 +126,34 @@ class Dispatcher:
             worker.inflight -= 1
             await self.pool.notify()
             return
+        await self._start(task, worker)
+
+    def reserve(self) -> WorkerRef | None:
+        """A slot for a task started at its submission, never the one kept for the consumer's next message."""
+        if self._stopped:
+            return None
+        worker = self.pool.pick_with_capacity(keep=self._parked)
+        if worker is not None:
+            worker.inflight += 1
+        return worker
+
+    def unreserve(self, worker: WorkerRef) -> None:
+        worker.inflight -= 1
+        self._spawn(self.pool.notify())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        job = asyncio.create_task(coro)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    def adopt(self, task: Task, worker: WorkerRef) -> None:
+        """Run a task that was started at its submission (inserted RUNNING, leased, never queued) on
+        ``worker``, whose slot the submitter reserved: the queue was empty and the worker free."""
+        job = asyncio.create_task(self._start(task, worker))
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    async def _start(self, task: Task, worker: WorkerRef) -> None:
         self.running[task.id] = task
         self._worker_of[task.id] = worker
         self.metrics.task_started(self.endpoint_id, time.time() - task.created_at)

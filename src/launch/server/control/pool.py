@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from launch.server.domain.tasks import Task
 
 
 @dataclass(eq=False)
@@ -23,6 +27,17 @@ class WorkerRef:
         return not (self.draining or self.broken or self.retiring)
 
 
+class DirectStart(Protocol):
+    """Starting a task at its submission (``Dispatcher``): a worker slot is reserved before the task is
+    inserted RUNNING, then the task is adopted; a reservation that is not used is given back."""
+
+    def reserve(self) -> WorkerRef | None: ...
+
+    def adopt(self, task: Task, worker: WorkerRef) -> None: ...
+
+    def unreserve(self, worker: WorkerRef) -> None: ...
+
+
 @dataclass
 class EndpointPool:
     """The serving workers of one endpoint and its current demand."""
@@ -34,6 +49,7 @@ class EndpointPool:
     last_busy: float = field(default_factory=time.monotonic)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     remote_demand_until: float = 0.0  # another gateway waits for a worker of this endpoint until then
+    direct: DirectStart | None = None  # the endpoint's dispatcher in this process, while it runs
 
     @property
     def inflight(self) -> int:
@@ -54,14 +70,15 @@ class EndpointPool:
                 best = worker
         return best
 
-    def pick_with_capacity(self) -> WorkerRef | None:
-        """The serving worker with the most spare capacity (capacities differ after a per_worker edit)."""
+    def pick_with_capacity(self, keep: WorkerRef | None = None) -> WorkerRef | None:
+        """The serving worker with the most spare capacity (capacities differ after a per_worker edit); one
+        slot of ``keep`` counts as taken (the dispatcher keeps it for the message it awaits)."""
         best: WorkerRef | None = None
+        best_spare = 0
         for worker in self.workers:
-            if not worker.usable or worker.inflight >= worker.capacity:
-                continue
-            if best is None or worker.capacity - worker.inflight > best.capacity - best.inflight:
-                best = worker
+            spare = worker.capacity - worker.inflight - (worker is keep)
+            if worker.usable and spare > best_spare:
+                best, best_spare = worker, spare
         return best
 
     async def notify(self) -> None:
