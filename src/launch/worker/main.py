@@ -82,9 +82,6 @@ def main(argv: list[str]) -> int:
                           int(runtime_config.get("threads", 1)),
                           int(runtime_config.get("max_result_bytes", wire.MAX_PAYLOAD)), token)
     gc.freeze()  # the loaded model lives as long as the worker: keep it out of every garbage collection
-    # a stream's generator thread hands items to the event loop: the default 5 ms switch interval would add up
-    # to 5 ms to each hand-over (the first item's above all)
-    sys.setswitchinterval(0.0002)
     uvloop.run(serve(worker, spec.get("listen", "tcp://127.0.0.1:0"),
                      float(runtime_config.get("drain_seconds", 30)), announce))
     print(f"worker {spec['worker_id']}: stopped", file=sys.stderr, flush=True)
