@@ -9,7 +9,7 @@ import pytest
 
 from launch.server.domain.endpoints import EndpointSettings
 from launch.server.domain.errors import Conflict, InvalidRequest, TooManyRequests
-from launch.server.domain.quotas import OwnerCounts, Quotas
+from launch.server.domain.quotas import OwnerCounts, OwnerUsage, Quotas
 from launch.server.domain.tasks import Tasks
 from launch.stores.broker.embedded import EmbeddedBroker
 from launch.stores.database import Database, migrate
@@ -22,36 +22,40 @@ def workers(low: int, high: int) -> EndpointSettings:
     return EndpointSettings(cpus=1, memory="1Gi", min_workers=low, max_workers=high)
 
 
+def others(*settings: EndpointSettings) -> OwnerUsage:
+    return OwnerUsage(endpoints=len(settings), max_workers=sum(s.max_workers for s in settings))
+
+
 def test_a_huge_max_workers_is_refused_naming_the_cap() -> None:
     with pytest.raises(InvalidRequest) as refused:
-        QUOTAS.check_endpoint(workers(60, 10**9), [])
+        QUOTAS.check_endpoint(workers(60, 10**9), others())
     assert refused.value.detail == ("max_workers 1000000000 is above this server's cap of 32 workers per "
                                     "endpoint (LAUNCH_MAX_WORKERS_PER_ENDPOINT)")
     with pytest.raises(InvalidRequest, match="cap of 32 workers per endpoint"):
-        QUOTAS.check_endpoint(workers(60, 10**9), [], previous=workers(1, 1))  # the same as an edit
+        QUOTAS.check_endpoint(workers(60, 10**9), others(), previous=workers(1, 1))  # the same as an edit
 
 
 def test_endpoints_per_owner_counts_the_others() -> None:
-    QUOTAS.check_endpoint(workers(0, 1), [workers(0, 1)] * 2)
+    QUOTAS.check_endpoint(workers(0, 1), others(*[workers(0, 1)] * 2))
     with pytest.raises(Conflict, match=r"you have 3 endpoints, this server's cap of 3 endpoints per owner "
                                         r"\(LAUNCH_MAX_ENDPOINTS_PER_OWNER\)"):
-        QUOTAS.check_endpoint(workers(0, 1), [workers(0, 1)] * 3)
-    QUOTAS.check_endpoint(workers(0, 2), [workers(0, 1)] * 3, previous=workers(0, 1))  # an edit adds none
+        QUOTAS.check_endpoint(workers(0, 1), others(*[workers(0, 1)] * 3))
+    QUOTAS.check_endpoint(workers(0, 2), others(*[workers(0, 1)] * 3), previous=workers(0, 1))  # an edit adds none
 
 
 def test_workers_per_owner_sums_max_workers() -> None:
-    QUOTAS.check_endpoint(workers(0, 20), [workers(0, 20)])
+    QUOTAS.check_endpoint(workers(0, 20), others(workers(0, 20)))
     with pytest.raises(Conflict, match=r"to 41 workers .* cap of 40 workers per owner "
                                         r"\(LAUNCH_MAX_WORKERS_PER_OWNER\)"):
-        QUOTAS.check_endpoint(workers(0, 21), [workers(0, 20)])
+        QUOTAS.check_endpoint(workers(0, 21), others(workers(0, 20)))
 
 
 def test_edits_that_raise_nothing_pass_under_a_lowered_cap() -> None:
     old = workers(1, 50)  # created when the caps were higher
-    QUOTAS.check_endpoint(EndpointSettings(cpus=2, memory="1Gi", min_workers=1, max_workers=50), [old, old],
+    QUOTAS.check_endpoint(EndpointSettings(cpus=2, memory="1Gi", min_workers=1, max_workers=50), others(old, old),
                           previous=old)
     with pytest.raises(InvalidRequest):
-        QUOTAS.check_endpoint(workers(1, 51), [], previous=old)
+        QUOTAS.check_endpoint(workers(1, 51), others(), previous=old)
 
 
 def test_queued_tasks_cap() -> None:

@@ -18,7 +18,7 @@ from launch.server.domain.bundles import Bundles
 from launch.server.domain.endpoint_states import EndpointStatus, Event, IllegalTransition, transition
 from launch.server.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from launch.server.domain.names import validate_name
-from launch.server.domain.quotas import Quotas
+from launch.server.domain.quotas import OwnerUsage, Quotas
 from launch.server.domain.rollouts import ROLLOUT_FIELDS, FailedRollout, Record, next_generation, on_failure, on_ready
 from launch.server.domain.rollouts import usable as rollout_usable
 from launch.stores.database import Database
@@ -175,21 +175,16 @@ def _written(conn: sa.Connection, statement: Any) -> Endpoint:
     return _row_to_endpoint(conn.execute(_select().where(endpoints.c.id == endpoint_id)).one())
 
 
-@dataclass(frozen=True, slots=True)
-class _Share:
-    """What quotas count of another endpoint."""
-
-    max_workers: int
-
-
-def _live_settings(conn: sa.Connection, owner: str, except_id: str | None = None) -> list[_Share]:
-    """``max_workers`` of ``owner``'s endpoints that are not being deleted (what quotas count), extracted by
-    the database: no settings document is decoded here, so a create stays cheap with 1,000 endpoints."""
-    query = sa.select(endpoints.c.settings["max_workers"].as_integer()).where(
+def _owner_usage(conn: sa.Connection, owner: str, except_id: str | None = None) -> OwnerUsage:
+    """How many live endpoints (not being deleted) ``owner`` has and their ``max_workers`` summed, counted by
+    the database in one row: a create or edit costs the same with 1,000 endpoints as with one."""
+    max_workers = endpoints.c.settings["max_workers"].as_integer()
+    query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(max_workers), 0)).where(
         endpoints.c.owner == owner, endpoints.c.status != EndpointStatus.DELETE_IN_PROGRESS.value)
     if except_id is not None:
         query = query.where(endpoints.c.id != except_id)
-    return [_Share(value or 0) for (value,) in conn.execute(query)]
+    count, total = conn.execute(query).one()
+    return OwnerUsage(endpoints=int(count), max_workers=int(total))
 
 
 class Endpoints:
@@ -319,7 +314,7 @@ class Endpoints:
         def insert(conn: sa.Connection) -> Endpoint:
             _require_bundle(conn, bundle.id, bundle.name)
             # checked in the write itself: the single writer makes count-then-insert atomic
-            self.quotas.check_endpoint(settings, _live_settings(conn, owner))
+            self.quotas.check_endpoint(settings, _owner_usage(conn, owner))
             return _written(conn, statement)
 
         try:
@@ -410,7 +405,7 @@ class Endpoints:
             if row is None or row.status == EndpointStatus.DELETE_IN_PROGRESS.value:
                 raise Conflict(f"endpoint {name!r} is being deleted")
             _require_bundle(conn, bundle_id, new_bundle_name)
-            self.quotas.check_endpoint(settings, _live_settings(conn, owner, current.id), current.settings)
+            self.quotas.check_endpoint(settings, _owner_usage(conn, owner, current.id), current.settings)
             generation = next_generation(_record(row)) if rollout else row.generation
             return _written(conn, endpoints.update().where(endpoints.c.id == current.id).values(
                 **values, generation=generation))

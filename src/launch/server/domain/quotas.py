@@ -8,9 +8,8 @@ lowering a cap does not lock owners out of endpoints created under the old one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from launch.server.domain.errors import Conflict, InvalidRequest, TooManyRequests
 
@@ -18,11 +17,12 @@ if TYPE_CHECKING:
     from launch.server.domain.endpoints import EndpointSettings
 
 
-class Share(Protocol):
-    """What the caps count of an owner's other endpoints."""
+@dataclass(frozen=True, slots=True)
+class OwnerUsage:
+    """What the caps count of an owner's other live endpoints: how many, and their ``max_workers`` summed."""
 
-    @property
-    def max_workers(self) -> int: ...
+    endpoints: int = 0
+    max_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,21 +39,21 @@ class Quotas:
                    max_endpoints_per_owner=settings.max_endpoints_per_owner,
                    max_queued_tasks_per_owner=settings.max_queued_tasks_per_owner)
 
-    def check_endpoint(self, wanted: EndpointSettings, others: Sequence[Share],
+    def check_endpoint(self, wanted: EndpointSettings, others: OwnerUsage,
                        previous: EndpointSettings | None = None) -> None:
-        """Refuse a new endpoint (``previous`` None) or an edit of one whose settings break a cap, given the
-        owner's ``others`` live endpoints."""
+        """Refuse a new endpoint (``previous`` None) or an edit of one whose settings break a cap, given what
+        the owner's ``others`` live endpoints use."""
         raised = previous is None or wanted.max_workers > previous.max_workers
         cap = self.max_workers_per_endpoint
         if raised and wanted.max_workers > cap:
             raise InvalidRequest(f"max_workers {wanted.max_workers} is above this server's cap of {cap} workers "
                                  "per endpoint (LAUNCH_MAX_WORKERS_PER_ENDPOINT)")
         cap = self.max_endpoints_per_owner
-        if previous is None and len(others) >= cap:
-            raise Conflict(f"you have {len(others)} endpoints, this server's cap of {cap} endpoints per owner "
+        if previous is None and others.endpoints >= cap:
+            raise Conflict(f"you have {others.endpoints} endpoints, this server's cap of {cap} endpoints per owner "
                            "(LAUNCH_MAX_ENDPOINTS_PER_OWNER); delete one first")
         cap = self.max_workers_per_owner
-        elsewhere = sum(o.max_workers for o in others)
+        elsewhere = others.max_workers
         if raised and elsewhere + wanted.max_workers > cap:
             raise Conflict(f"max_workers {wanted.max_workers} would bring your endpoints to "
                            f"{elsewhere + wanted.max_workers} workers (max_workers summed over your endpoints), "
