@@ -25,7 +25,7 @@ class FakeTasks:
     def __init__(self) -> None:
         self.task, self.queue_position = PENDING, 2
         self.cache = SimpleNamespace(authoritative=True)
-        self.waiters: list[asyncio.Future[None]] = []
+        self.waiters: list[asyncio.Future[Task | None]] = []
 
     async def get(self, owner: str, task_id: str) -> Task:
         return self.task
@@ -33,19 +33,21 @@ class FakeTasks:
     async def position(self, task: Task) -> int:
         return self.queue_position
 
-    def watch(self, task_id: str) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def watch(self, task_id: str) -> asyncio.Future[Task | None]:
+        future: asyncio.Future[Task | None] = asyncio.get_running_loop().create_future()
         self.waiters.append(future)
         return future
 
-    def unwatch(self, task_id: str, future: asyncio.Future[None]) -> None:
+    def unwatch(self, task_id: str, future: asyncio.Future[Task | None]) -> None:
         self.waiters.remove(future)
 
-    def change(self, task: Task | None = None, position: int | None = None) -> None:
+    def change(self, task: Task | None = None, position: int | None = None, first_hand: bool = False) -> None:
+        """A change; ``first_hand``: made in this process (watchers are woken with the new state)."""
         self.task = task or self.task
         self.queue_position = self.queue_position if position is None else position
         for future in self.waiters:
-            future.set_result(None)
+            if not future.done():
+                future.set_result(self.task if first_hand else None)
 
 
 def _parse(raw: bytes) -> tuple[str, str, dict[str, Any]]:
@@ -92,3 +94,24 @@ def test_a_reconnect_after_the_final_event_gets_nothing_more() -> None:
 
     events = asyncio.run(scenario())
     assert len(events) == 1 and _parse(events[0])[:2] == ("FAILURE", "FAILURE")
+
+
+def test_a_state_that_lasted_less_than_a_wake_up_is_still_shown() -> None:
+    """STARTED then SUCCESS before the watcher runs: the wake-up carries STARTED, so it is not skipped."""
+    async def scenario() -> list[str]:
+        tasks = FakeTasks()
+        tasks.queue_position = 0
+        stream = task_events(tasks, LINKS, "o", "t")  # type: ignore[arg-type]
+        names = [_parse(await anext(stream))[0]]
+        waiting = asyncio.ensure_future(anext(stream, None))
+        await asyncio.sleep(0.01)
+        tasks.change(task=replace(PENDING, state=TaskState.RUNNING, attempt=1), first_hand=True)
+        tasks.task = replace(PENDING, state=TaskState.SUCCESS, attempt=1, result="42")  # no watcher left to wake
+        raw = await asyncio.wait_for(waiting, 2)
+        assert raw is not None
+        names.append(_parse(raw)[0])
+        async for event in stream:
+            names.append(_parse(event)[0])
+        return names
+
+    assert asyncio.run(scenario()) == ["PENDING", "STARTED", "SUCCESS"]

@@ -46,10 +46,12 @@ async def task_events(tasks: Tasks, links: ResultLinks, owner: str, task_id: str
     loop = asyncio.get_running_loop()
     deadline = None if wait is None else loop.time() + wait
     last_write = time.monotonic()
+    woken_with: Task | None = None  # the state a change of this process woke us with: shown as it was
     while True:
         changed = tasks.watch(task_id)  # before reading: no change slips between the read and the wait
         try:
-            task = await tasks.get(owner, task_id)
+            # a re-read could already see the state after it (STARTED then SUCCESS within a millisecond)
+            task = woken_with if woken_with is not None else await tasks.get(owner, task_id)
             position = await tasks.position(task) if task.state is TaskState.PENDING else None
             name, event_id, data = describe(task, links, position)
             if event_id != last_event_id:
@@ -63,7 +65,12 @@ async def task_events(tasks: Tasks, links: ResultLinks, owner: str, task_id: str
                 timeout = min(timeout, deadline - loop.time())
                 if timeout <= 0:
                     return
+            if woken_with is not None:  # shown as it was: now read what it is (its next change may be past)
+                woken_with = None
+                continue
             await asyncio.wait({changed}, timeout=timeout)
+            if changed.done():
+                woken_with = changed.result()
             if time.monotonic() - last_write >= HEARTBEAT_SECONDS:
                 yield b": keep-alive\n\n"  # a comment: keeps proxies and clients from timing out
                 last_write = time.monotonic()

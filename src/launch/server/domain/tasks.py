@@ -321,7 +321,7 @@ class Tasks:
         self.unfinished = OwnerCounts()  # per owner, for the queued-tasks quota
         self._callback_batch: list[dict[str, Any]] | None = None
         self._callback_written: Any = None
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[Task | None]]] = {}
         self.announce: Callable[[str], None] = lambda task_id: None  # tells other gateways a task ended ("*": many)
         # the callback as stored: its credentials sealed (``sealing.Sealer.seal_callback``)
         self.seal_callback: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda callback: callback
@@ -360,33 +360,34 @@ class Tasks:
         if task.state in TERMINAL:
             self.unfinished.remove(task.owner)
             self.announce(task.id)  # other gateways' caches and long-polls (scale-out)
-        self._wake(task.id)  # long-polls re-check; watchers (task events) see every state
+        self._wake(task.id, task)  # long-polls re-check; watchers (task events) get this very state
         for listener in self.listeners:
             listener(task)
         for listener in self._endpoint_listeners.get(task.endpoint_id, ()):
             listener(task)
 
-    def watch(self, task_id: str) -> asyncio.Future[None]:
+    def watch(self, task_id: str) -> asyncio.Future[Task | None]:
         """A future set at the task's next state change in this process (claimed, released, finished): watch
-        before reading the task, so no change is missed; ``unwatch`` afterwards."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        before reading the task, so no change is missed; ``unwatch`` afterwards. Its result is the task as
+        that change left it (None when the change is only known to have happened: re-read it)."""
+        future: asyncio.Future[Task | None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(future)
         return future
 
-    def unwatch(self, task_id: str, future: asyncio.Future[None]) -> None:
+    def unwatch(self, task_id: str, future: asyncio.Future[Task | None]) -> None:
         waiting = self._waiters.get(task_id)
         if waiting and future in waiting:
             waiting.remove(future)
             if not waiting:
                 del self._waiters[task_id]
 
-    def _wake(self, task_id: str | None = None) -> None:
-        """Wake the long-polls of one task (or of all tasks)."""
+    def _wake(self, task_id: str | None = None, task: Task | None = None) -> None:
+        """Wake the long-polls and watchers of one task (or of all tasks), with its new state when known."""
         ids = list(self._waiters) if task_id is None else [task_id]
         for waited in ids:
             for future in self._waiters.pop(waited, []):
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(task)
 
     async def wait(self, owner: str, task_id: str, timeout: float) -> Task:
         """The task once it has ended, or as it is after ``timeout`` seconds (long-poll: one request per
@@ -397,7 +398,7 @@ class Tasks:
         deadline = loop.time() + timeout
         step = timeout if self.cache.authoritative else 1.0
         while task.state not in TERMINAL and (remaining := deadline - loop.time()) > 0:
-            future: asyncio.Future[None] = loop.create_future()
+            future: asyncio.Future[Task | None] = loop.create_future()
             self._waiters.setdefault(task_id, []).append(future)
             timer = loop.call_later(min(step, remaining), _settle_future, future)
             try:
@@ -767,6 +768,6 @@ class Tasks:
                           callback_error=error)
 
 
-def _settle_future(future: asyncio.Future[None]) -> None:
+def _settle_future(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_result(None)
