@@ -148,10 +148,8 @@ class Dispatcher:
 
     def adopt(self, task: Task, worker: WorkerRef) -> None:
         """Run a task that was started at its submission (inserted RUNNING, leased, never queued) on
-        ``worker``, whose slot the submitter reserved: the queue was empty and the worker free."""
-        job = asyncio.create_task(self._start(task, worker))
-        self._jobs.add(job)
-        job.add_done_callback(self._jobs.discard)
+        ``worker``, whose slot ``reserve`` gave the submitter: the queue was empty and the worker free."""
+        self._spawn(self._start(task, worker))
 
     async def _start(self, task: Task, worker: WorkerRef) -> None:
         self.running[task.id] = task
