@@ -249,7 +249,7 @@ class Predictions:
         elif self.pools.get(endpoint.id).direct is direct:
             direct.adopt(task, worker)
         else:  # the dispatcher stopped meanwhile: back to the queue, the attempt given back
-            worker.inflight -= 1
+            direct.unreserve(worker)
             await self.tasks.release(task, Cause.NOT_SENT, "the endpoint's dispatcher stopped before the task ran")
         return task_id
 

@@ -56,19 +56,22 @@ __all__ = ["TERMINAL", "Task", "TaskCache", "TaskState", "Tasks", "validate_task
 # building them from Core expressions on every call costs 3-7x more than executing them, and SQLAlchemy's
 # per-call processing about as much again as SQLite's own work.
 _TASK_JSON = ("request", "callback")  # the JSON columns of a task (as text in the database and the cache)
-_SUBMIT = DriverStatement(
-    "INSERT INTO tasks (id, owner, endpoint_id, state, request, attempt, max_attempts, created_at, priority, "
-    "expires_at, timeout_seconds, idempotency_key, request_digest, callback, callback_attempts) "
-    "VALUES (:id, :owner, :endpoint_id, 'PENDING', :request, 0, :max_attempts, :created_at, :priority, "
-    ":expires_at, :timeout_seconds, :idempotency_key, :request_digest, :callback, 0)"
-)
-_SUBMIT_STARTED = DriverStatement(  # the same task, already claimed for its first attempt (direct start)
-    "INSERT INTO tasks (id, owner, endpoint_id, state, request, attempt, max_attempts, created_at, priority, "
-    "expires_at, timeout_seconds, idempotency_key, request_digest, callback, callback_attempts, "
-    "lease_expires_at, started_at) "
-    "VALUES (:id, :owner, :endpoint_id, 'RUNNING', :request, 1, :max_attempts, :created_at, :priority, "
-    ":expires_at, :timeout_seconds, :idempotency_key, :request_digest, :callback, 0, :lease, :created_at)"
-)
+
+
+def _insert_task(state: str, attempt: int, **more: str) -> DriverStatement:
+    """The insert of a new task in ``state`` at ``attempt``; ``more``: further columns and their values."""
+    columns = ["id", "owner", "endpoint_id", "state", "request", "attempt", "max_attempts", "created_at", "priority",
+               "expires_at", "timeout_seconds", "idempotency_key", "request_digest", "callback", "callback_attempts",
+               *more]
+    values = [":id", ":owner", ":endpoint_id", f"'{state}'", ":request", str(attempt), ":max_attempts", ":created_at",
+              ":priority", ":expires_at", ":timeout_seconds", ":idempotency_key", ":request_digest", ":callback", "0",
+              *more.values()]
+    return DriverStatement(f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join(values)})")
+
+
+_SUBMIT = _insert_task("PENDING", 0)
+# the same task, already claimed for its first attempt (direct start)
+_SUBMIT_STARTED = _insert_task("RUNNING", 1, lease_expires_at=":lease", started_at=":created_at")
 _CLAIM = DriverStatement(
     "UPDATE tasks SET state = 'RUNNING', attempt = attempt + 1, lease_expires_at = :lease, started_at = :now "
     "WHERE id = :id AND state = 'PENDING' AND (expires_at IS NULL OR expires_at > :now) RETURNING *",
@@ -398,18 +401,13 @@ class Tasks:
         deadline = loop.time() + timeout
         step = timeout if self.cache.authoritative else 1.0
         while task.state not in TERMINAL and (remaining := deadline - loop.time()) > 0:
-            future: asyncio.Future[Task | None] = loop.create_future()
-            self._waiters.setdefault(task_id, []).append(future)
+            future = self.watch(task_id)
             timer = loop.call_later(min(step, remaining), _settle_future, future)
             try:
                 await future
             finally:
                 timer.cancel()
-                waiting = self._waiters.get(task_id)
-                if waiting and future in waiting:
-                    waiting.remove(future)
-                    if not waiting:
-                        del self._waiters[task_id]
+                self.unwatch(task_id, future)
             task = await self.get(owner, task_id)
         return task
 
