@@ -22,9 +22,11 @@ import contextlib
 import logging
 import os
 import secrets
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from launch.stores.objects import ObjectStore
 from launch.stores.placement import WorkerHandle, WorkerSpec, WorkerStartError
@@ -36,6 +38,7 @@ CONNECT_ATTEMPTS = 5
 # how long the cluster keeps a gateway's session (and its workers) after losing the connection (Ray's default:
 # 30 s); a gateway that died leaves its workers running no longer than this
 RECONNECT_GRACE_SECONDS = "5"
+T = TypeVar("T")
 
 
 class RayPlacement:
@@ -73,7 +76,7 @@ class RayPlacement:
         async with self._connected:
             if self._host_class is None:
                 if not ray.is_initialized():
-                    await asyncio.to_thread(_connect, ray, self.url)
+                    await _on_cluster(_connect, ray, self.url)
                 from launch.stores.placement.ray_host import WorkerHost
 
                 self._host_class = ray.remote(WorkerHost)
@@ -102,10 +105,10 @@ class RayPlacement:
         host_ref = actor.__ray_call__.remote(lambda _self: ray.util.get_node_ip_address())
         started = time.monotonic()
         try:
-            host = await asyncio.to_thread(ray.get, host_ref, timeout=spec.start_timeout)
+            host = await _on_cluster(ray.get, host_ref, timeout=spec.start_timeout)
             remaining = max(1.0, spec.start_timeout - (time.monotonic() - started))
             ref = actor.start.remote(config, bundle, token, host, remaining)
-            ready = await asyncio.to_thread(ray.get, ref, timeout=remaining + 5)
+            ready = await _on_cluster(ray.get, ref, timeout=remaining + 5)
         except Exception as exc:
             self._starting.pop(spec.worker_id, None)
             await self._stop_actor(actor, grace=1.0)
@@ -132,7 +135,7 @@ class RayPlacement:
     async def _fits_somewhere(self, ray: Any, spec: WorkerSpec, memory: int | None) -> None:
         """Fail at once, with the reason, for a worker no node of the cluster could ever hold (else Ray would
         keep it pending until the start timeout)."""
-        nodes = [n.get("Resources", {}) for n in await asyncio.to_thread(ray.nodes) if n.get("Alive")]
+        nodes = [n.get("Resources", {}) for n in await _on_cluster(ray.nodes) if n.get("Alive")]
         needs = {"CPU": spec.cpus or 1, "GPU": spec.gpus, "memory": memory or 0}
         if not any(all(node.get(k, 0) >= v for k, v in needs.items() if v) for node in nodes):
             have = ", ".join(f"{int(n.get('CPU', 0))} CPUs/{int(n.get('GPU', 0))} GPUs/"
@@ -146,7 +149,7 @@ class RayPlacement:
         while True:
             await asyncio.sleep(MONITOR_SECONDS)
             try:
-                await asyncio.to_thread(self._poll_all, dict(self._actors))
+                await _on_cluster(self._poll_all, dict(self._actors))
             except Exception:
                 log.exception("watching the Ray workers failed; retrying")
 
@@ -184,7 +187,7 @@ class RayPlacement:
 
         with contextlib.suppress(Exception):
             offset = worker_log.offset if worker_log is not None else None
-            rest: bytes = await asyncio.to_thread(ray.get, actor.stop.remote(grace, offset), timeout=grace + 10)
+            rest: bytes = await _on_cluster(ray.get, actor.stop.remote(grace, offset), timeout=grace + 10)
             if worker_log is not None and rest:
                 await asyncio.to_thread(worker_log.append, rest)
         with contextlib.suppress(Exception):
@@ -207,7 +210,35 @@ class RayPlacement:
             import ray
 
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(ray.shutdown)
+                await _on_cluster(ray.shutdown)
+
+
+async def _on_cluster(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)``, a blocking call to the Ray cluster, in a daemon thread of its own: the
+    gateway's shutdown never waits for a call the cluster holds up (a connection the head's client proxy is slow
+    to accept, a ``ray.get`` waiting for a node), as it would for a thread of the loop's default executor."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if not outcome.done():
+            if error is not None:
+                outcome.set_exception(error)
+            else:
+                outcome.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = call(*args, **kwargs)
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="ray-call", daemon=True).start()
+    return await outcome
 
 
 def _connect(ray: Any, url: str) -> None:
