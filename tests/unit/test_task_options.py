@@ -81,21 +81,3 @@ def test_the_sdk_waits_as_long_as_retry_after_says(monkeypatch: pytest.MonkeyPat
     assert slept == [7.0]
     assert retry_after(httpx.Response(429, headers={"Retry-After": "3600"})) == 60.0
     assert retry_after(httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})) is None
-
-
-def test_callback_names_resolving_to_internal_addresses_are_refused_at_connect_time() -> None:
-    import asyncio
-
-    from launch.net_guard import FetchDenied
-    from launch.server.control.callbacks import GuardedResolver
-
-    async def resolve(policy: FetchPolicy) -> object:
-        resolver = GuardedResolver(policy)
-        try:
-            return await resolver.resolve("localhost", 80)
-        finally:
-            await resolver.close()
-
-    with pytest.raises(FetchDenied, match="internal"):
-        asyncio.run(resolve(STRICT))
-    assert asyncio.run(resolve(OPEN))

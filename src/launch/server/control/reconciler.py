@@ -172,9 +172,9 @@ class Reconciler:
                 await self._loop
         for job in list(self._jobs):
             job.cancel()
-        for runtime in self.runtimes.values():
-            if runtime.dispatcher is not None:
-                await runtime.dispatcher.stop()
+        # all at once: each gives its running tasks a few seconds to finish before handing them back
+        await asyncio.gather(*(runtime.dispatcher.stop() for runtime in self.runtimes.values()
+                               if runtime.dispatcher is not None))
         # the control loop may move to another gateway and back: stop this one's workers, keep placement open
         workers = [w for rt in self.runtimes.values() for w in rt.pool.workers]
         await asyncio.gather(*(self.placement.stop(w.worker_id, grace=5.0) for w in workers),

@@ -38,6 +38,8 @@ CONNECT_ATTEMPTS = 5
 # how long the cluster keeps a gateway's session (and its workers) after losing the connection (Ray's default:
 # 30 s); a gateway that died leaves its workers running no longer than this
 RECONNECT_GRACE_SECONDS = "5"
+# how long closing waits for a connection still being made, then for ray.shutdown (the gateway's stop is bounded)
+CLOSE_WAIT_SECONDS = 10.0
 T = TypeVar("T")
 
 
@@ -59,6 +61,7 @@ class RayPlacement:
         self._reasons: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._logs: dict[str, _Log] = {}  # worker id -> where its log is copied to
         self._connected = asyncio.Lock()
+        self._connecting: asyncio.Future[None] | None = None  # ray.init, in its own thread
         self._monitor: asyncio.Task[None] | None = None
         self._host_class: Any = None
 
@@ -76,7 +79,10 @@ class RayPlacement:
         async with self._connected:
             if self._host_class is None:
                 if not ray.is_initialized():
-                    await _on_cluster(_connect, ray, self.url)
+                    # a future of its own: a caller cancelled mid-way leaves the connection to finish (close()
+                    # waits for it a little, so as not to leave a half-made session on the cluster)
+                    self._connecting = asyncio.ensure_future(_on_cluster(_connect, ray, self.url))
+                    await asyncio.shield(self._connecting)
                 from launch.stores.placement.ray_host import WorkerHost
 
                 self._host_class = ray.remote(WorkerHost)
@@ -206,11 +212,15 @@ class RayPlacement:
                 await self._monitor
         await asyncio.gather(*(self.stop(w, grace=5.0) for w in [*self._actors, *self._starting]),
                              return_exceptions=True)
-        if self._host_class is not None:
+        if self._connecting is not None and not self._connecting.done():
+            await asyncio.wait([self._connecting], timeout=CLOSE_WAIT_SECONDS)
+        connecting = self._connecting
+        if self._host_class is not None or (connecting is not None and connecting.done()
+                                            and not connecting.cancelled() and connecting.exception() is None):
             import ray
 
             with contextlib.suppress(Exception):
-                await _on_cluster(ray.shutdown)
+                await asyncio.wait_for(_on_cluster(ray.shutdown), CLOSE_WAIT_SECONDS)
 
 
 async def _on_cluster(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
