@@ -183,7 +183,7 @@ class CallbackDelivery:
         basic = (auth["username"], auth["password"]) if auth and auth["kind"] == "basic" else None
         cert = auth if auth and auth["kind"] == "mtls" else None
         try:
-            name, context = self._tls(cert)
+            name, context = await self._tls(cert) if url[:6].lower() == "https:" else ("", None)
             status = await self._client.post(url, body, headers, basic=basic, tls=context, tls_name=name)
         except FetchDenied as exc:
             return f"receiver not allowed: {exc}"
@@ -199,23 +199,28 @@ class CallbackDelivery:
             return None
         return f"receiver answered HTTP {status}"
 
-    def _tls(self, cert: dict[str, str] | None) -> tuple[str, ssl.SSLContext]:
+    async def _tls(self, cert: dict[str, str] | None) -> tuple[str, ssl.SSLContext]:
         """The TLS context for receivers: the system's CAs (and the operator's ``ca_file``), with the task's
-        client certificate for mTLS; one per certificate, the last 32 kept."""
+        client certificate for mTLS; one per certificate, the last 32 kept. Made in a thread: loading the
+        system's CAs takes tens of milliseconds."""
         name = hashlib.sha256((cert["cert"] + cert["key"]).encode()).hexdigest() if cert else ""
         context = self._contexts.get(name)
         if context is not None:
             self._contexts.move_to_end(name)
             return name, context
+        context = await asyncio.to_thread(self._new_context, cert)
+        self._contexts[name] = context
+        if len(self._contexts) > 32:
+            self._contexts.popitem(last=False)
+        return name, context
+
+    def _new_context(self, cert: dict[str, str] | None) -> ssl.SSLContext:
         context = ssl.create_default_context()
         if self.ca_file:  # in addition to the system's CAs
             context.load_verify_locations(cafile=self.ca_file)
         if cert is not None:
             _load_client_cert(context, cert["cert"], cert["key"])
-        self._contexts[name] = context
-        if len(self._contexts) > 32:
-            self._contexts.popitem(last=False)
-        return name, context
+        return context
 
 
 def _load_client_cert(context: ssl.SSLContext, cert: str, key: str) -> None:
