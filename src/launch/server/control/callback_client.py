@@ -136,6 +136,8 @@ class CallbackClient:
         host, port = check_url(url, self.policy)
         parts = urlsplit(url)
         secure = parts.scheme.lower() == "https"
+        if secure and tls is None:
+            tls = ssl.create_default_context()
         userinfo, _, netloc = parts.netloc.rpartition("@")
         if basic is None and userinfo:
             user, _, password = userinfo.partition(":")
@@ -177,7 +179,8 @@ class CallbackClient:
                 else:
                     connection.close()
                 return status
-        raise CallbackHTTPError("the receiver closed the connection without answering")  # pragma: no cover
+        # two pooled connections in a row were found closed
+        raise CallbackHTTPError("the receiver closed the connection without answering")
 
     async def _connect(self, host: str, port: int, tls: ssl.SSLContext | None) -> _Connection:
         """A new connection to the first reachable address of ``host``; every address is checked first (the
