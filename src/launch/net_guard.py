@@ -55,6 +55,22 @@ def check_url(url: str, policy: FetchPolicy) -> tuple[str, int]:
     return parts.hostname, parts.port or (443 if scheme == "https" else 80)
 
 
+async def resolve_checked(host: str, port: int, policy: FetchPolicy) -> list[str]:
+    """The addresses of ``host`` (itself for an IP literal, else resolved off the loop), each checked under
+    ``policy``: connect only to these, and a name that changes its answer cannot slip through. Raises
+    ``FetchDenied`` for an internal address, ``socket.gaierror`` for a name that does not resolve."""
+    import asyncio
+
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [str(info[4][0]) for info in infos]
+    for address in addresses:
+        check_address(address, policy)
+    return addresses
+
+
 def _resolve_and_check(host: str, port: int, policy: FetchPolicy) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -91,20 +107,15 @@ def fetch(url: str, policy: FetchPolicy) -> bytes:
 
 async def fetch_async(url: str, policy: FetchPolicy) -> bytes:
     """``fetch`` for the event loop: the same checks, name resolution off the loop, a non-blocking client."""
-    import asyncio
-
     import httpx
 
-    loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(timeout=policy.timeout, follow_redirects=False, trust_env=False) as client:
         for _ in range(policy.max_redirects + 1):
             host, port = check_url(url, policy)
             try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                await resolve_checked(host, port, policy)
             except socket.gaierror as exc:
                 raise FetchDenied(f"cannot resolve host {host!r}: {exc}") from None
-            for info in infos:
-                check_address(str(info[4][0]), policy)
             async with client.stream("GET", url) as response:
                 _check_peer(response, policy)
                 if response.is_redirect and "location" in response.headers:

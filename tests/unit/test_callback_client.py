@@ -42,6 +42,14 @@ def run(handler: Handler, client_steps: Callable[[CallbackClient, str], Awaitabl
     return asyncio.run(main())
 
 
+def posts(times: int) -> Callable[[CallbackClient, str], Awaitable[list[int]]]:
+    """Client steps: ``times`` empty POSTs one after another; their statuses."""
+    async def steps(client: CallbackClient, url: str) -> list[int]:
+        return [await client.post(url, b"{}", {}) for _ in range(times)]
+
+    return steps
+
+
 def test_requests_carry_the_body_headers_and_basic_auth_and_reuse_one_connection() -> None:
     seen: list[tuple[bytes, bytes]] = []
     connections = 0
@@ -81,10 +89,7 @@ def test_chunked_and_interim_answers_end_where_the_message_ends(answer: bytes) -
                 return
             writer.write(answer)
 
-    async def steps(client: CallbackClient, url: str) -> list[int]:
-        return [await client.post(url, b"{}", {}) for _ in range(2)]
-
-    statuses = run(handler, steps)
+    statuses = run(handler, posts(2))
     assert statuses in ([200, 200], [201, 201])
 
 
@@ -100,10 +105,7 @@ def test_an_answer_ended_by_closing_the_connection_and_a_closed_idle_connection(
         await writer.drain()
         writer.close()
 
-    async def steps(client: CallbackClient, url: str) -> list[int]:
-        return [await client.post(url, b"{}", {}) for _ in range(2)]
-
-    assert run(handler, steps) == [500, 500]
+    assert run(handler, posts(2)) == [500, 500]
     assert connections == 2
 
 
@@ -122,10 +124,7 @@ def test_a_pooled_connection_the_receiver_dropped_is_replaced_once() -> None:
         finally:
             writer.close()
 
-    async def steps(client: CallbackClient, url: str) -> list[int]:
-        return [await client.post(url, b"{}", {}) for _ in range(3)]
-
-    assert run(handler, steps) == [204, 204, 204]
+    assert run(handler, posts(3)) == [204, 204, 204]
     assert connections == 3
 
 
@@ -145,10 +144,7 @@ def test_a_receiver_that_never_answers_times_out_and_a_long_answer_is_not_read_t
         writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 100000000\r\n\r\n" + b"x" * (2 * MAX_RESPONSE_BODY))
         await asyncio.sleep(10)
 
-    async def one(client: CallbackClient, url: str) -> int:
-        return await client.post(url, b"{}", {})
-
-    assert run(endless, one) == 202
+    assert run(endless, posts(1)) == [202]
 
 
 def test_garbage_and_refused_connections_are_errors() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import socket
 import ssl
 from collections import OrderedDict
@@ -20,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httptools
 
-from launch.net_guard import FetchPolicy, check_address, check_url
+from launch.net_guard import FetchPolicy, check_url, resolve_checked
 
 MAX_IDLE_PER_ORIGIN = 64  # idle keep-alive connections kept per receiver (scheme, host, port, certificate)
 MAX_ORIGINS = 256  # receivers whose idle connections are kept (the least recently used are closed)
@@ -187,15 +186,9 @@ class CallbackClient:
         addresses checked are the ones connected to: no DNS rebinding)."""
         loop = asyncio.get_running_loop()
         try:
-            addresses = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                raise CallbackHTTPError(f"cannot resolve host {host!r}: {exc}") from None
-            addresses = [str(info[4][0]) for info in infos]
-        for address in addresses:
-            check_address(address, self.policy)
+            addresses = await resolve_checked(host, port, self.policy)
+        except socket.gaierror as exc:
+            raise CallbackHTTPError(f"cannot resolve host {host!r}: {exc}") from None
         failure: OSError | None = None
         for address in addresses:
             try:
