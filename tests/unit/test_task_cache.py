@@ -74,3 +74,22 @@ def test_cached_tasks_are_nothing_the_garbage_collector_walks() -> None:
     again = cache.get("t4999")
     assert again is not None and again.request == {"args": {"x": [4999, {"y": 4999}]}} and again.callback == callback
     assert again.state is TaskState.PENDING
+
+
+def test_a_finished_task_read_from_the_database_is_cached_unless_a_drop_came_meanwhile() -> None:
+    cache = TaskCache(authoritative=False)
+    done = task(state=TaskState.SUCCESS, result='{"y": 1}')
+    before = cache.drops
+    cache.put_read(done, before)
+    assert cache.get("t1") == done, "a finished task never changes: its next poll needs no read"
+    cache.clear()
+    before = cache.drops
+    cache.drop("t1")  # e.g. the retention sweep deleted it while the row was being read
+    cache.put_read(done, before)
+    assert cache.get("t1") is None
+    before = cache.drops
+    cache.update("t1", callback_state="delivered")  # a change to a task that is not cached
+    cache.put_read(done, before)
+    assert cache.get("t1") is None, "the row read before that change must not be cached"
+    cache.put_read(task(), cache.drops)
+    assert cache.get("t1") is None, "an unfinished task read from the database may change elsewhere"

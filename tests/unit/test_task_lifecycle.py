@@ -50,6 +50,7 @@ def test_submit_claim_finish(tmp_path: Path) -> None:
         tasks.cache.clear()
         stored = await tasks.get("alice", task_id)
         assert (stored.state, stored.result, stored.attempt) == (TaskState.SUCCESS, '{"y": 2}', 1)
+        assert tasks.cache.get(task_id) == stored, "read once after its eviction, then polled from memory"
         assert [s for _, s in seen] == [TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCESS]
         with pytest.raises(NotFound):
             await tasks.get("bob", task_id)

@@ -190,6 +190,9 @@ def wire_notifications(services: Services) -> None:
     services.predictions.demand = demand
 
 
+FULL_COLLECTION_EVERY = 100  # generation-1 collections between two full ones (CPython: 10)
+
+
 def build_services(settings: Settings) -> Services:
     # The database writer thread and the event loop hand the GIL to each other on every write: the default
     # 5 ms switch interval would add up to 5 ms to each hand-over.
@@ -289,6 +292,9 @@ def build_app(settings: Settings) -> FastPath:
         # start-up objects (framework, models, metadata) leave the collector's working set: full collections
         # stay short, which keeps their pauses out of the request path's tail latency
         gc.freeze()
+        # a full collection also walks the big containers (task cache, queues, indexes: ~100,000 entries each
+        # under a backlog), 5-13 ms each; at the default it ran every ~0.4 s during a burst of submissions
+        gc.set_threshold(700, 10, FULL_COLLECTION_EVERY)
         log.info("Launch is ready on %s (data in %s; %s)", settings.resolved_public_url, settings.data_dir,
                  "runs the control loop" if services.scale_out.leadership.leading else "control loop elsewhere")
         try:

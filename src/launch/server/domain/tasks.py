@@ -242,6 +242,7 @@ class TaskCache:
         # tracking such tuples, so 100,000 cached tasks add nothing to a full collection (as objects they
         # made each one a 115 ms pause, the tail latency of every request)
         self._tasks: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self.drops = 0  # drops and clears so far: a read that saw none may cache what it read
 
     def get(self, task_id: str) -> Task | None:
         packed = self._tasks.get(task_id)
@@ -261,7 +262,9 @@ class TaskCache:
     def update(self, task_id: str, **plain: str | int | float | None) -> None:
         """Change plain (not JSON, not state) fields of a cached task in place; nothing if it is not cached."""
         packed = self._tasks.get(task_id)
-        if packed is not None:
+        if packed is None:
+            self.drops += 1  # a read of it under way must not cache what it read before this change
+        else:
             values = list(packed)
             for name, value in plain.items():
                 values[_FIELD_AT[name]] = value
@@ -269,9 +272,17 @@ class TaskCache:
 
     def drop(self, task_id: str) -> None:
         self._tasks.pop(task_id, None)
+        self.drops += 1
 
     def clear(self) -> None:
         self._tasks.clear()
+        self.drops += 1
+
+    def put_read(self, task: Task, drops_before: int) -> None:
+        """Cache a finished task read from the database, unless a drop (a deletion, a change elsewhere) came
+        while it was read: the row may be older than that drop."""
+        if task.state in TERMINAL and self.drops == drops_before:
+            self.put(task)
 
 
 _TASK_FIELDS = tuple(f.name for f in fields(Task))
@@ -487,6 +498,7 @@ class Tasks:
         cached = self.cache.get(task_id)
         if cached is not None and cached.owner == owner:
             return cached
+        drops = self.cache.drops
         async with self.db.connect() as conn:
             row = (await conn.execute(
                 sa.select(tasks).where(tasks.c.id == task_id, tasks.c.owner == owner)
@@ -497,7 +509,9 @@ class Tasks:
                                                      task_tombstones.c.owner == owner)
                 )).first()
         if row is not None:
-            return _row_to_task(row)
+            task = _row_to_task(row)
+            self.cache.put_read(task, drops)  # a finished task polled again (long after, evicted) costs no read
+            return task
         if tomb is None:
             raise NotFound(f"no task with id {task_id!r}")
         return Task(id=task_id, owner=owner, endpoint_id="", state=TaskState.EXPIRED, request={}, attempt=0,
