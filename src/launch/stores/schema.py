@@ -52,6 +52,8 @@ endpoints = sa.Table(
     sa.Column("bundle_id", sa.String(32), nullable=False),
     sa.Column("bundle_name", sa.String(128), nullable=False),
     sa.Column("settings", sa.JSON, nullable=False),
+    # settings' max_workers again, as a plain column: the quota check sums it over an owner's endpoints
+    sa.Column("max_workers", sa.Integer, nullable=False, server_default="0"),
     sa.Column("metadata", sa.JSON, nullable=False),
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
@@ -66,6 +68,7 @@ endpoints = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.UniqueConstraint("owner", "name", name="uq_endpoints_owner_name"),
+    sa.Index("ix_endpoints_owner_usage", "owner", "status", "max_workers", "id"),  # the quota sum: the index alone
 )
 
 tasks = sa.Table(

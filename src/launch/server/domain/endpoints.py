@@ -178,8 +178,7 @@ def _written(conn: sa.Connection, statement: Any) -> Endpoint:
 def _owner_usage(conn: sa.Connection, owner: str, except_id: str | None = None) -> OwnerUsage:
     """How many live endpoints (not being deleted) ``owner`` has and their ``max_workers`` summed, counted by
     the database in one row: a create or edit costs the same with 1,000 endpoints as with one."""
-    max_workers = endpoints.c.settings["max_workers"].as_integer()
-    query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(max_workers), 0)).where(
+    query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(endpoints.c.max_workers), 0)).where(
         endpoints.c.owner == owner, endpoints.c.status != EndpointStatus.DELETE_IN_PROGRESS.value)
     if except_id is not None:
         query = query.where(endpoints.c.id != except_id)
@@ -306,7 +305,8 @@ class Endpoints:
         )
         statement = endpoints.insert().values(
             id=endpoint.id, owner=owner, name=name, endpoint_type=endpoint_type, bundle_id=bundle.id,
-            bundle_name=bundle.name, settings=settings.to_dict(), metadata=endpoint.metadata,
+            bundle_name=bundle.name, settings=settings.to_dict(), max_workers=settings.max_workers,
+            metadata=endpoint.metadata,
             labels=endpoint.labels, status=endpoint.status.value, status_reason=None, generation=1,
             created_at=now, updated_at=now,
         )
@@ -393,7 +393,7 @@ class Endpoints:
             status, rollout = EndpointStatus.UPDATE_PENDING, True  # any edit retries a failed endpoint
         values: dict[str, Any] = {
             "bundle_id": bundle_id, "bundle_name": new_bundle_name, "settings": settings.to_dict(),
-            "status": status.value, "updated_at": time.time(),
+            "max_workers": settings.max_workers, "status": status.value, "updated_at": time.time(),
         }
         if rollout:
             values.update(status_reason=None, failed_rollout=None)
