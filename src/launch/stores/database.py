@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _SYNC_DRIVERS = {"postgresql": "postgresql+psycopg"}
+log = logging.getLogger("launch.database")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -56,6 +59,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # memory (pages are only cached once read: an idle server does not grow)
     cursor.execute("PRAGMA cache_size=-16384")
     cursor.close()
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def json_loads(text: str | bytes) -> Any:
@@ -208,6 +215,10 @@ class GroupWriter:
         self._queue: queue.SimpleQueue[list[tuple[WriteFn[Any], asyncio.Future[Any]]] | None] = queue.SimpleQueue()
         self._pending: list[tuple[WriteFn[Any], asyncio.Future[Any]]] = []
         self._conn: sa.Connection | None = None  # the writer thread's own, kept: no pool round trip per batch
+        self._checkpointer: WalCheckpointer | None = None
+        if url.startswith("sqlite"):  # its commits never checkpoint: the checkpointer does
+            sa.event.listen(self.engine, "connect", _no_autocheckpoint)
+            self._checkpointer = WalCheckpointer(self.engine)
         self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self._thread.start()
 
@@ -253,6 +264,9 @@ class GroupWriter:
         except Exception as exc:  # the commit itself failed: nothing of the batch is durable
             outcomes = [(future, None, exc) for _, future in batch]
             self._drop_connection()  # the next batch starts on a new one (the server may have restarted)
+        else:
+            if self._checkpointer is not None:
+                self._checkpointer.committed(conn)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for outcome in outcomes:
             by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
@@ -282,7 +296,82 @@ class GroupWriter:
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
             self._drop_connection()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
+
+
+class WalCheckpointer:
+    """SQLite's checkpoints (copying the write-ahead log into the database file, then syncing both) mostly on a
+    thread of their own, instead of inside the commit that crosses the log's size limit: that commit took
+    ~5 ms (the fsyncs) every ~1,000 writes, and the writes of its batch and of the batches queued behind it
+    waited for it (the tail latency of async submissions).
+
+    A passive checkpoint runs at most every ``INTERVAL`` seconds while there are commits; the writer goes on
+    meanwhile and readers are never waited for. Such a checkpoint cannot end the log while the writer keeps
+    appending to it, so once the log holds ``RESET_FRAMES`` the writer checkpoints once itself, between two
+    batches (``due_in_writer``): with the log mostly copied already that is short, and its next transaction
+    starts the log over."""
+
+    INTERVAL = 0.25
+    RESET_FRAMES = 8192  # ~32 MiB of log
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.due_in_writer = False
+        self._due = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="db-checkpointer", daemon=True)
+        self._thread.start()
+
+    def committed(self, conn: sa.Connection) -> None:
+        """Called by the writer after each commit, on its connection (no transaction open)."""
+        if self.due_in_writer:
+            self.due_in_writer = False
+            try:
+                checkpoint(conn.connection.dbapi_connection)
+            except Exception as exc:  # the background checkpoints go on; the log is started over later
+                log.warning("WAL checkpoint failed: %s", exc)
+        self._due.set()
+
+    def _run(self) -> None:
+        conn: Any = None  # a DBAPI connection: a PRAGMA outside any transaction
+        while True:
+            self._due.wait()
+            if not self._stopping:
+                time.sleep(self.INTERVAL)  # commits of the next INTERVAL go into this checkpoint too
+            self._due.clear()
+            try:
+                if conn is None:
+                    conn = self.engine.raw_connection()
+                if checkpoint(conn) >= self.RESET_FRAMES:
+                    self.due_in_writer = True
+            except Exception as exc:  # e.g. the database is locked by another process: the next one retries
+                log.warning("WAL checkpoint failed: %s", exc)
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                conn = None
+            if self._stopping:  # that was the last one: what the last commits wrote
+                break
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._due.set()
+        self._thread.join(timeout=10)
+
+
+def checkpoint(dbapi_connection: Any) -> int:
+    """A passive checkpoint of SQLite's write-ahead log; the number of frames the log holds."""
+    cursor = dbapi_connection.cursor()
+    try:
+        _busy, frames, _copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        cursor.close()
+    return int(frames)
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
