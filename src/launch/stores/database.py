@@ -254,6 +254,7 @@ class GroupWriter:
 
     def _commit(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        committed = False
         try:
             if self._conn is None:
                 self._conn = self.engine.connect()
@@ -265,14 +266,15 @@ class GroupWriter:
             outcomes = [(future, None, exc) for _, future in batch]
             self._drop_connection()  # the next batch starts on a new one (the server may have restarted)
         else:
-            if self._checkpointer is not None:
-                self._checkpointer.committed(conn)
+            committed = True
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for outcome in outcomes:
             by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, items)
+        if committed and self._checkpointer is not None:  # after the answers: a checkpoint here delays none
+            self._checkpointer.committed(conn)
 
     def _apply(self, conn: sa.Connection, fn: WriteFn[Any]) -> tuple[Any, BaseException | None]:
         try:
