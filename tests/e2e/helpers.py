@@ -19,6 +19,10 @@ from launch import LaunchClient
 from tests.e2e import models
 from tests.engines import RAY
 
+# a fresh gateway's first connection to a Ray cluster goes through Ray's client proxy, which under the test
+# suite's load has taken 40 s and more to accept it (logged as "Initialization failure from server", retried)
+READY_TIMEOUT = 180.0 if RAY else 60.0
+
 cloudpickle.register_pickle_by_value(models)
 
 T = TypeVar("T")
@@ -42,7 +46,7 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value: {last!r})")
 
 
-def wait_status(endpoint: Any, expected: str, timeout: float = 60) -> None:
+def wait_status(endpoint: Any, expected: str, timeout: float = READY_TIMEOUT) -> None:
     """Wait until an SDK endpoint's ``status()`` is ``expected`` (fails early on another final status)."""
     final = {"READY", "UPDATE_FAILED"}
 
@@ -72,7 +76,7 @@ def http(base_url: str, key: str | None = None, timeout: float = 30) -> httpx.Cl
 
 
 @contextmanager
-def deployed(client: LaunchClient, bundle: Any, endpoint_type: str = "sync", timeout: float = 60,
+def deployed(client: LaunchClient, bundle: Any, endpoint_type: str = "sync", timeout: float = READY_TIMEOUT,
              **settings: Any) -> Iterator[Any]:
     """A READY endpoint of ``bundle`` for the duration of the block, deleted afterwards."""
     name = unique(f"{endpoint_type}-ep")
