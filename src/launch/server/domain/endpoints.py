@@ -175,6 +175,11 @@ def _written(conn: sa.Connection, statement: Any) -> Endpoint:
     return _row_to_endpoint(conn.execute(_select().where(endpoints.c.id == endpoint_id)).one())
 
 
+def _settings_columns(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings JSON and ``max_workers``, the column the quota sum reads: every write of one writes both."""
+    return {"settings": settings, "max_workers": int(settings.get("max_workers", EndpointSettings.max_workers))}
+
+
 def _owner_usage(conn: sa.Connection, owner: str, except_id: str | None = None) -> OwnerUsage:
     """How many live endpoints (not being deleted) ``owner`` has and their ``max_workers`` summed, counted by
     the database in one row: a create or edit costs the same with 1,000 endpoints as with one."""
@@ -305,8 +310,7 @@ class Endpoints:
         )
         statement = endpoints.insert().values(
             id=endpoint.id, owner=owner, name=name, endpoint_type=endpoint_type, bundle_id=bundle.id,
-            bundle_name=bundle.name, settings=settings.to_dict(), max_workers=settings.max_workers,
-            metadata=endpoint.metadata,
+            bundle_name=bundle.name, **_settings_columns(settings.to_dict()), metadata=endpoint.metadata,
             labels=endpoint.labels, status=endpoint.status.value, status_reason=None, generation=1,
             created_at=now, updated_at=now,
         )
@@ -392,8 +396,8 @@ class Endpoints:
         if current.status is EndpointStatus.UPDATE_FAILED:
             status, rollout = EndpointStatus.UPDATE_PENDING, True  # any edit retries a failed endpoint
         values: dict[str, Any] = {
-            "bundle_id": bundle_id, "bundle_name": new_bundle_name, "settings": settings.to_dict(),
-            "max_workers": settings.max_workers, "status": status.value, "updated_at": time.time(),
+            "bundle_id": bundle_id, "bundle_name": new_bundle_name, **_settings_columns(settings.to_dict()),
+            "status": status.value, "updated_at": time.time(),
         }
         if rollout:
             values.update(status_reason=None, failed_rollout=None)
@@ -459,6 +463,8 @@ class Endpoints:
             except IllegalTransition:
                 return None
             values = on_failure(_record(row), generation, reason, time.time())
+            if "settings" in values:  # rolled back to the serving generation's resources
+                values.update(_settings_columns(values["settings"]))
             return _written(conn, endpoints.update().where(endpoints.c.id == endpoint_id).values(
                 **values, status=status.value, updated_at=time.time()))
 
