@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request, Security
 from fastapi.responses import Response
 
 from launch.server.api.errors import error_headers, storage_error
+from launch.server.api.one_write import send_whole
 from launch.server.api.openapi import basic_auth, bearer_auth, errors
 from launch.server.api.routes import Call, Reply, Route, RouteTable
 from launch.server.domain.errors import LaunchError, PayloadTooLarge
@@ -106,9 +107,11 @@ class FastPath:
             status, body, headers = result.status, result.body, [*result.headers]
         else:
             status, body, headers = 200, result, [_JSON]
-        headers.append((b"content-length", str(len(body)).encode()))
         if request_id is not None:  # the client's own id, echoed (ids made here are in the logs)
             headers.append((b"x-request-id", request_id.encode()))
+        if send_whole(send, status, headers, body):
+            return status, body
+        headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return status, body

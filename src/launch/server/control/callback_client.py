@@ -15,6 +15,7 @@ import socket
 import ssl
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 import httptools
@@ -23,6 +24,7 @@ from launch.net_guard import FetchPolicy, check_url, resolve_checked
 
 MAX_IDLE_PER_ORIGIN = 64  # idle keep-alive connections kept per receiver (scheme, host, port, certificate)
 MAX_ORIGINS = 256  # receivers whose idle connections are kept (the least recently used are closed)
+MAX_TARGETS = 1024  # parsed receiver URLs kept (all are dropped when full: parsing one again is cheap)
 MAX_RESPONSE_BODY = 64 * 1024  # a longer answer is not read further: the connection is closed instead
 # characters left as they are in a request target (RFC 3986 reserved and unreserved, and percent-escapes)
 _TARGET_SAFE = "/?#[]@!$&'()*+,;=:-._~%"
@@ -118,27 +120,26 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class CallbackClient:
-    """POSTs to receivers over pooled keep-alive connections, under the operator's fetch policy."""
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A receiver's URL, checked under the policy and taken apart once: callbacks of an endpoint all go to
+    the same one."""
 
-    def __init__(self, policy: FetchPolicy, timeout: float) -> None:
-        self.policy = policy
-        self.timeout = timeout
-        self._idle: OrderedDict[tuple[str, str, int, str], list[_Connection]] = OrderedDict()
+    scheme: str
+    host: str
+    port: int
+    secure: bool
+    userinfo: tuple[str, str] | None  # credentials in the URL (basic auth when the task has none of its own)
+    request_line: str  # "POST <target> HTTP/1.1\r\nhost: <netloc>"
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str], *,
-                   basic: tuple[str, str] | None = None, tls: ssl.SSLContext | None = None,
-                   tls_name: str = "") -> int:
-        """POST ``body`` to ``url``; the answer's status. ``tls``: the context for https (``tls_name`` tells
-        contexts apart in the pools, e.g. by client certificate). Raises ``FetchDenied`` for a receiver the
-        policy forbids, ``CallbackHTTPError`` (or ``TimeoutError``) for one that did not answer."""
-        host, port = check_url(url, self.policy)
+    @classmethod
+    def of(cls, url: str, policy: FetchPolicy) -> _Target:
+        host, port = check_url(url, policy)
         parts = urlsplit(url)
-        secure = parts.scheme.lower() == "https"
-        if secure and tls is None:
-            tls = ssl.create_default_context()
+        scheme = parts.scheme.lower()
         userinfo, _, netloc = parts.netloc.rpartition("@")
-        if basic is None and userinfo:
+        basic = None
+        if userinfo:
             user, _, password = userinfo.partition(":")
             basic = (unquote(user), unquote(password))
         target = quote(parts.path or "/", safe=_TARGET_SAFE) + (f"?{quote(parts.query, safe=_TARGET_SAFE)}"
@@ -150,13 +151,42 @@ class CallbackClient:
                 netloc = netloc.encode("idna").decode("ascii")
             except UnicodeError:
                 raise CallbackHTTPError(f"the callback URL's host {netloc!r} is not a valid host name") from None
-        lines = [f"POST {target} HTTP/1.1", f"host: {netloc}", f"content-length: {len(body)}"]
+        return cls(scheme, host, port, scheme == "https", basic, f"POST {target} HTTP/1.1\r\nhost: {netloc}")
+
+
+class CallbackClient:
+    """POSTs to receivers over pooled keep-alive connections, under the operator's fetch policy."""
+
+    def __init__(self, policy: FetchPolicy, timeout: float) -> None:
+        self.policy = policy
+        self.timeout = timeout
+        self._idle: OrderedDict[tuple[str, str, int, str], list[_Connection]] = OrderedDict()
+        self._targets: dict[str, _Target] = {}  # URL → what a request to it needs, checked once
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], *,
+                   basic: tuple[str, str] | None = None, tls: ssl.SSLContext | None = None,
+                   tls_name: str = "") -> int:
+        """POST ``body`` to ``url``; the answer's status. ``tls``: the context for https (``tls_name`` tells
+        contexts apart in the pools, e.g. by client certificate). Raises ``FetchDenied`` for a receiver the
+        policy forbids, ``CallbackHTTPError`` (or ``TimeoutError``) for one that did not answer."""
+        target = self._targets.get(url)
+        if target is None:
+            target = _Target.of(url, self.policy)
+            if len(self._targets) >= MAX_TARGETS:
+                self._targets.clear()
+            self._targets[url] = target
+        host, port, secure = target.host, target.port, target.secure
+        if secure and tls is None:
+            tls = ssl.create_default_context()
+        if basic is None:
+            basic = target.userinfo
+        lines = [target.request_line, f"content-length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if basic is not None:
             token = base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
             lines.append(f"authorization: Basic {token}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        origin = (parts.scheme.lower(), host, port, tls_name if secure else "")
+        origin = (target.scheme, host, port, tls_name if secure else "")
         async with asyncio.timeout(self.timeout):
             for _ in range(2):  # a pooled connection the receiver closed meanwhile is replaced once
                 connection = self._take_idle(origin)
