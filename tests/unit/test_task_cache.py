@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 from dataclasses import replace
 
-from launch.server.domain.tasks import Task, TaskCache, TaskState
+import pytest
+
+from launch.server.domain.tasks import Task, TaskCache, TaskState, _evolve
 
 
 def task(task_id: str = "t1", state: TaskState = TaskState.PENDING, result: str | None = None) -> Task:
@@ -93,3 +95,12 @@ def test_a_finished_task_read_from_the_database_is_cached_unless_a_drop_came_mea
     assert cache.get("t1") is None, "the row read before that change must not be cached"
     cache.put_read(task(), cache.drops)
     assert cache.get("t1") is None, "an unfinished task read from the database may change elsewhere"
+
+
+def test_an_evolved_task_equals_dataclasses_replace_and_leaves_the_original_alone() -> None:
+    original = task("e1")
+    evolved = _evolve(original, state=TaskState.RUNNING, attempt=1, started_at=5.0)
+    assert evolved == replace(original, state=TaskState.RUNNING, attempt=1, started_at=5.0)
+    assert original.state is TaskState.PENDING and original.started_at is None
+    with pytest.raises(AssertionError, match="not task fields"):
+        _evolve(original, status="RUNNING")
