@@ -145,7 +145,7 @@ def served(alice: LaunchClient, bundles_of_every_form: dict[str, Any]) -> Iterat
             endpoints[form] = alice.create_model_endpoint(unique(f"form-{form}"), bundle, cpus=1, memory="512Mi",
                                                           per_worker=2)
         for endpoint in endpoints.values():
-            wait_status(endpoint, "READY", 60)
+            wait_status(endpoint, "READY")
         yield endpoints
     finally:
         for endpoint in endpoints.values():

@@ -36,7 +36,7 @@ def pair(alice: LaunchClient, constant_bundles: dict[str, Any]) -> dict[str, Any
             metadata={"team": "e2e", "kind": kind}, labels={"env": "test"},
         )
     for endpoint in created.values():
-        wait_status(endpoint, "READY", 60)
+        wait_status(endpoint, "READY")
     return created
 
 
@@ -144,7 +144,7 @@ def test_edit_bundle_rolls_out_without_failed_requests(alice: LaunchClient, pair
     try:
         alice.edit_model_endpoint(name, model_bundle=constant_bundles["B"])
         wait_until(lambda: answers and answers[-1] == "B", 60, "predictions from the new bundle")
-        wait_status(endpoint, "READY", 60)
+        wait_status(endpoint, "READY")
     finally:
         stop.set()
         load.join(30)

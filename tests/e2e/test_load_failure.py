@@ -118,7 +118,7 @@ def test_editing_a_failed_endpoint_to_a_good_bundle_recovers(alice: LaunchClient
         good = alice.create_model_bundle(unique("fixed"), {}, load_predict_fn=models.load_linear_predict,
                                          model={"w": 2, "b": 0})
         alice.edit_model_endpoint(endpoint, model_bundle=good)
-        wait_status(endpoint, "READY", 60)
+        wait_status(endpoint, "READY")
         assert record(alice, endpoint.model_endpoint.name)["status_reason"] is None
         response = endpoint.predict(EndpointRequest(args={"x": 4}, return_pickled=False))
         assert response.status == "SUCCESS" and '"y": 8' in response.result
@@ -132,7 +132,7 @@ def test_deleting_an_endpoint_ends_its_unfinished_tasks(alice: LaunchClient) -> 
     name = unique("deleted-with-tasks")
     endpoint = alice.create_model_endpoint(name, slow, cpus=1, memory="512Mi", endpoint_type="async",
                                            per_worker=1)
-    wait_status(endpoint, "READY", 60)
+    wait_status(endpoint, "READY")
     futures = [endpoint.predict(EndpointRequest(args={"op": "sleep", "x": 2})) for _ in range(3)]
     wait_until(lambda: task(alice, futures[0].async_task_id)["attempts"] > 0, 10, "the first task to run")
     alice.delete_model_endpoint(name)

@@ -102,7 +102,7 @@ def serving_a(alice: LaunchClient) -> Iterator[dict[str, Any]]:
     endpoints = {kind: alice.create_model_endpoint(unique(f"rollout-{kind}"), bundle, endpoint_type=kind,
                                                    **SMALL, per_worker=4) for kind in ("sync", "async")}
     for endpoint in endpoints.values():
-        wait_status(endpoint, "READY", 60)
+        wait_status(endpoint, "READY")
     yield {"bundle": bundle, **endpoints}
     for endpoint in endpoints.values():
         alice.delete_model_endpoint(endpoint)
@@ -163,7 +163,7 @@ def test_a_later_edit_retries_a_failed_rollout(alice: LaunchClient, serving_a: d
     wait_until(lambda: record(alice, name)["failed_rollout"], 60, "the rollout to fail")
     good = alice.create_model_bundle(unique("answers-b"), {}, predict_fn_or_cls=models.constant("B"))
     alice.edit_model_endpoint(name, model_bundle=good)
-    wait_status(endpoint, "READY", 60)
+    wait_status(endpoint, "READY")
     view = record(alice, name)
     assert view["bundle_name"] == good.name and view["failed_rollout"] is None and view["status_reason"] is None
     answer = endpoint.predict(EndpointRequest(args={}, return_pickled=False))
@@ -174,7 +174,7 @@ def test_delete_endpoint_then_its_bundle_at_once(alice: LaunchClient) -> None:
     bundle = alice.create_model_bundle(unique("short-lived"), {}, predict_fn_or_cls=models.constant("A"))
     name = unique("short-lived")
     endpoint = alice.create_model_endpoint(name, bundle, **SMALL)
-    wait_status(endpoint, "READY", 60)
+    wait_status(endpoint, "READY")
     with pytest.raises(APIError) as in_use:
         alice.delete_model_bundle(bundle)
     assert in_use.value.status_code == 409 and name in in_use.value.detail

@@ -34,7 +34,7 @@ def scaled_to_zero(client: LaunchClient, server: RunningServer, kind: str) -> tu
     bundle = client.create_model_bundle(unique("zero"), {}, predict_fn_or_cls=models.toolbox)
     endpoint = client.create_model_endpoint(unique(f"zero-{kind}"), bundle, endpoint_type=kind, min_workers=0,
                                             max_workers=1, **SMALL)
-    wait_status(endpoint, "READY", 60)  # one worker proves the bundle loads
+    wait_status(endpoint, "READY")  # one worker proves the bundle loads
     endpoint_id = record(client, endpoint.model_endpoint.name)["id"]
     wait_until(lambda: not worker_pids(server.process.pid, endpoint_id), 20, "the idle endpoint to reach zero")
     assert endpoint.status() == "READY"

@@ -30,7 +30,7 @@ def deploy(client: LaunchClient, kind: str, **settings: Any) -> Any:
     bundle = client.create_model_bundle(unique("life"), {}, predict_fn_or_cls=models.toolbox)
     endpoint = client.create_model_endpoint(unique(f"life-{kind}"), bundle, endpoint_type=kind,
                                             **{**SMALL, **settings})
-    wait_status(endpoint, "READY", 60)
+    wait_status(endpoint, "READY")
     return endpoint
 
 

@@ -23,7 +23,7 @@ from launch.server.control.callbacks import verify_signature
 from launch.stores.database import create_sync_engine
 from tests.conftest import LAUNCH, RunningServer, free_port, start_server
 from tests.e2e import models
-from tests.e2e.helpers import SMALL, gone, http, unique, wait_until, worker_pids
+from tests.e2e.helpers import READY_TIMEOUT, SMALL, gone, http, unique, wait_until, worker_pids
 from tests.e2e.receivers import Pem, Receiver, issue, make_ca, mtls_server_context
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -73,7 +73,7 @@ def deploy(server: RunningServer, key: str, bundle: str, **settings: Any) -> dic
         response = api.post("/v1/model-endpoints", json={"name": name, "bundle_name": bundle,
                                                           "endpoint_type": "async", **SMALL, **settings})
         assert response.status_code == 200, response.text
-        wait_until(lambda: api.get(f"/v1/model-endpoints/{name}").json()["status"] == "READY", 60, "READY")
+        wait_until(lambda: api.get(f"/v1/model-endpoints/{name}").json()["status"] == "READY", READY_TIMEOUT, "READY")
         return dict(response.json())
 
 

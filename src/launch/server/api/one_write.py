@@ -4,7 +4,8 @@ Through ASGI a response is two ``send`` calls: uvicorn checks and joins the head
 then writes the body in the second, and uvloop sends each write at once: two system calls and two passes
 through uvicorn's message handling per answer. A fast-path answer is known whole before it is sent, so
 ``send_whole`` does what those two calls do (the same head and body bytes, ``connection: close`` honoured,
-uvicorn's bookkeeping for keep-alive, pipelining and flow control) in one write: 8-10 µs less CPU per request.
+uvicorn's bookkeeping for keep-alive, pipelining and flow control) in one write (sync echo at 64
+connections: +7 % req/s back to back).
 
 It applies only to uvicorn's own cycle with nothing in between (no middleware wrapping ``send``), before the
 response started, with writing not paused and not for HEAD; otherwise it returns False and the caller sends
